@@ -1,0 +1,178 @@
+//! The JSON bodies of the Sigil HTTP API (v1), shared by the CA and its
+//! clients so that both sides agree on every field.
+//!
+//! Request types reject unknown fields: a misspelt `ttl_second` must be an
+//! error, not a silently ignored option.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::SpiffeId;
+
+/// `POST /v1/svid`: trade an attestation and a CSR for an X509-SVID.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SvidRequest {
+    /// PKCS#10 certificate signing request, PEM. Only its public key is used.
+    pub csr: String,
+    /// Proof of what the caller is.
+    pub attestation: Attestation,
+    /// Requested lifetime; the CA's default when absent. Never clamped:
+    /// a value outside the CA's bounds is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u64>,
+}
+
+/// `POST /v1/renew`: trade the presented SVID (mTLS) and a new CSR for a
+/// fresh SVID of the same identity.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    /// PKCS#10 certificate signing request, PEM.
+    pub csr: String,
+    /// Requested lifetime; see [`SvidRequest::ttl_seconds`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u64>,
+}
+
+/// How an agent proves what it is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum Attestation {
+    /// A one-time secret an admin created for one SPIFFE ID.
+    JoinToken {
+        /// The token as the admin received it.
+        token: Secret,
+    },
+}
+
+/// A bearer secret (a join token). Its `Debug` output is redacted so that it
+/// cannot leak through logs.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret string.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself. Call this only where the secret is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The answer to a successful issuance or renewal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SvidResponse {
+    /// The identity in the certificate.
+    pub spiffe_id: SpiffeId,
+    /// The certificate's serial, 32 lowercase hex digits.
+    pub serial: String,
+    /// End of validity, RFC 3339 UTC.
+    pub not_after: String,
+    /// The leaf, then the issuing CA, PEM.
+    pub cert_chain_pem: String,
+    /// Every root currently trusted, PEM.
+    pub bundle_pem: String,
+}
+
+/// `POST /admin/v1/join-tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinTokenRequest {
+    /// The identity the token grants. Kept as text here so that the CA can
+    /// answer a malformed ID with `invalid_spiffe_id` rather than a generic
+    /// `invalid_request`.
+    pub spiffe_id: String,
+    /// How long the token may be redeemed; the CA's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u64>,
+    /// How many certificates the token may yield; 1 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uses: Option<u32>,
+    /// DNS names the admin binds to the identity, for agents that also serve.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_names: Vec<String>,
+    /// IP addresses the admin binds to the identity.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ip_addresses: Vec<IpAddr>,
+}
+
+/// The answer to `POST /admin/v1/join-tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinTokenResponse {
+    /// The token; shown once, stored by the CA only as a hash.
+    pub token: Secret,
+    /// The identity it grants.
+    pub spiffe_id: SpiffeId,
+    /// How many certificates it may yield.
+    pub uses: u32,
+    /// When it stops being redeemable, RFC 3339 UTC.
+    pub expires_at: String,
+}
+
+/// Every error the API returns has this shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error itself.
+    pub error: ErrorDetail,
+}
+
+/// A stable machine-readable code and a human-readable message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable code, such as `invalid_csr`; see the API documentation.
+    pub code: String,
+    /// What went wrong, for a human.
+    pub message: String,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_is_redacted_in_debug_output() {
+        let request = SvidRequest {
+            csr: String::new(),
+            attestation: Attestation::JoinToken {
+                token: Secret::new("sigil_jt_supersecret"),
+            },
+            ttl_seconds: None,
+        };
+        let debug = format!("{request:?}");
+        assert!(!debug.contains("supersecret"), "{debug}");
+        assert!(debug.contains("<redacted>"));
+    }
+
+    #[test]
+    fn svid_request_reads_the_documented_shape() {
+        let json =
+            r#"{"csr":"PEM","attestation":{"type":"join_token","token":"t"},"ttl_seconds":60}"#;
+        let request: SvidRequest = serde_json::from_str(json).unwrap();
+        assert_eq!(request.ttl_seconds, Some(60));
+        let Attestation::JoinToken { token } = request.attestation;
+        assert_eq!(token.expose(), "t");
+    }
+
+    #[test]
+    fn svid_request_refuses_unknown_fields_and_attestation_types() {
+        let misspelt = r#"{"csr":"x","attestation":{"type":"join_token","token":"t"},"ttl":60}"#;
+        assert!(serde_json::from_str::<SvidRequest>(misspelt).is_err());
+        let unknown = r#"{"csr":"x","attestation":{"type":"magic","token":"t"}}"#;
+        assert!(serde_json::from_str::<SvidRequest>(unknown).is_err());
+    }
+}

@@ -1,0 +1,158 @@
+//! Client certificates on routes that need one.
+//!
+//! The CA's TLS listener only checks proof of key possession; each route
+//! judges the certificate here, so that every refusal is JSON. A certificate
+//! passes when its chain verifies to the bundle (webpki), it is an
+//! X509-SVID of this trust domain, and this exact certificate (byte for
+//! byte, not just its serial) is in the store.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
+use sigil_core::SpiffeId;
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+use super::{ApiError, AppState};
+use crate::ca::{CertificateAuthority, Serial};
+use crate::store::CertificateRecord;
+
+/// The certificate chain a client presented in the TLS handshake, attached
+/// to every request on that connection.
+#[derive(Debug, Clone)]
+pub struct PeerCertificates(pub Arc<[CertificateDer<'static>]>);
+
+/// Verifies client chains against the CA's roots.
+#[derive(Debug)]
+pub struct ClientAuthenticator {
+    anchors: Vec<TrustAnchor<'static>>,
+    intermediates: Vec<CertificateDer<'static>>,
+}
+
+impl ClientAuthenticator {
+    /// Trusts the CA's roots, and knows its issuing CAs as intermediates.
+    ///
+    /// # Errors
+    ///
+    /// The root does not parse as a trust anchor.
+    pub fn new(ca: &CertificateAuthority) -> anyhow::Result<Self> {
+        let anchor = webpki::anchor_from_trusted_cert(ca.root().der())
+            .map_err(|e| anyhow::anyhow!("root CA as trust anchor: {e}"))?
+            .to_owned();
+        Ok(Self {
+            anchors: vec![anchor],
+            intermediates: vec![ca.issuing().der().clone()],
+        })
+    }
+
+    fn verify_chain(&self, chain: &[CertificateDer<'static>]) -> Result<(), ApiError> {
+        let leaf = chain
+            .first()
+            .ok_or_else(ApiError::client_certificate_required)?;
+        let end_entity = webpki::EndEntityCert::try_from(leaf).map_err(|e| {
+            ApiError::invalid_client_certificate(format!("client certificate does not parse: {e}"))
+        })?;
+        let mut intermediates: Vec<CertificateDer<'_>> = chain[1..].to_vec();
+        intermediates.extend(self.intermediates.iter().cloned());
+        end_entity
+            .verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                &self.anchors,
+                &intermediates,
+                UnixTime::now(),
+                webpki::KeyUsage::client_auth(),
+                None,
+                None,
+            )
+            .map_err(|e| {
+                ApiError::invalid_client_certificate(format!(
+                    "client certificate does not verify: {e}"
+                ))
+            })?;
+        Ok(())
+    }
+}
+
+/// A caller whose client certificate passed every check.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The caller's identity.
+    pub spiffe_id: SpiffeId,
+    /// The certificate's store record.
+    pub record: CertificateRecord,
+}
+
+/// A caller allowed to use the admin API.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Caller);
+
+/// Reads the SPIFFE ID (exactly one URI SAN) and serial of an X509-SVID.
+fn read_svid(der: &[u8]) -> Result<(SpiffeId, Serial), String> {
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| format!("certificate does not parse: {e}"))?;
+    let serial = Serial::from_der_bytes(cert.raw_serial())
+        .ok_or_else(|| "certificate serial is not one this CA issues".to_owned())?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| format!("subject alternative name: {e}"))?
+        .ok_or_else(|| "certificate has no SPIFFE ID".to_owned())?;
+    let mut uris = san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::URI(uri) => Some(*uri),
+            _ => None,
+        });
+    let (Some(uri), None) = (uris.next(), uris.next()) else {
+        return Err("an X509-SVID has exactly one URI SAN".to_owned());
+    };
+    let id = uri
+        .parse()
+        .map_err(|e| format!("certificate URI SAN is not a SPIFFE ID: {e}"))?;
+    Ok((id, serial))
+}
+
+/// Runs every check on a presented chain.
+pub async fn authenticate(
+    state: &AppState,
+    peer: Option<&PeerCertificates>,
+) -> Result<Caller, ApiError> {
+    let chain = match peer {
+        Some(PeerCertificates(chain)) if !chain.is_empty() => chain,
+        _ => return Err(ApiError::client_certificate_required()),
+    };
+    state.authenticator.verify_chain(chain)?;
+    let (spiffe_id, serial) = read_svid(&chain[0]).map_err(ApiError::invalid_client_certificate)?;
+    if !spiffe_id.is_member_of(state.namespace.trust_domain()) {
+        return Err(ApiError::invalid_client_certificate(
+            "client certificate is from a foreign trust domain",
+        ));
+    }
+    let record = state
+        .issuance
+        .store()
+        .find_certificate(serial)
+        .await?
+        .filter(|record| record.der == chain[0].as_ref())
+        .ok_or_else(|| {
+            ApiError::invalid_client_certificate("client certificate was not issued by this CA")
+        })?;
+    Ok(Caller { spiffe_id, record })
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = authenticate(state, parts.extensions.get::<PeerCertificates>()).await?;
+        if !state.namespace.is_admin(&caller.spiffe_id) {
+            return Err(ApiError::forbidden(format!(
+                "{} is not an admin",
+                caller.spiffe_id
+            )));
+        }
+        Ok(Admin(caller))
+    }
+}

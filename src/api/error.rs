@@ -1,0 +1,181 @@
+//! The one error type of the HTTP API. Every refusal is the JSON shape of
+//! DESIGN.md with a stable `code`; a 500 carries no detail (the detail goes
+//! to the log).
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use sigil_core::wire::{ErrorBody, ErrorDetail};
+
+use crate::csr::CsrError;
+use crate::issuance::IssuanceError;
+use crate::store::StoreError;
+
+/// An API refusal: status, stable code, message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400: malformed JSON, a missing or wrong field.
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    /// 400: a SPIFFE ID that does not parse or lies outside the trust domain.
+    pub fn invalid_spiffe_id(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_spiffe_id", message)
+    }
+
+    /// 400: a TTL outside the bounds.
+    pub fn invalid_ttl(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_ttl", message)
+    }
+
+    /// 401: an unknown, expired, used-up or forged attestation.
+    pub fn invalid_attestation(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_attestation", message)
+    }
+
+    /// 401: the route needs a client certificate and none was presented.
+    pub fn client_certificate_required() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "client_certificate_required",
+            "this route needs a client certificate (mTLS)",
+        )
+    }
+
+    /// 401: the client certificate is unknown, expired or foreign.
+    pub fn invalid_client_certificate(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client_certificate",
+            message,
+        )
+    }
+
+    /// 403: a valid caller without the right.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 403: an identity in the CA's own namespace.
+    pub fn reserved_identity(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "reserved_identity", message)
+    }
+
+    /// 404.
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+    }
+
+    /// 405.
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not take that method",
+        )
+    }
+
+    /// 413.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request bodies are limited to {limit} bytes"),
+        )
+    }
+
+    /// 415.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "request bodies must be application/json",
+        )
+    }
+
+    /// 500; `detail` is logged, never sent.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(%detail, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+    }
+
+    /// 503: the store cannot write, or the CA is not ready.
+    pub fn unavailable(detail: impl std::fmt::Display) -> Self {
+        tracing::warn!(%detail, "unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the CA cannot serve this now; retry shortly",
+        )
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<CsrError> for ApiError {
+    fn from(error: CsrError) -> Self {
+        match error {
+            CsrError::UnsupportedKey(message) => {
+                Self::new(StatusCode::BAD_REQUEST, "unsupported_key", message)
+            }
+            other => Self::new(StatusCode::BAD_REQUEST, "invalid_csr", other.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(_) => Self::unavailable(error),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<IssuanceError> for ApiError {
+    fn from(error: IssuanceError) -> Self {
+        match error {
+            IssuanceError::Store(store) => store.into(),
+            signing => Self::internal(signing),
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! A CA's certificates and keys as files: created by `sigil init`, read by
+//! `sigil serve`.
+
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use rcgen::Issuer;
+use sigil_core::TrustDomain;
+use time::OffsetDateTime;
+
+use super::{KeyType, Serial, profile};
+use crate::datadir::{self, DataDir};
+
+/// How long a root CA lives.
+const ROOT_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
+/// How long an issuing CA lives.
+const ISSUING_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
+/// CA certificates start this long before their creation, so that relying
+/// parties with a slow clock accept them and every leaf's validity lies
+/// within its issuer's.
+const CA_BACKDATE: Duration = Duration::from_secs(3600);
+
+/// The PEM files of a CA. Keys are redacted in `Debug`.
+#[derive(Clone)]
+pub struct CaFiles {
+    /// Root CA certificate.
+    pub root_pem: String,
+    root_key_pem: String,
+    /// Issuing CA certificate.
+    pub issuing_pem: String,
+    issuing_key_pem: String,
+}
+
+impl fmt::Debug for CaFiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaFiles")
+            .field("root_pem", &self.root_pem)
+            .field("root_key_pem", &"<redacted>")
+            .field("issuing_pem", &self.issuing_pem)
+            .field("issuing_key_pem", &"<redacted>")
+            .finish()
+    }
+}
+
+impl CaFiles {
+    /// Assembles CA files from PEM text (for the embedded development CA).
+    pub fn from_pem(
+        root_pem: &str,
+        root_key_pem: &str,
+        issuing_pem: &str,
+        issuing_key_pem: &str,
+    ) -> Self {
+        Self {
+            root_pem: root_pem.to_owned(),
+            root_key_pem: root_key_pem.to_owned(),
+            issuing_pem: issuing_pem.to_owned(),
+            issuing_key_pem: issuing_key_pem.to_owned(),
+        }
+    }
+
+    /// Creates a new root and issuing CA for a trust domain.
+    ///
+    /// # Errors
+    ///
+    /// Key generation or signing failed.
+    pub fn generate(
+        trust_domain: &TrustDomain,
+        key_type: KeyType,
+        now: OffsetDateTime,
+    ) -> anyhow::Result<Self> {
+        let now = profile::whole_seconds(now);
+        let not_before = now - CA_BACKDATE;
+        let rcgen_err = |what: &'static str| move |e: rcgen::Error| anyhow!("{what}: {e}");
+        let random_serial = || Serial::random().map_err(|_| anyhow!("the random source failed"));
+
+        let root_key = key_type.generate().map_err(rcgen_err("root key"))?;
+        let root_params = profile::root_params(
+            trust_domain,
+            &root_key,
+            random_serial()?,
+            not_before,
+            now + ROOT_LIFETIME,
+        )?;
+        let root_cert = root_params
+            .self_signed(&root_key)
+            .map_err(rcgen_err("signing the root"))?;
+
+        let issuing_key = key_type.generate().map_err(rcgen_err("issuing key"))?;
+        let issuing_params = profile::issuing_params(
+            &issuing_key,
+            random_serial()?,
+            not_before,
+            (now + ISSUING_LIFETIME).min(root_params.not_after),
+        );
+        let root_pem = root_cert.pem();
+        let root_issuer = Issuer::new(root_params, root_key);
+        let issuing_cert = issuing_params
+            .signed_by(&issuing_key, &root_issuer)
+            .map_err(rcgen_err("signing the issuing CA"))?;
+
+        Ok(Self {
+            root_pem,
+            root_key_pem: root_issuer.key().serialize_pem(),
+            issuing_pem: issuing_cert.pem(),
+            issuing_key_pem: issuing_key.serialize_pem(),
+        })
+    }
+
+    /// Reads the CA files of a data directory.
+    ///
+    /// # Errors
+    ///
+    /// The directory holds no CA, or a file cannot be read.
+    pub fn read(dir: &DataDir) -> anyhow::Result<Self> {
+        dir.require_initialised()?;
+        Ok(Self {
+            root_pem: datadir::read_text(&dir.root_cert())?,
+            root_key_pem: datadir::read_text(&dir.root_key())?,
+            issuing_pem: datadir::read_text(&dir.issuing_cert())?,
+            issuing_key_pem: datadir::read_text(&dir.issuing_key())?,
+        })
+    }
+
+    /// Writes the CA files and the trust bundle into a data directory; keys
+    /// with mode 0600.
+    ///
+    /// # Errors
+    ///
+    /// A file cannot be written.
+    pub fn write(&self, dir: &DataDir) -> anyhow::Result<()> {
+        datadir::write_secret(&dir.root_key(), self.root_key_pem.as_bytes())?;
+        datadir::write_secret(&dir.issuing_key(), self.issuing_key_pem.as_bytes())?;
+        datadir::write_public(&dir.root_cert(), self.root_pem.as_bytes())?;
+        datadir::write_public(&dir.issuing_cert(), self.issuing_pem.as_bytes())?;
+        datadir::write_public(&dir.bundle(), self.root_pem.as_bytes())
+            .context("writing the trust bundle")
+    }
+
+    /// The issuing CA key, PEM.
+    pub(crate) fn issuing_key_pem(&self) -> &str {
+        &self.issuing_key_pem
+    }
+}

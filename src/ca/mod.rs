@@ -1,0 +1,291 @@
+//! The certificate authority: its root and issuing CA, and the X509-SVIDs it
+//! signs.
+//!
+//! Every field of every certificate is decided here. A CSR contributes its
+//! public key and nothing else (see [`crate::csr`]).
+
+mod files;
+mod key_type;
+mod profile;
+mod serial;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail, ensure};
+use rcgen::{Issuer, KeyPair, PublicKeyData};
+use rustls_pki_types::CertificateDer;
+use sigil_core::{SpiffeId, TrustDomain};
+use time::OffsetDateTime;
+use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509Certificate};
+
+pub use files::CaFiles;
+pub use key_type::KeyType;
+pub use profile::CLOCK_SKEW_ALLOWANCE;
+pub(crate) use profile::whole_seconds;
+pub use serial::Serial;
+
+use crate::csr::VerifiedPublicKey;
+
+/// A CA certificate (the root or an issuing CA) with what Sigil needs to know
+/// of it.
+#[derive(Clone)]
+pub struct CaCertificate {
+    der: CertificateDer<'static>,
+    pem: String,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    key_id: String,
+}
+
+impl CaCertificate {
+    fn from_pem(pem_text: &str) -> anyhow::Result<Self> {
+        let block = pem::parse(pem_text).context("CA certificate is not PEM")?;
+        ensure!(
+            block.tag() == "CERTIFICATE",
+            "CA certificate PEM has tag {}",
+            block.tag()
+        );
+        let der = CertificateDer::from(block.contents().to_vec());
+        let (_, cert) = X509Certificate::from_der(&der).context("CA certificate does not parse")?;
+        let key_id = cert
+            .extensions()
+            .iter()
+            .find_map(|ext| match ext.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(ski) => Some(hex::encode(ski.0)),
+                _ => None,
+            })
+            .context("CA certificate has no subject key identifier")?;
+        let not_before = cert.validity().not_before.to_datetime();
+        let not_after = cert.validity().not_after.to_datetime();
+        Ok(Self {
+            pem: certificate_pem(&der),
+            der,
+            not_before,
+            not_after,
+            key_id,
+        })
+    }
+
+    /// The certificate, DER.
+    pub fn der(&self) -> &CertificateDer<'static> {
+        &self.der
+    }
+
+    /// The certificate, PEM.
+    pub fn pem(&self) -> &str {
+        &self.pem
+    }
+
+    /// End of validity.
+    pub fn not_after(&self) -> OffsetDateTime {
+        self.not_after
+    }
+
+    /// The subject key identifier, lowercase hex: the name of this CA's CRL.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// `sha256:<64 lowercase hex>` of the DER: what agents pin.
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "sha256:{}",
+            hex::encode(ring::digest::digest(&ring::digest::SHA256, &self.der))
+        )
+    }
+}
+
+impl fmt::Debug for CaCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaCertificate")
+            .field("key_id", &self.key_id)
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A loaded CA, ready to sign X509-SVIDs.
+pub struct CertificateAuthority {
+    trust_domain: TrustDomain,
+    root: CaCertificate,
+    issuing: CaCertificate,
+    issuer: Issuer<'static, KeyPair>,
+    crl_url_base: String,
+}
+
+impl fmt::Debug for CertificateAuthority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertificateAuthority")
+            .field("trust_domain", &self.trust_domain)
+            .field("root", &self.root)
+            .field("issuing", &self.issuing)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a leaf certificate will say, all decided by the CA.
+#[derive(Debug)]
+pub struct LeafRequest<'a> {
+    /// The only URI SAN.
+    pub spiffe_id: &'a SpiffeId,
+    /// The subject's public key, taken from a verified CSR.
+    pub public_key: &'a VerifiedPublicKey,
+    /// DNS SANs an admin bound to the identity.
+    pub dns_names: &'a [String],
+    /// IP SANs an admin bound to the identity.
+    pub ip_addresses: &'a [IpAddr],
+    /// Requested lifetime; cut short at the issuing CA's end of validity.
+    pub ttl: Duration,
+}
+
+/// A freshly signed X509-SVID.
+#[derive(Debug, Clone)]
+pub struct IssuedCertificate {
+    /// Its serial.
+    pub serial: Serial,
+    /// Its identity.
+    pub spiffe_id: SpiffeId,
+    /// The certificate, DER.
+    pub der: CertificateDer<'static>,
+    /// Start of validity.
+    pub not_before: OffsetDateTime,
+    /// End of validity.
+    pub not_after: OffsetDateTime,
+    /// The key id of the CA that signed it.
+    pub issuer_key_id: String,
+}
+
+impl CertificateAuthority {
+    /// Loads a CA from its files. `public_url` is where the CA is reachable;
+    /// leaves name `<public_url>/v1/crl/<issuer-key-id>` as their CRL
+    /// distribution point.
+    ///
+    /// # Errors
+    ///
+    /// A file does not parse, the issuing key does not match its
+    /// certificate, or the root names no trust domain.
+    pub fn load(files: &CaFiles, public_url: &str) -> anyhow::Result<Self> {
+        let root = CaCertificate::from_pem(&files.root_pem).context("root CA certificate")?;
+        let issuing =
+            CaCertificate::from_pem(&files.issuing_pem).context("issuing CA certificate")?;
+        let trust_domain = trust_domain_of_root(&root)?;
+        let key = KeyPair::from_pem(files.issuing_key_pem()).context("issuing CA key")?;
+        {
+            let (_, cert) = X509Certificate::from_der(&issuing.der)?;
+            ensure!(
+                cert.public_key().raw == key.subject_public_key_info().as_slice(),
+                "the issuing CA key does not match the issuing CA certificate"
+            );
+        }
+        let issuer = Issuer::from_ca_cert_pem(&files.issuing_pem, key)
+            .map_err(|e| anyhow!("loading the issuing CA: {e}"))?;
+        Ok(Self {
+            trust_domain,
+            root,
+            issuing,
+            issuer,
+            crl_url_base: format!("{}/v1/crl/", public_url.trim_end_matches('/')),
+        })
+    }
+
+    /// The trust domain this CA serves.
+    pub fn trust_domain(&self) -> &TrustDomain {
+        &self.trust_domain
+    }
+
+    /// The root CA.
+    pub fn root(&self) -> &CaCertificate {
+        &self.root
+    }
+
+    /// The active issuing CA.
+    pub fn issuing(&self) -> &CaCertificate {
+        &self.issuing
+    }
+
+    /// Every root currently trusted, PEM.
+    pub fn bundle_pem(&self) -> String {
+        self.root.pem.clone()
+    }
+
+    /// The chain an SVID is served with: the leaf, then the issuing CA.
+    pub fn chain_pem(&self, leaf: &IssuedCertificate) -> String {
+        format!("{}{}", certificate_pem(&leaf.der), self.issuing.pem)
+    }
+
+    /// Signs an X509-SVID following the Sigil leaf profile.
+    ///
+    /// # Errors
+    ///
+    /// The identity is outside this CA's trust domain, the TTL is zero or
+    /// the issuing CA has expired, or signing failed.
+    pub fn issue(
+        &self,
+        request: &LeafRequest<'_>,
+        now: OffsetDateTime,
+    ) -> anyhow::Result<IssuedCertificate> {
+        ensure!(
+            request.spiffe_id.is_member_of(&self.trust_domain),
+            "{} is outside trust domain {}",
+            request.spiffe_id,
+            self.trust_domain
+        );
+        ensure!(
+            !request.ttl.is_zero(),
+            "a certificate needs a lifetime above zero"
+        );
+        let now = profile::whole_seconds(now);
+        if now >= self.issuing.not_after {
+            bail!("the issuing CA expired at {}", self.issuing.not_after);
+        }
+        let serial = Serial::random().map_err(|_| anyhow!("the random source failed"))?;
+        let params = profile::leaf_params(profile::LeafFields {
+            request,
+            serial,
+            now,
+            issuer_not_before: self.issuing.not_before,
+            issuer_not_after: self.issuing.not_after,
+            crl_url: &format!("{}{}", self.crl_url_base, self.issuing.key_id),
+        })?;
+        let cert = params
+            .signed_by(request.public_key.rcgen(), &self.issuer)
+            .map_err(|e| anyhow!("signing the certificate: {e}"))?;
+        Ok(IssuedCertificate {
+            serial,
+            spiffe_id: request.spiffe_id.clone(),
+            der: cert.der().clone(),
+            not_before: params.not_before,
+            not_after: params.not_after,
+            issuer_key_id: self.issuing.key_id.clone(),
+        })
+    }
+}
+
+/// A certificate as PEM with `\n` line endings (the `pem` crate's default
+/// is `\r\n`).
+pub fn certificate_pem(der: &[u8]) -> String {
+    pem::encode_config(
+        &pem::Pem::new("CERTIFICATE", der.to_vec()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
+/// The root names its trust domain as its only URI SAN, `spiffe://<td>`.
+fn trust_domain_of_root(root: &CaCertificate) -> anyhow::Result<TrustDomain> {
+    let (_, cert) = X509Certificate::from_der(&root.der)?;
+    let san = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .context("the root CA certificate names no trust domain (no SAN)")?;
+    for name in &san.value.general_names {
+        if let GeneralName::URI(uri) = name {
+            let id: SpiffeId = uri.parse().context("the root CA's URI SAN")?;
+            ensure!(id.path().is_empty(), "the root CA's SPIFFE ID has a path");
+            return Ok(id.trust_domain().clone());
+        }
+    }
+    bail!("the root CA certificate names no trust domain (no URI SAN)")
+}

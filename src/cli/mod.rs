@@ -1,0 +1,96 @@
+//! The `sigil` command line.
+
+mod admin;
+mod init;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::datadir::DataDir;
+
+/// Sigil: short-lived, attested SPIFFE identities for AI agents and other
+/// workloads.
+#[derive(Debug, Parser)]
+#[command(name = "sigil", version, about)]
+struct Cli {
+    /// The data directory [default: ./sigil-data, or ./sigil-dev with `serve --dev`]
+    #[arg(long, global = true, env = "SIGIL_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new CA: root, issuing CA, store, trust bundle and the first
+    /// admin credential. Prints the root fingerprint.
+    Init(init::InitArgs),
+    /// Serve the CA over HTTPS.
+    Serve(serve::ServeArgs),
+    /// Print the root fingerprint (sha256:<hex>) that agents pin.
+    Fingerprint,
+    /// Local admin operations.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+    /// Join tokens.
+    #[command(subcommand)]
+    Token(admin::TokenCommand),
+}
+
+impl Cli {
+    fn data_dir(&self) -> DataDir {
+        DataDir::new(
+            self.data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("./sigil-data")),
+        )
+    }
+}
+
+/// Runs the command line; the process's exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: starting the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let dir = cli.data_dir();
+    match cli.command {
+        Command::Init(args) => init::run(&dir, args).await,
+        Command::Serve(args) => serve::run(cli.data_dir, args).await,
+        Command::Fingerprint => admin::fingerprint(&dir),
+        Command::Admin(command) => admin::run_admin(&dir, command).await,
+        Command::Token(command) => admin::run_token(&dir, command).await,
+    }
+}

@@ -1,0 +1,101 @@
+//! `sigil serve`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::bail;
+use clap::Args;
+
+use super::admin::{DEFAULT_ADMIN_TTL, write_admin_credential};
+use crate::ca::CaFiles;
+use crate::csr::KeyPolicy;
+use crate::datadir::DataDir;
+use crate::dev;
+use crate::duration::HumanDuration;
+use crate::issuance::TtlPolicy;
+use crate::server::{ServeOptions, serve};
+
+#[derive(Debug, Args)]
+pub(super) struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port)
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// Where clients reach the CA; leaves name <URL>/v1/crl/<issuer> as CRL
+    /// distribution point [default: https://localhost:<port>]
+    #[arg(long)]
+    public_url: Option<String>,
+    /// SVID lifetime when a request names none
+    #[arg(long, default_value = "1h")]
+    default_ttl: HumanDuration,
+    /// Shortest SVID lifetime a request may ask for (at least 1s)
+    #[arg(long, default_value = "1m")]
+    min_ttl: HumanDuration,
+    /// Longest SVID lifetime a request may ask for
+    #[arg(long, default_value = "24h")]
+    max_ttl: HumanDuration,
+    /// Accept RSA agent keys (2048 to 4096 bits)
+    #[arg(long)]
+    allow_rsa: bool,
+    /// Run on the public development trust domain in certs-dev/
+    #[arg(long)]
+    dev: bool,
+}
+
+pub(super) async fn run(data_dir: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
+    let ttl = TtlPolicy {
+        default: args.default_ttl.get(),
+        min: args.min_ttl.get(),
+        max: args.max_ttl.get(),
+    }
+    .validate()
+    .map_err(anyhow::Error::msg)?;
+    let options = ServeOptions {
+        listen: args.listen,
+        public_url: args.public_url,
+        ttl,
+        keys: KeyPolicy {
+            allow_rsa: args.allow_rsa,
+        },
+    };
+
+    if args.dev {
+        let dir = DataDir::new(data_dir.unwrap_or_else(|| PathBuf::from("./sigil-dev")));
+        dev::prepare(&dir)?;
+        write_admin_credential(&dir, "dev", DEFAULT_ADMIN_TTL, &dir.admin_dir()).await?;
+        let files = CaFiles::read(&dir)?;
+        return serve(&dir, &files, options, |addr| dev_banner(&dir, addr)).await;
+    }
+
+    let dir = DataDir::new(data_dir.unwrap_or_else(|| PathBuf::from("./sigil-data")));
+    let files = CaFiles::read(&dir)?;
+    if dev::is_dev_root(&files) {
+        bail!(
+            "{} holds the public development CA from certs-dev/, whose keys anyone can read; \
+             run `sigil serve --dev` for development, or `sigil init` a real CA",
+            dir.path().display()
+        );
+    }
+    serve(&dir, &files, options, |_| String::new()).await
+}
+
+/// What `--dev` prints once the server listens: how to get a token and an
+/// SVID, ready to paste.
+fn dev_banner(dir: &DataDir, addr: SocketAddr) -> String {
+    let d = dir.path().display();
+    let td = dev::TRUST_DOMAIN;
+    format!(
+        "\n\
+DEVELOPMENT MODE: trust domain {td}, whose keys are public (certs-dev/). Never use it in production.\n\
+\n\
+Get a join token (as the admin credential in {d}/admin/):\n\
+  TOKEN=$(sigil token create --data-dir {d} --spiffe-id spiffe://{td}/agents/demo)\n\
+\n\
+Trade it and a CSR for an SVID:\n\
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj / -keyout agent.key -out agent.csr\n\
+  jq -n --rawfile csr agent.csr --arg token \"$TOKEN\" '{{csr: $csr, attestation: {{type: \"join_token\", token: $token}}}}' \\\n\
+    | curl -sS --cacert {d}/bundle.pem -H 'content-type: application/json' --data-binary @- \\\n\
+      https://localhost:{port}/v1/svid | jq -r .cert_chain_pem > agent.pem\n\
+  openssl x509 -in agent.pem -noout -ext subjectAltName\n",
+        port = addr.port()
+    )
+}

@@ -1,0 +1,241 @@
+//! A small HTTPS client for the CA's API, used by the admin commands: it
+//! verifies the CA against the trust bundle and can present an SVID.
+
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use sigil_core::wire::ErrorBody;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// An answer from the CA.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Content type, if any.
+    pub content_type: Option<String>,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Response {
+    /// Parses a JSON body.
+    ///
+    /// # Errors
+    ///
+    /// The body is not JSON of that shape.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> anyhow::Result<T> {
+        serde_json::from_slice(&self.body).with_context(|| {
+            format!(
+                "the CA answered {} with an unexpected body: {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The body if the status is a success, else the CA's error as an error.
+    ///
+    /// # Errors
+    ///
+    /// The status is not a success.
+    pub fn success(self) -> anyhow::Result<Self> {
+        if self.status.is_success() {
+            return Ok(self);
+        }
+        match serde_json::from_slice::<ErrorBody>(&self.body) {
+            Ok(error) => bail!(
+                "the CA refused ({} {}): {}",
+                self.status.as_u16(),
+                error.error.code,
+                error.error.message
+            ),
+            Err(_) => bail!("the CA answered {}", self.status),
+        }
+    }
+}
+
+/// A client of one CA.
+#[derive(Clone)]
+pub struct CaClient {
+    host: String,
+    port: u16,
+    server_name: ServerName<'static>,
+    connector: TlsConnector,
+}
+
+impl std::fmt::Debug for CaClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaClient")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A client certificate chain and its key, both PEM.
+pub struct ClientIdentity<'a> {
+    /// Leaf first.
+    pub chain_pem: &'a str,
+    /// PKCS#8 private key.
+    pub key_pem: &'a str,
+}
+
+impl CaClient {
+    /// A client of the CA at `url` (`https://host:port`), trusting the roots
+    /// in `bundle_pem`, presenting `identity` if given.
+    ///
+    /// # Errors
+    ///
+    /// The URL, bundle or identity does not parse.
+    pub fn new(
+        url: &str,
+        bundle_pem: &str,
+        identity: Option<ClientIdentity<'_>>,
+    ) -> anyhow::Result<Self> {
+        let uri: http::Uri = url
+            .trim()
+            .parse()
+            .with_context(|| format!("'{url}' is not a URL"))?;
+        if uri.scheme_str() != Some("https") {
+            bail!("'{url}' is not an https:// URL");
+        }
+        let host = uri
+            .host()
+            .with_context(|| format!("'{url}' names no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = uri.port_u16().unwrap_or(443);
+        let server_name = ServerName::try_from(host.clone())
+            .with_context(|| format!("'{host}' is not a server name"))?;
+
+        let mut roots = RootCertStore::empty();
+        for cert in pem_certificates(bundle_pem).context("trust bundle")? {
+            roots.add(cert).context("trust bundle root")?;
+        }
+        if roots.is_empty() {
+            bail!("the trust bundle holds no certificate");
+        }
+        let builder = ClientConfig::builder_with_provider(crate::server::provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots);
+        let config = match identity {
+            Some(identity) => {
+                let chain = pem_certificates(identity.chain_pem).context("client certificate")?;
+                let key = PrivateKeyDer::try_from(
+                    pem::parse(identity.key_pem)
+                        .context("client key is not PEM")?
+                        .into_contents(),
+                )
+                .map_err(|e| anyhow::anyhow!("client key: {e}"))?;
+                builder.with_client_auth_cert(chain, key)?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        Ok(Self {
+            host,
+            port,
+            server_name,
+            connector: TlsConnector::from(Arc::new(config)),
+        })
+    }
+
+    /// Sends one request on a fresh connection.
+    ///
+    /// # Errors
+    ///
+    /// The connection or TLS handshake failed.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> anyhow::Result<Response> {
+        let tcp = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .with_context(|| format!("connecting to {}:{}", self.host, self.port))?;
+        let tls = self
+            .connector
+            .connect(self.server_name.clone(), tcp)
+            .await
+            .context("TLS handshake with the CA")?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let authority = match self.host.contains(':') {
+            true => format!("[{}]:{}", self.host, self.port),
+            false => format!("{}:{}", self.host, self.port),
+        };
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, authority);
+        if let Some(content_type) = content_type {
+            request = request.header(http::header::CONTENT_TYPE, content_type);
+        }
+        let response = sender
+            .send_request(request.body(Full::new(Bytes::from(body)))?)
+            .await
+            .context("sending the request")?;
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok(Response {
+            status,
+            content_type,
+            body,
+        })
+    }
+
+    /// `GET path`.
+    ///
+    /// # Errors
+    ///
+    /// See [`CaClient::request`].
+    pub async fn get(&self, path: &str) -> anyhow::Result<Response> {
+        self.request(Method::GET, path, None, Vec::new()).await
+    }
+
+    /// `POST path` with a JSON body.
+    ///
+    /// # Errors
+    ///
+    /// See [`CaClient::request`].
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> anyhow::Result<Response> {
+        let body = serde_json::to_vec(body)?;
+        self.request(Method::POST, path, Some("application/json"), body)
+            .await
+    }
+}
+
+/// Every CERTIFICATE block of a PEM text.
+///
+/// # Errors
+///
+/// The text is not PEM.
+pub fn pem_certificates(text: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    Ok(pem::parse_many(text)?
+        .into_iter()
+        .filter(|block| block.tag() == "CERTIFICATE")
+        .map(|block| CertificateDer::from(block.into_contents()))
+        .collect())
+}

@@ -1,0 +1,117 @@
+//! The CA server's own SVID, `spiffe://<td>/sigil/server`, minted at start
+//! and renewed in the background at half its lifetime.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use rustls::pki_types::CertificateDer;
+use time::OffsetDateTime;
+
+use super::tls::ServerIdentity;
+use crate::issuance::Issuance;
+use crate::namespace::Namespace;
+
+/// The lifetime of the server's own certificate.
+const SERVER_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How long to wait before retrying a failed renewal.
+const RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// The DNS and IP SANs of the server certificate.
+#[derive(Debug, Clone, Default)]
+pub(super) struct ServerNames {
+    dns: Vec<String>,
+    ips: Vec<IpAddr>,
+}
+
+impl ServerNames {
+    /// `localhost`, the listen address (loopback when listening on every
+    /// interface), and the public URL's host, so that clients verify the
+    /// server against `bundle.pem` by the name they dialled.
+    pub(super) fn for_listener(local: SocketAddr, public_url: &str) -> anyhow::Result<Self> {
+        let mut names = Self {
+            dns: vec!["localhost".to_owned()],
+            ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        };
+        if !local.ip().is_unspecified() {
+            names.add_ip(local.ip());
+        }
+        let uri: http::Uri = public_url
+            .parse()
+            .with_context(|| format!("--public-url {public_url} is not a URL"))?;
+        anyhow::ensure!(
+            uri.scheme_str() == Some("https"),
+            "--public-url {public_url} must be an https:// URL"
+        );
+        let host = uri
+            .host()
+            .with_context(|| format!("--public-url {public_url} names no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        match host.parse::<IpAddr>() {
+            Ok(ip) => names.add_ip(ip),
+            Err(_) => {
+                let host = host.to_ascii_lowercase();
+                rustls::pki_types::DnsName::try_from(host.as_str())
+                    .map_err(|_| anyhow::anyhow!("--public-url host {host} is not a DNS name"))?;
+                if !names.dns.contains(&host) {
+                    names.dns.push(host);
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    fn add_ip(&mut self, ip: IpAddr) {
+        if !self.ips.contains(&ip) {
+            self.ips.push(ip);
+        }
+    }
+}
+
+/// Mints the first server SVID and keeps it fresh.
+pub(super) async fn start(
+    issuance: Issuance,
+    names: ServerNames,
+) -> anyhow::Result<Arc<ServerIdentity>> {
+    let (chain, key, not_after) = mint(&issuance, &names).await?;
+    let identity = Arc::new(ServerIdentity::new(chain, key)?);
+    let renewing = Arc::clone(&identity);
+    tokio::spawn(async move {
+        let mut not_after = not_after;
+        loop {
+            let remaining = (not_after - OffsetDateTime::now_utc()).max(time::Duration::ZERO);
+            let wait = Duration::try_from(remaining / 2).unwrap_or(RETRY_AFTER);
+            tokio::time::sleep(wait.max(Duration::from_secs(1))).await;
+            let renewed = match mint(&issuance, &names).await {
+                Ok((chain, key, next)) => renewing.replace(chain, key).map(|()| next),
+                Err(error) => Err(error),
+            };
+            match renewed {
+                Ok(next) => {
+                    tracing::info!(not_after = %next, "renewed the server certificate");
+                    not_after = next;
+                }
+                Err(error) => {
+                    tracing::warn!(error = %format!("{error:#}"), "renewing the server certificate failed");
+                    tokio::time::sleep(RETRY_AFTER).await;
+                }
+            }
+        }
+    });
+    Ok(identity)
+}
+
+async fn mint(
+    issuance: &Issuance,
+    names: &ServerNames,
+) -> anyhow::Result<(Vec<CertificateDer<'static>>, Vec<u8>, OffsetDateTime)> {
+    let namespace = Namespace::new(issuance.ca().trust_domain());
+    let (issued, key) = issuance
+        .mint_local(namespace.server(), &names.dns, &names.ips, SERVER_TTL)
+        .await
+        .context("minting the server certificate")?;
+    let chain = vec![issued.der.clone(), issuance.ca().issuing().der().clone()];
+    Ok((chain, key.serialize_der(), issued.not_after))
+}

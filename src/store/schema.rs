@@ -1,0 +1,66 @@
+//! The SQLite schema, versioned by `PRAGMA user_version`: migration `n`
+//! takes the schema from version `n` to `n + 1`, and each runs once, in one
+//! transaction with the version bump.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StoreError;
+
+const MIGRATIONS: &[&str] = &[
+    // 0 → 1: certificates and join tokens.
+    "CREATE TABLE certificates (
+        serial TEXT PRIMARY KEY NOT NULL,
+        spiffe_id TEXT NOT NULL,
+        issuer_key_id TEXT NOT NULL,
+        not_before INTEGER NOT NULL,
+        not_after INTEGER NOT NULL,
+        attestation TEXT NOT NULL,
+        parent_serial TEXT REFERENCES certificates(serial),
+        der BLOB NOT NULL,
+        created_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX certificates_by_spiffe_id ON certificates (spiffe_id, not_after);
+    CREATE TABLE join_tokens (
+        id TEXT PRIMARY KEY NOT NULL,
+        hash BLOB NOT NULL,
+        spiffe_id TEXT NOT NULL,
+        dns_names TEXT NOT NULL,
+        ip_addresses TEXT NOT NULL,
+        uses INTEGER NOT NULL CHECK (uses > 0),
+        uses_left INTEGER NOT NULL CHECK (uses_left >= 0),
+        expires_at INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        created_by TEXT NOT NULL
+    ) STRICT;",
+];
+
+/// Brings the schema to the newest version.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let unavailable = |e: rusqlite::Error| StoreError::Unavailable(e.to_string());
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(unavailable)?;
+    let version: i64 = tx
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(unavailable)?;
+    let version = usize::try_from(version)
+        .map_err(|_| StoreError::Corrupt(format!("schema version {version}")))?;
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "schema version {version} is newer than this sigil understands ({}); upgrade sigil",
+            MIGRATIONS.len()
+        )));
+    }
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        tx.execute_batch(sql).map_err(unavailable)?;
+        tx.pragma_update(None, "user_version", (from + 1) as i64)
+            .map_err(unavailable)?;
+    }
+    tx.commit().map_err(unavailable)
+}
+
+/// The newest schema version.
+#[cfg(test)]
+pub(super) fn latest_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
