@@ -1,0 +1,264 @@
+//! Shared set-up for the end-to-end tests: a real `sigil` binary, a real
+//! SQLite file in a temporary data dir, a real TLS listener on 127.0.0.1:0.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rcgen::{CertificateParams, KeyPair, PKCS_ECDSA_P256_SHA256};
+use serde_json::{Value, json};
+use sigil::client::{CaClient, ClientIdentity, Response};
+use tempfile::TempDir;
+
+pub const TRUST_DOMAIN: &str = "example.org";
+
+/// Runs the sigil binary to completion.
+pub fn sigil(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sigil"))
+        .args(args)
+        .env_remove("SIGIL_DATA_DIR")
+        .output()
+        .expect("running sigil")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A data dir initialised with `sigil init`.
+pub struct DataDir {
+    pub temp: TempDir,
+    pub path: PathBuf,
+    pub fingerprint: String,
+}
+
+impl DataDir {
+    pub fn init() -> Self {
+        Self::init_with(&[])
+    }
+
+    pub fn init_with(extra: &[&str]) -> Self {
+        let temp = tempfile::tempdir().unwrap();
+        let path = temp.path().join("data");
+        let mut args = vec!["init", "--trust-domain", TRUST_DOMAIN, "--data-dir"];
+        args.push(path.to_str().unwrap());
+        args.extend_from_slice(extra);
+        let output = sigil(&args);
+        assert!(output.status.success(), "init failed: {}", stderr(&output));
+        let fingerprint = stdout(&output).trim().to_owned();
+        Self {
+            temp,
+            path,
+            fingerprint,
+        }
+    }
+
+    pub fn arg(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.file(name)).unwrap()
+    }
+
+    pub fn bundle_pem(&self) -> String {
+        self.read("bundle.pem")
+    }
+
+    /// Rows of a table, read straight from the SQLite file.
+    pub fn count(&self, table: &str) -> i64 {
+        let conn = rusqlite::Connection::open(self.file("sigil.db")).unwrap();
+        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0))
+            .unwrap()
+    }
+
+    pub fn start(&self) -> Server {
+        Server::start(self, &[])
+    }
+
+    pub fn start_with(&self, extra: &[&str]) -> Server {
+        Server::start(self, extra)
+    }
+}
+
+/// A running `sigil serve`; killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub printed_url: String,
+    pub data_dir: PathBuf,
+    pub bundle_pem: String,
+    pub stdout_rest: mpsc::Receiver<String>,
+}
+
+impl Server {
+    pub fn start(dir: &DataDir, extra: &[&str]) -> Self {
+        let mut args = vec!["serve", "--data-dir", dir.arg(), "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        Self::spawn(&args, dir.path.clone())
+    }
+
+    pub fn spawn(args: &[&str], data_dir: PathBuf) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sigil"))
+            .args(args)
+            .env_remove("SIGIL_DATA_DIR")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning sigil serve");
+        let stdout = child.stdout.take().unwrap();
+        let (lines, rest) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let printed_url = loop {
+            let line = rest
+                .recv_timeout(Duration::from_secs(30))
+                .expect("sigil serve did not print its URL");
+            if let Some(url) = line.strip_prefix("listening on ") {
+                break url.to_owned();
+            }
+        };
+        let bundle_pem = std::fs::read_to_string(data_dir.join("bundle.pem")).unwrap();
+        Self {
+            child,
+            url: printed_url.clone(),
+            printed_url,
+            data_dir,
+            bundle_pem,
+            stdout_rest: rest,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.url.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    pub fn anonymous(&self) -> CaClient {
+        CaClient::new(&self.url, &self.bundle_pem, None).unwrap()
+    }
+
+    pub fn client_as(&self, chain_pem: &str, key_pem: &str) -> CaClient {
+        CaClient::new(
+            &self.url,
+            &self.bundle_pem,
+            Some(ClientIdentity {
+                chain_pem,
+                key_pem,
+            }),
+        )
+        .unwrap()
+    }
+
+    pub fn admin(&self) -> CaClient {
+        let chain = std::fs::read_to_string(self.data_dir.join("admin/svid.pem")).unwrap();
+        let key = std::fs::read_to_string(self.data_dir.join("admin/svid.key")).unwrap();
+        self.client_as(&chain, &key)
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+
+    pub fn token(&self, spiffe_id: &str) -> String {
+        self.token_with(json!({"spiffe_id": spiffe_id}))
+    }
+
+    pub fn token_with(&self, body: Value) -> String {
+        let response = block_on(self.admin().post_json("/admin/v1/join-tokens", &body)).unwrap();
+        assert_eq!(response.status, 201, "{}", String::from_utf8_lossy(&response.body));
+        let created: Value = response.json().unwrap();
+        created["token"].as_str().unwrap().to_owned()
+    }
+
+    pub fn redeem(&self, token: &str, csr_pem: &str) -> Response {
+        self.post_svid(json!({
+            "csr": csr_pem,
+            "attestation": {"type": "join_token", "token": token},
+        }))
+    }
+
+    pub fn post_svid(&self, body: Value) -> Response {
+        block_on(self.anonymous().post_json("/v1/svid", &body)).unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a future to completion on a fresh runtime (tests are synchronous).
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+/// A fresh P-256 key and a CSR for it that asks for nothing.
+pub fn p256_csr() -> (KeyPair, String) {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+    (key, csr)
+}
+
+/// The JSON error code of a response.
+pub fn error_code(response: &Response) -> String {
+    let body: Value = response.json().unwrap_or_else(|e| panic!("{e}"));
+    body["error"]["code"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Asserts a JSON error with this status and code.
+pub fn assert_error(response: &Response, status: u16, code: &str) {
+    assert_eq!(
+        (response.status.as_u16(), error_code(response).as_str()),
+        (status, code),
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
+    assert_eq!(response.content_type.as_deref(), Some("application/json"));
+}
+
+/// The certificates of a PEM chain, DER.
+pub fn chain_der(pem_text: &str) -> Vec<Vec<u8>> {
+    pem::parse_many(pem_text)
+        .unwrap()
+        .into_iter()
+        .map(|block| block.into_contents())
+        .collect()
+}
+
+/// Runs openssl; panics if it cannot be started.
+pub fn openssl(args: &[&str], dir: &Path) -> Output {
+    Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is installed (see .ci/run)")
+}
