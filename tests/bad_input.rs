@@ -1,0 +1,103 @@
+//! Every malformed, hostile or oversized request gets a 4xx JSON error and
+//! changes nothing.
+
+mod common;
+
+use common::*;
+use http::Method;
+use serde_json::json;
+
+#[test]
+fn malformed_requests_get_json_errors_and_change_nothing() {
+    let dir = DataDir::init();
+    let server = dir.start();
+    let token = server.token("spiffe://example.org/agents/steady");
+    let (_, csr) = p256_csr();
+    let client = server.anonymous();
+    let certificates_before = dir.count("certificates");
+    let send = |content_type: Option<&str>, body: Vec<u8>| {
+        block_on(client.request(Method::POST, "/v1/svid", content_type, body)).unwrap()
+    };
+    let json_body = |value: serde_json::Value| serde_json::to_vec(&value).unwrap();
+    let attestation = json!({"type": "join_token", "token": token});
+
+    let cases: Vec<(Option<&str>, Vec<u8>, u16, &str)> = vec![
+        (Some("application/json"), b"{not json".to_vec(), 400, "invalid_request"),
+        (Some("application/json"), b"".to_vec(), 400, "invalid_request"),
+        (Some("application/json"), b"[]".to_vec(), 400, "invalid_request"),
+        (Some("application/json"), json_body(json!({"attestation": attestation})), 400, "invalid_request"),
+        (Some("application/json"), json_body(json!({"csr": 5, "attestation": attestation})), 400, "invalid_request"),
+        (Some("application/json"), json_body(json!({"csr": csr, "attestation": attestation, "ttl": 60})), 400, "invalid_request"),
+        (Some("application/json"), json_body(json!({"csr": csr, "attestation": {"type": "magic"}})), 400, "invalid_request"),
+        (Some("application/json"), json_body(json!({"csr": csr, "attestation": attestation, "ttl_seconds": -5})), 400, "invalid_request"),
+        (Some("application/json"), json_body(json!({"csr": "hello", "attestation": attestation})), 400, "invalid_csr"),
+        (Some("application/json"), json_body(json!({"csr": format!("{csr}{csr}"), "attestation": attestation})), 400, "invalid_csr"),
+        (Some("text/plain"), json_body(json!({"csr": csr, "attestation": attestation})), 415, "unsupported_media_type"),
+        (None, json_body(json!({"csr": csr, "attestation": attestation})), 415, "unsupported_media_type"),
+        (Some("application/json"), vec![b' '; 64 * 1024 + 1], 413, "payload_too_large"),
+        (Some("application/json"), vec![b'a'; 10 * 1024 * 1024], 413, "payload_too_large"),
+    ];
+    for (content_type, body, status, code) in cases {
+        let preview = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
+        let response = send(content_type, body);
+        assert_eq!(response.status.as_u16(), status, "{content_type:?} {preview}");
+        assert_error(&response, status, code);
+    }
+    assert_eq!(dir.count("certificates"), certificates_before);
+
+    // The token survived every refusal; a charset parameter is fine.
+    let ok = send(
+        Some("application/json; charset=utf-8"),
+        json_body(json!({"csr": csr, "attestation": attestation})),
+    );
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+}
+
+#[test]
+fn a_body_just_under_the_limit_is_read() {
+    let dir = DataDir::init();
+    let server = dir.start();
+    let client = server.anonymous();
+    let mut body = b"{\"csr\": \"".to_vec();
+    body.resize(64 * 1024 - 2, b'x');
+    body.extend_from_slice(b"\"}");
+    let response =
+        block_on(client.request(Method::POST, "/v1/svid", Some("application/json"), body)).unwrap();
+    assert_error(&response, 400, "invalid_request");
+}
+
+#[test]
+fn unknown_routes_and_methods_get_json_errors() {
+    let dir = DataDir::init();
+    let server = dir.start();
+    let client = server.anonymous();
+    let get = |path: &str| block_on(client.get(path)).unwrap();
+    assert_error(&get("/nope"), 404, "not_found");
+    assert_error(&get("/v1/svid"), 405, "method_not_allowed");
+    assert_error(&get("/admin/v1/join-tokens"), 405, "method_not_allowed");
+    let delete = block_on(client.request(Method::DELETE, "/v1/bundle", None, Vec::new())).unwrap();
+    assert_error(&delete, 405, "method_not_allowed");
+}
+
+#[test]
+fn admin_routes_check_the_caller_before_the_body() {
+    let dir = DataDir::init();
+    let server = dir.start();
+    let response = block_on(server.anonymous().request(
+        Method::POST,
+        "/admin/v1/join-tokens",
+        Some("application/json"),
+        b"{broken".to_vec(),
+    ))
+    .unwrap();
+    assert_error(&response, 401, "client_certificate_required");
+    let response = block_on(server.admin().request(
+        Method::POST,
+        "/admin/v1/join-tokens",
+        Some("application/json"),
+        b"{broken".to_vec(),
+    ))
+    .unwrap();
+    assert_error(&response, 400, "invalid_request");
+    assert_eq!(dir.count("join_tokens"), 0);
+}

@@ -1,0 +1,182 @@
+//! `sigil init` and `sigil serve` as an operator meets them: the printed
+//! URL, curl against the bundle, restarts, the SPIFFE bundle, dev mode.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use base64::Engine;
+use common::*;
+use serde_json::Value;
+
+fn curl(args: &[&str]) -> std::process::Output {
+    Command::new("curl")
+        .args(["-sS", "--fail-with-body"])
+        .args(args)
+        .output()
+        .expect("curl is installed (see .ci/run)")
+}
+
+#[test]
+fn the_printed_url_works_with_curl_against_the_bundle() {
+    let dir = DataDir::init();
+    let server = dir.start();
+    assert!(server.printed_url.starts_with("https://127.0.0.1:"), "{}", server.printed_url);
+    assert_eq!(dir.read("server.url").trim(), server.printed_url);
+    let bundle = dir.file("bundle.pem");
+    let bundle = bundle.to_str().unwrap();
+    for url in [
+        format!("{}/healthz", server.printed_url),
+        format!("{}/readyz", server.printed_url),
+        format!("https://localhost:{}/v1/bundle", server.port()),
+    ] {
+        let out = curl(&["--cacert", bundle, &url]);
+        assert!(out.status.success(), "{url}: {}", stderr(&out));
+    }
+    let out = curl(&["--cacert", bundle, &format!("{}/v1/bundle", server.printed_url)]);
+    assert_eq!(stdout(&out), dir.bundle_pem());
+    // Without the bundle, curl does not trust the server.
+    let untrusted = curl(&[&format!("{}/healthz", server.printed_url)]);
+    assert!(!untrusted.status.success());
+}
+
+#[test]
+fn restarting_keeps_the_ca_and_every_record() {
+    let dir = DataDir::init();
+    let server = dir.start();
+    let used = server.token("spiffe://example.org/agents/before");
+    let waiting = server.token("spiffe://example.org/agents/after");
+    let (_, csr) = p256_csr();
+    let first: Value = server.redeem(&used, &csr).json().unwrap();
+    let status = server.terminate();
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+    let records = dir.count("certificates");
+
+    let server = dir.start();
+    assert_eq!(dir.bundle_pem(), server.bundle_pem);
+    assert_error(&server.redeem(&used, &csr), 401, "invalid_attestation");
+    let second: Value = server.redeem(&waiting, &csr).json().unwrap();
+    let issuing = |body: &Value| chain_der(body["cert_chain_pem"].as_str().unwrap())[1].clone();
+    assert_eq!(issuing(&first), issuing(&second), "same issuing CA");
+    // The restart minted a server certificate and the new SVID; nothing was lost.
+    assert_eq!(dir.count("certificates"), records + 2);
+    let conn = rusqlite::Connection::open(dir.file("sigil.db")).unwrap();
+    let kept: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM certificates WHERE serial = ?1",
+            [first["serial"].as_str().unwrap()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(kept, 1);
+}
+
+#[test]
+fn init_writes_private_keys_0600_and_prints_the_fingerprint_of_the_bundle() {
+    let dir = DataDir::init();
+    for key in ["ca/root.key", "ca/issuing.key", "admin/svid.key", "sigil.db"] {
+        let mode = std::fs::metadata(dir.file(key)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{key}");
+    }
+    let root_der = &chain_der(&dir.bundle_pem())[0];
+    let digest = ring::digest::digest(&ring::digest::SHA256, root_der);
+    assert_eq!(dir.fingerprint, format!("sha256:{}", hex::encode(digest)));
+    let printed = sigil(&["fingerprint", "--data-dir", dir.arg()]);
+    assert_eq!(stdout(&printed).trim(), dir.fingerprint);
+}
+
+#[test]
+fn init_accepts_an_empty_directory_and_refuses_one_with_content() {
+    let temp = tempfile::tempdir().unwrap();
+    let empty = temp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let ok = sigil(&["init", "--trust-domain", "example.org", "--data-dir", empty.to_str().unwrap()]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let again = sigil(&["init", "--trust-domain", "example.org", "--data-dir", empty.to_str().unwrap()]);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("not empty"), "{}", stderr(&again));
+    let bad = sigil(&["init", "--trust-domain", "Example.ORG", "--data-dir", temp.path().join("x").to_str().unwrap()]);
+    assert!(!bad.status.success());
+    assert!(!temp.path().join("x").exists());
+}
+
+#[test]
+fn the_spiffe_bundle_is_a_jwks_of_the_roots() {
+    for (key_type, kty) in [("p256", "EC"), ("ed25519", "OKP")] {
+        let dir = DataDir::init_with(&["--key-type", key_type]);
+        let server = dir.start();
+        let response = block_on(server.anonymous().get("/v1/bundle.spiffe")).unwrap();
+        assert_eq!(response.status, 200);
+        let bundle: Value = response.json().unwrap();
+        assert_eq!(bundle["spiffe_sequence"], 1);
+        assert!(bundle["spiffe_refresh_hint"].as_u64().unwrap() > 0);
+        let key = &bundle["keys"][0];
+        assert_eq!(key["use"], "x509-svid");
+        assert_eq!(key["kty"], kty);
+        let x5c = base64::engine::general_purpose::STANDARD
+            .decode(key["x5c"][0].as_str().unwrap())
+            .unwrap();
+        assert_eq!(x5c, chain_der(&dir.bundle_pem())[0]);
+
+        // An SVID from this CA verifies with openssl against the bundle.
+        let token = server.token("spiffe://example.org/agents/k");
+        let (_, csr) = p256_csr();
+        let body: Value = server.redeem(&token, &csr).json().unwrap();
+        std::fs::write(dir.temp.path().join("chain.pem"), body["cert_chain_pem"].as_str().unwrap()).unwrap();
+        let verify = openssl(
+            &["verify", "-CAfile", dir.file("bundle.pem").to_str().unwrap(), "-untrusted", "chain.pem", "chain.pem"],
+            dir.temp.path(),
+        );
+        assert!(verify.status.success(), "{key_type}: {}", stderr(&verify));
+    }
+}
+
+#[test]
+fn dev_mode_runs_on_certs_dev_and_a_plain_serve_refuses_those_keys() {
+    let temp = tempfile::tempdir().unwrap();
+    let dev_dir = temp.path().join("dev");
+    let server = Server::spawn(
+        &["serve", "--dev", "--data-dir", dev_dir.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        dev_dir.clone(),
+    );
+    let banner: Vec<String> = std::iter::from_fn(|| {
+        server.stdout_rest.recv_timeout(std::time::Duration::from_secs(5)).ok()
+    })
+    .take_while(|line| !line.contains("openssl x509"))
+    .collect();
+    let banner = banner.join("\n");
+    assert!(banner.contains("DEVELOPMENT MODE"), "{banner}");
+    assert!(banner.contains("sigil token create"), "{banner}");
+    for key in ["ca/root.key", "ca/issuing.key", "admin/svid.key"] {
+        let mode = std::fs::metadata(dev_dir.join(key)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{key}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(dev_dir.join("bundle.pem")).unwrap(),
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/certs-dev/bundle.pem")).unwrap()
+    );
+    let token = server.token("spiffe://dev.sigil.test/agents/demo");
+    let (_, csr) = p256_csr();
+    let body: Value = server.redeem(&token, &csr).json().unwrap();
+    assert_eq!(body["spiffe_id"], "spiffe://dev.sigil.test/agents/demo");
+    drop(server);
+
+    let refused = sigil(&["serve", "--data-dir", dev_dir.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("--dev"), "{}", stderr(&refused));
+}
+
+#[test]
+fn serve_explains_a_missing_ca_and_bad_ttl_bounds() {
+    let temp = tempfile::tempdir().unwrap();
+    let missing = temp.path().join("none");
+    let out = sigil(&["serve", "--data-dir", missing.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("sigil init"), "{}", stderr(&out));
+
+    let dir = DataDir::init();
+    let out = sigil(&["serve", "--data-dir", dir.arg(), "--listen", "127.0.0.1:0", "--min-ttl", "2h"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("default TTL"), "{}", stderr(&out));
+}
