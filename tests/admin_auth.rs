@@ -1,5 +1,6 @@
 //! The admin API accepts only admin SVIDs of this CA that are in its store,
 //! and answers every refusal in JSON.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -34,9 +35,7 @@ fn unrecorded_leaf(dir: &DataDir, spiffe_id: &str, serial: Option<Vec<u8>>) -> (
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    params.serial_number = Some(SerialNumber::from(
-        serial.unwrap_or_else(|| vec![0x42; 16]),
-    ));
+    params.serial_number = Some(SerialNumber::from(serial.unwrap_or_else(|| vec![0x42; 16])));
     params.not_before = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
     params.not_after = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
     params.use_authority_key_identifier_extension = true;
@@ -59,7 +58,11 @@ fn the_admin_credential_from_init_can_create_tokens() {
 fn anonymous_callers_are_refused() {
     let dir = DataDir::init();
     let server = dir.start();
-    assert_error(&create_token(&server.anonymous()), 401, "client_certificate_required");
+    assert_error(
+        &create_token(&server.anonymous()),
+        401,
+        "client_certificate_required",
+    );
     assert_eq!(dir.count("join_tokens"), 0);
 }
 
@@ -70,7 +73,10 @@ fn an_agent_svid_is_not_an_admin() {
     let token = server.token("spiffe://example.org/agents/support");
     let (key, csr) = p256_csr();
     let issued: Value = server.redeem(&token, &csr).json().unwrap();
-    let agent = server.client_as(issued["cert_chain_pem"].as_str().unwrap(), &key.serialize_pem());
+    let agent = server.client_as(
+        issued["cert_chain_pem"].as_str().unwrap(),
+        &key.serialize_pem(),
+    );
     assert_error(&create_token(&agent), 403, "forbidden");
     assert_eq!(dir.count("join_tokens"), 1, "only the agent's own token");
 }
@@ -85,8 +91,9 @@ fn certificates_from_another_ca_or_self_signed_are_refused() {
 
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params = CertificateParams::default();
-    params.subject_alt_names =
-        vec![SanType::URI("spiffe://example.org/sigil/admin/admin".try_into().unwrap())];
+    params.subject_alt_names = vec![SanType::URI(
+        "spiffe://example.org/sigil/admin/admin".try_into().unwrap(),
+    )];
     let self_signed = params.self_signed(&key).unwrap().pem();
     let forged = server.client_as(&self_signed, &key.serialize_pem());
     assert_error(&create_token(&forged), 401, "invalid_client_certificate");
@@ -98,7 +105,11 @@ fn a_validly_signed_admin_certificate_that_is_not_in_the_store_is_refused() {
     let dir = DataDir::init();
     let server = dir.start();
     let (chain, key) = unrecorded_leaf(&dir, "spiffe://example.org/sigil/admin/ghost", None);
-    assert_error(&create_token(&server.client_as(&chain, &key)), 401, "invalid_client_certificate");
+    assert_error(
+        &create_token(&server.client_as(&chain, &key)),
+        401,
+        "invalid_client_certificate",
+    );
 
     // Same serial as the real admin credential, different certificate: the
     // store compares the whole DER, not the serial.
@@ -109,7 +120,11 @@ fn a_validly_signed_admin_certificate_that_is_not_in_the_store_is_refused() {
         "spiffe://example.org/sigil/admin/admin",
         Some(real_leaf.raw_serial().to_vec()),
     );
-    assert_error(&create_token(&server.client_as(&chain, &key)), 401, "invalid_client_certificate");
+    assert_error(
+        &create_token(&server.client_as(&chain, &key)),
+        401,
+        "invalid_client_certificate",
+    );
     assert_eq!(dir.count("join_tokens"), 0);
 }
 
@@ -119,14 +134,26 @@ fn an_expired_admin_credential_is_refused() {
     let server = dir.start();
     let out = dir.temp.path().join("short");
     let minted = sigil(&[
-        "admin", "credential", "--data-dir", dir.arg(), "--name", "brief", "--ttl", "1s", "--out",
+        "admin",
+        "credential",
+        "--data-dir",
+        dir.arg(),
+        "--name",
+        "brief",
+        "--ttl",
+        "1s",
+        "--out",
         out.to_str().unwrap(),
     ]);
     assert!(minted.status.success(), "{}", stderr(&minted));
     let chain = std::fs::read_to_string(out.join("svid.pem")).unwrap();
     let key = std::fs::read_to_string(out.join("svid.key")).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(2100));
-    assert_error(&create_token(&server.client_as(&chain, &key)), 401, "invalid_client_certificate");
+    assert_error(
+        &create_token(&server.client_as(&chain, &key)),
+        401,
+        "invalid_client_certificate",
+    );
 }
 
 #[test]
@@ -135,22 +162,45 @@ fn admin_credential_mints_a_fresh_short_lived_admin_svid_with_a_private_key_file
     let server = dir.start();
     let out = dir.temp.path().join("alice");
     let minted = sigil(&[
-        "admin", "credential", "--data-dir", dir.arg(), "--name", "alice", "--out",
+        "admin",
+        "credential",
+        "--data-dir",
+        dir.arg(),
+        "--name",
+        "alice",
+        "--out",
         out.to_str().unwrap(),
     ]);
     assert!(minted.status.success(), "{}", stderr(&minted));
-    let mode = std::fs::metadata(out.join("svid.key")).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(out.join("svid.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
     let chain = std::fs::read_to_string(out.join("svid.pem")).unwrap();
     let der = chain_der(&chain);
     let (_, leaf) = X509Certificate::from_der(&der[0]).unwrap();
-    let lifetime = leaf.validity().not_after.timestamp() - time::OffsetDateTime::now_utc().unix_timestamp();
-    assert!((8 * 3600 - 60..=8 * 3600).contains(&lifetime), "default 8h, got {lifetime}s");
+    let lifetime =
+        leaf.validity().not_after.timestamp() - time::OffsetDateTime::now_utc().unix_timestamp();
+    assert!(
+        (8 * 3600 - 60..=8 * 3600).contains(&lifetime),
+        "default 8h, got {lifetime}s"
+    );
     let key = std::fs::read_to_string(out.join("svid.key")).unwrap();
     assert_eq!(create_token(&server.client_as(&chain, &key)).status, 201);
 
     for (ttl, name) in [("25h", "alice"), ("8h", "a/../b")] {
-        let refused = sigil(&["admin", "credential", "--data-dir", dir.arg(), "--name", name, "--ttl", ttl]);
+        let refused = sigil(&[
+            "admin",
+            "credential",
+            "--data-dir",
+            dir.arg(),
+            "--name",
+            name,
+            "--ttl",
+            ttl,
+        ]);
         assert!(!refused.status.success(), "{ttl} {name} accepted");
     }
 }

@@ -1,5 +1,6 @@
 //! Every malformed, hostile or oversized request gets a 4xx JSON error and
 //! changes nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -22,25 +23,99 @@ fn malformed_requests_get_json_errors_and_change_nothing() {
     let attestation = json!({"type": "join_token", "token": token});
 
     let cases: Vec<(Option<&str>, Vec<u8>, u16, &str)> = vec![
-        (Some("application/json"), b"{not json".to_vec(), 400, "invalid_request"),
-        (Some("application/json"), b"".to_vec(), 400, "invalid_request"),
-        (Some("application/json"), b"[]".to_vec(), 400, "invalid_request"),
-        (Some("application/json"), json_body(json!({"attestation": attestation})), 400, "invalid_request"),
-        (Some("application/json"), json_body(json!({"csr": 5, "attestation": attestation})), 400, "invalid_request"),
-        (Some("application/json"), json_body(json!({"csr": csr, "attestation": attestation, "ttl": 60})), 400, "invalid_request"),
-        (Some("application/json"), json_body(json!({"csr": csr, "attestation": {"type": "magic"}})), 400, "invalid_request"),
-        (Some("application/json"), json_body(json!({"csr": csr, "attestation": attestation, "ttl_seconds": -5})), 400, "invalid_request"),
-        (Some("application/json"), json_body(json!({"csr": "hello", "attestation": attestation})), 400, "invalid_csr"),
-        (Some("application/json"), json_body(json!({"csr": format!("{csr}{csr}"), "attestation": attestation})), 400, "invalid_csr"),
-        (Some("text/plain"), json_body(json!({"csr": csr, "attestation": attestation})), 415, "unsupported_media_type"),
-        (None, json_body(json!({"csr": csr, "attestation": attestation})), 415, "unsupported_media_type"),
-        (Some("application/json"), vec![b' '; 64 * 1024 + 1], 413, "payload_too_large"),
-        (Some("application/json"), vec![b'a'; 10 * 1024 * 1024], 413, "payload_too_large"),
+        (
+            Some("application/json"),
+            b"{not json".to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            Some("application/json"),
+            b"".to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            Some("application/json"),
+            b"[]".to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            Some("application/json"),
+            json_body(json!({"attestation": attestation})),
+            400,
+            "invalid_request",
+        ),
+        (
+            Some("application/json"),
+            json_body(json!({"csr": 5, "attestation": attestation})),
+            400,
+            "invalid_request",
+        ),
+        (
+            Some("application/json"),
+            json_body(json!({"csr": csr, "attestation": attestation, "ttl": 60})),
+            400,
+            "invalid_request",
+        ),
+        (
+            Some("application/json"),
+            json_body(json!({"csr": csr, "attestation": {"type": "magic"}})),
+            400,
+            "invalid_request",
+        ),
+        (
+            Some("application/json"),
+            json_body(json!({"csr": csr, "attestation": attestation, "ttl_seconds": -5})),
+            400,
+            "invalid_request",
+        ),
+        (
+            Some("application/json"),
+            json_body(json!({"csr": "hello", "attestation": attestation})),
+            400,
+            "invalid_csr",
+        ),
+        (
+            Some("application/json"),
+            json_body(json!({"csr": format!("{csr}{csr}"), "attestation": attestation})),
+            400,
+            "invalid_csr",
+        ),
+        (
+            Some("text/plain"),
+            json_body(json!({"csr": csr, "attestation": attestation})),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            None,
+            json_body(json!({"csr": csr, "attestation": attestation})),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            Some("application/json"),
+            vec![b' '; 64 * 1024 + 1],
+            413,
+            "payload_too_large",
+        ),
+        (
+            Some("application/json"),
+            vec![b'a'; 10 * 1024 * 1024],
+            413,
+            "payload_too_large",
+        ),
     ];
     for (content_type, body, status, code) in cases {
         let preview = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
         let response = send(content_type, body);
-        assert_eq!(response.status.as_u16(), status, "{content_type:?} {preview}");
+        assert_eq!(
+            response.status.as_u16(),
+            status,
+            "{content_type:?} {preview}"
+        );
         assert_error(&response, status, code);
     }
     assert_eq!(dir.count("certificates"), certificates_before);

@@ -1,5 +1,6 @@
 //! A join token and a CSR become an X509-SVID that follows the profile and
 //! that independent verifiers (openssl, the spiffe crate) accept.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -16,7 +17,12 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 fn issued_chain(server: &Server, token: &str, csr: &str) -> (Value, Vec<Vec<u8>>) {
     let response = server.redeem(token, csr);
-    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+    assert_eq!(
+        response.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
     let body: Value = response.json().unwrap();
     let chain = chain_der(body["cert_chain_pem"].as_str().unwrap());
     (body, chain)
@@ -35,7 +41,11 @@ fn redeemed_token_yields_an_svid_that_openssl_and_the_spiffe_crate_accept() {
     assert_eq!(chain.len(), 2, "leaf then issuing CA");
 
     let work = dir.temp.path();
-    std::fs::write(work.join("chain.pem"), body["cert_chain_pem"].as_str().unwrap()).unwrap();
+    std::fs::write(
+        work.join("chain.pem"),
+        body["cert_chain_pem"].as_str().unwrap(),
+    )
+    .unwrap();
     let verify = openssl(
         &[
             "verify",
@@ -49,7 +59,12 @@ fn redeemed_token_yields_an_svid_that_openssl_and_the_spiffe_crate_accept() {
         ],
         work,
     );
-    assert!(verify.status.success(), "openssl verify: {}{}", stdout(&verify), stderr(&verify));
+    assert!(
+        verify.status.success(),
+        "openssl verify: {}{}",
+        stdout(&verify),
+        stderr(&verify)
+    );
 
     let concatenated: Vec<u8> = chain.concat();
     let svid = spiffe::X509Svid::parse_from_der(&concatenated, &key.serialize_der())
@@ -73,7 +88,11 @@ fn issued_leaf_follows_the_svid_profile() {
 
     assert!(leaf.subject().iter().next().is_none(), "empty subject");
     let serial = leaf.raw_serial();
-    assert_eq!(serial.len(), 16, "16-byte serial: at least 64 bits of entropy");
+    assert_eq!(
+        serial.len(),
+        16,
+        "16-byte serial: at least 64 bits of entropy"
+    );
     assert!((0x01..=0x7f).contains(&serial[0]));
     assert_eq!(body["serial"].as_str().unwrap(), hex::encode(serial));
 
@@ -84,7 +103,10 @@ fn issued_leaf_follows_the_svid_profile() {
                 assert!(ext.critical, "SAN is critical with an empty subject");
                 let names: Vec<_> = san.general_names.iter().collect();
                 assert_eq!(names.len(), 1, "{names:?}");
-                assert!(matches!(names[0], GeneralName::URI("spiffe://example.org/agents/a")));
+                assert!(matches!(
+                    names[0],
+                    GeneralName::URI("spiffe://example.org/agents/a")
+                ));
                 seen.push("san");
             }
             ParsedExtension::BasicConstraints(bc) => {
@@ -113,10 +135,8 @@ fn issued_leaf_follows_the_svid_profile() {
                         _ => None,
                     })
                     .unwrap();
-                let expected = format!(
-                    "https://localhost:{}/v1/crl/{issuer_key_id}",
-                    server.port()
-                );
+                let expected =
+                    format!("https://localhost:{}/v1/crl/{issuer_key_id}", server.port());
                 let Some(DistributionPointName::FullName(names)) =
                     &points.points[0].distribution_point
                 else {
@@ -160,7 +180,9 @@ fn a_csr_cannot_ask_for_ca_extensions_sans_or_a_foreign_identity() {
 
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params = CertificateParams::default();
-    params.distinguished_name.push(DnType::CommonName, "evil root");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "evil root");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     params.subject_alt_names = vec![
@@ -177,7 +199,10 @@ fn a_csr_cannot_ask_for_ca_extensions_sans_or_a_foreign_identity() {
     assert_eq!(body["spiffe_id"], "spiffe://example.org/agents/a");
 
     let (_, leaf) = X509Certificate::from_der(&chain[0]).unwrap();
-    assert!(leaf.subject().iter().next().is_none(), "no subject from the CSR");
+    assert!(
+        leaf.subject().iter().next().is_none(),
+        "no subject from the CSR"
+    );
     assert!(!leaf.is_ca());
     let sans: Vec<String> = leaf
         .subject_alternative_name()
@@ -190,13 +215,18 @@ fn a_csr_cannot_ask_for_ca_extensions_sans_or_a_foreign_identity() {
         .collect();
     assert_eq!(sans, [r#"URI("spiffe://example.org/agents/a")"#]);
     assert!(
-        leaf.extensions().iter().all(|e| e.oid.to_id_string() != "1.2.3.4.5"),
+        leaf.extensions()
+            .iter()
+            .all(|e| e.oid.to_id_string() != "1.2.3.4.5"),
         "custom extension copied"
     );
     let ku = leaf.key_usage().unwrap().unwrap().value;
     assert!(!ku.key_cert_sign() && !ku.crl_sign());
     // Only the public key comes from the CSR.
-    assert_eq!(leaf.public_key().raw, rcgen::PublicKeyData::subject_public_key_info(&key));
+    assert_eq!(
+        leaf.public_key().raw,
+        rcgen::PublicKeyData::subject_public_key_info(&key)
+    );
 }
 
 #[test]
@@ -206,10 +236,26 @@ fn openssl_csrs_with_extensions_and_a_sha384_signature_keep_their_own_p256_key()
     let work = dir.temp.path();
     let made = openssl(
         &[
-            "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-sha384", "-subj", "/CN=agent", "-keyout", "k.pem", "-out", "req.pem", "-addext",
-            "subjectKeyIdentifier=hash", "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "subjectAltName=URI:spiffe://evil.org/x,DNS:evil.example",
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-sha384",
+            "-subj",
+            "/CN=agent",
+            "-keyout",
+            "k.pem",
+            "-out",
+            "req.pem",
+            "-addext",
+            "subjectKeyIdentifier=hash",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "subjectAltName=URI:spiffe://evil.org/x,DNS:evil.example",
         ],
         work,
     );
@@ -220,12 +266,22 @@ fn openssl_csrs_with_extensions_and_a_sha384_signature_keep_their_own_p256_key()
     std::fs::write(work.join("leaf.der"), &chain[0]).unwrap();
 
     // openssl reads the leaf key as P-256 and it matches the agent's key.
-    let text = openssl(&["x509", "-inform", "DER", "-in", "leaf.der", "-noout", "-text"], work);
+    let text = openssl(
+        &[
+            "x509", "-inform", "DER", "-in", "leaf.der", "-noout", "-text",
+        ],
+        work,
+    );
     let text = stdout(&text);
     assert!(text.contains("NIST CURVE: P-256"), "{text}");
     assert!(!text.contains("evil"), "{text}");
     assert!(text.contains("CA:FALSE"), "{text}");
-    let leaf_key = openssl(&["x509", "-inform", "DER", "-in", "leaf.der", "-noout", "-pubkey"], work);
+    let leaf_key = openssl(
+        &[
+            "x509", "-inform", "DER", "-in", "leaf.der", "-noout", "-pubkey",
+        ],
+        work,
+    );
     let own_key = openssl(&["pkey", "-in", "k.pem", "-pubout"], work);
     assert_eq!(stdout(&leaf_key), stdout(&own_key));
 }
@@ -244,7 +300,10 @@ fn p384_and_ed25519_keys_are_accepted() {
         let token = server.token("spiffe://example.org/agents/c");
         let (_, chain) = issued_chain(&server, &token, &csr);
         let (_, leaf) = X509Certificate::from_der(&chain[0]).unwrap();
-        assert_eq!(leaf.public_key().raw, rcgen::PublicKeyData::subject_public_key_info(&key));
+        assert_eq!(
+            leaf.public_key().raw,
+            rcgen::PublicKeyData::subject_public_key_info(&key)
+        );
     }
 }
 
@@ -266,10 +325,21 @@ fn refused_csrs_and_ttls_leave_the_token_usable() {
     // Weak or unsupported keys, made by openssl.
     for (name, args) in [
         ("rsa", vec!["-newkey", "rsa:2048"]),
-        ("p521", vec!["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-521"]),
+        (
+            "p521",
+            vec!["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-521"],
+        ),
     ] {
         let out = format!("{name}.csr");
-        let mut all = vec!["req", "-new", "-nodes", "-subj", "/", "-keyout", "/dev/null"];
+        let mut all = vec![
+            "req",
+            "-new",
+            "-nodes",
+            "-subj",
+            "/",
+            "-keyout",
+            "/dev/null",
+        ];
         all.extend(args.iter().copied());
         all.extend(["-out", out.as_str()]);
         let made = openssl(&all, work);
@@ -288,7 +358,11 @@ fn refused_csrs_and_ttls_leave_the_token_usable() {
         }));
         assert_error(&response, 400, "invalid_ttl");
     }
-    assert_eq!(dir.count("certificates") , 2, "only the server and admin certificates");
+    assert_eq!(
+        dir.count("certificates"),
+        2,
+        "only the server and admin certificates"
+    );
 
     // The token was not used up by any refusal, and an in-bounds TTL works.
     let response = server.post_svid(json!({
@@ -296,7 +370,12 @@ fn refused_csrs_and_ttls_leave_the_token_usable() {
         "attestation": {"type": "join_token", "token": token},
         "ttl_seconds": 7200,
     }));
-    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+    assert_eq!(
+        response.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
     let body: Value = response.json().unwrap();
     let chain = chain_der(body["cert_chain_pem"].as_str().unwrap());
     let (_, leaf) = X509Certificate::from_der(&chain[0]).unwrap();

@@ -1,5 +1,6 @@
 //! Join tokens: single use, expiry, atomic redemption, stored only hashed,
 //! and never for the CA's own namespace.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -22,7 +23,8 @@ fn a_token_works_once_and_a_second_use_is_refused() {
 fn a_token_with_several_uses_grants_exactly_that_many() {
     let dir = DataDir::init();
     let server = dir.start();
-    let token = server.token_with(json!({"spiffe_id": "spiffe://example.org/agents/fleet", "uses": 3}));
+    let token =
+        server.token_with(json!({"spiffe_id": "spiffe://example.org/agents/fleet", "uses": 3}));
     let (_, csr) = p256_csr();
     for _ in 0..3 {
         assert_eq!(server.redeem(&token, &csr).status, 200);
@@ -34,7 +36,8 @@ fn a_token_with_several_uses_grants_exactly_that_many() {
 fn an_expired_token_is_refused() {
     let dir = DataDir::init();
     let server = dir.start();
-    let token = server.token_with(json!({"spiffe_id": "spiffe://example.org/agents/late", "ttl_seconds": 1}));
+    let token = server
+        .token_with(json!({"spiffe_id": "spiffe://example.org/agents/late", "ttl_seconds": 1}));
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let (_, csr) = p256_csr();
     assert_error(&server.redeem(&token, &csr), 401, "invalid_attestation");
@@ -57,7 +60,11 @@ fn unknown_malformed_and_forged_tokens_are_refused() {
     ] {
         assert_error(&server.redeem(&token, &csr), 401, "invalid_attestation");
     }
-    assert_eq!(server.redeem(&real, &csr).status, 200, "the real token kept its use");
+    assert_eq!(
+        server.redeem(&real, &csr).status,
+        200,
+        "the real token kept its use"
+    );
 }
 
 #[test]
@@ -73,7 +80,9 @@ fn twenty_concurrent_redemptions_of_a_one_use_token_yield_one_certificate() {
             .map(|_| {
                 let client = Arc::clone(&client);
                 let body = body.clone();
-                tokio::spawn(async move { client.post_json("/v1/svid", &body).await.unwrap().status })
+                tokio::spawn(
+                    async move { client.post_json("/v1/svid", &body).await.unwrap().status },
+                )
             })
             .collect();
         let mut statuses = Vec::new();
@@ -82,8 +91,16 @@ fn twenty_concurrent_redemptions_of_a_one_use_token_yield_one_certificate() {
         }
         statuses
     });
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 19, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        19,
+        "{statuses:?}"
+    );
     let conn = rusqlite::Connection::open(dir.file("sigil.db")).unwrap();
     let agents: i64 = conn
         .query_row(
@@ -106,11 +123,18 @@ fn no_token_can_be_created_for_the_cas_own_namespace() {
         "spiffe://example.org/sigil/admin/mallory",
         "spiffe://example.org/sigil/anything/else",
     ] {
-        let response = block_on(admin.post_json("/admin/v1/join-tokens", &json!({"spiffe_id": id}))).unwrap();
+        let response =
+            block_on(admin.post_json("/admin/v1/join-tokens", &json!({"spiffe_id": id}))).unwrap();
         assert_error(&response, 403, "reserved_identity");
     }
-    for id in ["spiffe://other.org/agents/x", "spiffe://example.org", "spiffe://example.org/a/../b", "not a uri"] {
-        let response = block_on(admin.post_json("/admin/v1/join-tokens", &json!({"spiffe_id": id}))).unwrap();
+    for id in [
+        "spiffe://other.org/agents/x",
+        "spiffe://example.org",
+        "spiffe://example.org/a/../b",
+        "not a uri",
+    ] {
+        let response =
+            block_on(admin.post_json("/admin/v1/join-tokens", &json!({"spiffe_id": id}))).unwrap();
         assert_error(&response, 400, "invalid_spiffe_id");
     }
     // Neighbours of the reserved namespace are ordinary identities.
@@ -131,12 +155,24 @@ fn token_options_outside_their_bounds_are_refused() {
     let id = "spiffe://example.org/agents/x";
     for (body, code) in [
         (json!({"spiffe_id": id, "ttl_seconds": 0}), "invalid_ttl"),
-        (json!({"spiffe_id": id, "ttl_seconds": 86_401}), "invalid_ttl"),
+        (
+            json!({"spiffe_id": id, "ttl_seconds": 86_401}),
+            "invalid_ttl",
+        ),
         (json!({"spiffe_id": id, "uses": 0}), "invalid_request"),
         (json!({"spiffe_id": id, "uses": 10_001}), "invalid_request"),
-        (json!({"spiffe_id": id, "dns_names": ["*.example.org"]}), "invalid_request"),
-        (json!({"spiffe_id": id, "dns_names": ["not a name"]}), "invalid_request"),
-        (json!({"spiffe_id": id, "ip_addresses": ["10.0.0.300"]}), "invalid_request"),
+        (
+            json!({"spiffe_id": id, "dns_names": ["*.example.org"]}),
+            "invalid_request",
+        ),
+        (
+            json!({"spiffe_id": id, "dns_names": ["not a name"]}),
+            "invalid_request",
+        ),
+        (
+            json!({"spiffe_id": id, "ip_addresses": ["10.0.0.300"]}),
+            "invalid_request",
+        ),
     ] {
         let response = block_on(admin.post_json("/admin/v1/join-tokens", &body)).unwrap();
         assert_error(&response, 400, code);
@@ -160,7 +196,10 @@ fn tokens_are_stored_only_as_hashes() {
     assert!(!stored.is_empty());
     let contains = |needle: &[u8]| stored.windows(needle.len()).any(|w| w == needle);
     assert!(!contains(token.as_bytes()), "the token is in the store");
-    assert!(!contains(secret.as_bytes()), "the token's secret is in the store");
+    assert!(
+        !contains(secret.as_bytes()),
+        "the token's secret is in the store"
+    );
     let conn = rusqlite::Connection::open(dir.file("sigil.db")).unwrap();
     let hash: Vec<u8> = conn
         .query_row("SELECT hash FROM join_tokens", [], |r| r.get(0))
@@ -173,7 +212,14 @@ fn tokens_are_stored_only_as_hashes() {
 fn token_create_prints_only_the_token_and_json_on_request() {
     let dir = DataDir::init();
     let _server = dir.start();
-    let plain = sigil(&["token", "create", "--data-dir", dir.arg(), "--spiffe-id", "spiffe://example.org/agents/cli"]);
+    let plain = sigil(&[
+        "token",
+        "create",
+        "--data-dir",
+        dir.arg(),
+        "--spiffe-id",
+        "spiffe://example.org/agents/cli",
+    ]);
     assert!(plain.status.success(), "{}", stderr(&plain));
     let printed = stdout(&plain);
     let lines: Vec<&str> = printed.lines().collect();
@@ -181,8 +227,21 @@ fn token_create_prints_only_the_token_and_json_on_request() {
     assert!(lines[0].starts_with("sigil_jt_"), "{printed}");
 
     let json_out = sigil(&[
-        "token", "create", "--data-dir", dir.arg(), "--spiffe-id", "spiffe://example.org/agents/cli",
-        "--ttl", "1h", "--uses", "2", "--dns", "cli.example", "--ip", "10.0.0.9", "--json",
+        "token",
+        "create",
+        "--data-dir",
+        dir.arg(),
+        "--spiffe-id",
+        "spiffe://example.org/agents/cli",
+        "--ttl",
+        "1h",
+        "--uses",
+        "2",
+        "--dns",
+        "cli.example",
+        "--ip",
+        "10.0.0.9",
+        "--json",
     ]);
     assert!(json_out.status.success(), "{}", stderr(&json_out));
     let body: Value = serde_json::from_str(&stdout(&json_out)).unwrap();
@@ -190,7 +249,18 @@ fn token_create_prints_only_the_token_and_json_on_request() {
     assert_eq!(body["uses"], 2);
     assert_eq!(body["spiffe_id"], "spiffe://example.org/agents/cli");
 
-    let refused = sigil(&["token", "create", "--data-dir", dir.arg(), "--spiffe-id", "spiffe://example.org/sigil/admin/x"]);
+    let refused = sigil(&[
+        "token",
+        "create",
+        "--data-dir",
+        dir.arg(),
+        "--spiffe-id",
+        "spiffe://example.org/sigil/admin/x",
+    ]);
     assert!(!refused.status.success());
-    assert!(stderr(&refused).contains("reserved_identity"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("reserved_identity"),
+        "{}",
+        stderr(&refused)
+    );
 }

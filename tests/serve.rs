@@ -1,5 +1,6 @@
 //! `sigil init` and `sigil serve` as an operator meets them: the printed
 //! URL, curl against the bundle, restarts, the SPIFFE bundle, dev mode.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -22,7 +23,11 @@ fn curl(args: &[&str]) -> std::process::Output {
 fn the_printed_url_works_with_curl_against_the_bundle() {
     let dir = DataDir::init();
     let server = dir.start();
-    assert!(server.printed_url.starts_with("https://127.0.0.1:"), "{}", server.printed_url);
+    assert!(
+        server.printed_url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.printed_url
+    );
     assert_eq!(dir.read("server.url").trim(), server.printed_url);
     let bundle = dir.file("bundle.pem");
     let bundle = bundle.to_str().unwrap();
@@ -34,7 +39,11 @@ fn the_printed_url_works_with_curl_against_the_bundle() {
         let out = curl(&["--cacert", bundle, &url]);
         assert!(out.status.success(), "{url}: {}", stderr(&out));
     }
-    let out = curl(&["--cacert", bundle, &format!("{}/v1/bundle", server.printed_url)]);
+    let out = curl(&[
+        "--cacert",
+        bundle,
+        &format!("{}/v1/bundle", server.printed_url),
+    ]);
     assert_eq!(stdout(&out), dir.bundle_pem());
     // Without the bundle, curl does not trust the server.
     let untrusted = curl(&[&format!("{}/healthz", server.printed_url)]);
@@ -75,8 +84,17 @@ fn restarting_keeps_the_ca_and_every_record() {
 #[test]
 fn init_writes_private_keys_0600_and_prints_the_fingerprint_of_the_bundle() {
     let dir = DataDir::init();
-    for key in ["ca/root.key", "ca/issuing.key", "admin/svid.key", "sigil.db"] {
-        let mode = std::fs::metadata(dir.file(key)).unwrap().permissions().mode() & 0o777;
+    for key in [
+        "ca/root.key",
+        "ca/issuing.key",
+        "admin/svid.key",
+        "sigil.db",
+    ] {
+        let mode = std::fs::metadata(dir.file(key))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600, "{key}");
     }
     let root_der = &chain_der(&dir.bundle_pem())[0];
@@ -91,12 +109,30 @@ fn init_accepts_an_empty_directory_and_refuses_one_with_content() {
     let temp = tempfile::tempdir().unwrap();
     let empty = temp.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    let ok = sigil(&["init", "--trust-domain", "example.org", "--data-dir", empty.to_str().unwrap()]);
+    let ok = sigil(&[
+        "init",
+        "--trust-domain",
+        "example.org",
+        "--data-dir",
+        empty.to_str().unwrap(),
+    ]);
     assert!(ok.status.success(), "{}", stderr(&ok));
-    let again = sigil(&["init", "--trust-domain", "example.org", "--data-dir", empty.to_str().unwrap()]);
+    let again = sigil(&[
+        "init",
+        "--trust-domain",
+        "example.org",
+        "--data-dir",
+        empty.to_str().unwrap(),
+    ]);
     assert!(!again.status.success());
     assert!(stderr(&again).contains("not empty"), "{}", stderr(&again));
-    let bad = sigil(&["init", "--trust-domain", "Example.ORG", "--data-dir", temp.path().join("x").to_str().unwrap()]);
+    let bad = sigil(&[
+        "init",
+        "--trust-domain",
+        "Example.ORG",
+        "--data-dir",
+        temp.path().join("x").to_str().unwrap(),
+    ]);
     assert!(!bad.status.success());
     assert!(!temp.path().join("x").exists());
 }
@@ -123,9 +159,20 @@ fn the_spiffe_bundle_is_a_jwks_of_the_roots() {
         let token = server.token("spiffe://example.org/agents/k");
         let (_, csr) = p256_csr();
         let body: Value = server.redeem(&token, &csr).json().unwrap();
-        std::fs::write(dir.temp.path().join("chain.pem"), body["cert_chain_pem"].as_str().unwrap()).unwrap();
+        std::fs::write(
+            dir.temp.path().join("chain.pem"),
+            body["cert_chain_pem"].as_str().unwrap(),
+        )
+        .unwrap();
         let verify = openssl(
-            &["verify", "-CAfile", dir.file("bundle.pem").to_str().unwrap(), "-untrusted", "chain.pem", "chain.pem"],
+            &[
+                "verify",
+                "-CAfile",
+                dir.file("bundle.pem").to_str().unwrap(),
+                "-untrusted",
+                "chain.pem",
+                "chain.pem",
+            ],
             dir.temp.path(),
         );
         assert!(verify.status.success(), "{key_type}: {}", stderr(&verify));
@@ -137,11 +184,21 @@ fn dev_mode_runs_on_certs_dev_and_a_plain_serve_refuses_those_keys() {
     let temp = tempfile::tempdir().unwrap();
     let dev_dir = temp.path().join("dev");
     let server = Server::spawn(
-        &["serve", "--dev", "--data-dir", dev_dir.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        &[
+            "serve",
+            "--dev",
+            "--data-dir",
+            dev_dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
         dev_dir.clone(),
     );
     let banner: Vec<String> = std::iter::from_fn(|| {
-        server.stdout_rest.recv_timeout(std::time::Duration::from_secs(5)).ok()
+        server
+            .stdout_rest
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .ok()
     })
     .take_while(|line| !line.contains("openssl x509"))
     .collect();
@@ -149,12 +206,17 @@ fn dev_mode_runs_on_certs_dev_and_a_plain_serve_refuses_those_keys() {
     assert!(banner.contains("DEVELOPMENT MODE"), "{banner}");
     assert!(banner.contains("sigil token create"), "{banner}");
     for key in ["ca/root.key", "ca/issuing.key", "admin/svid.key"] {
-        let mode = std::fs::metadata(dev_dir.join(key)).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(dev_dir.join(key))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600, "{key}");
     }
     assert_eq!(
         std::fs::read_to_string(dev_dir.join("bundle.pem")).unwrap(),
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/certs-dev/bundle.pem")).unwrap()
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/certs-dev/bundle.pem"))
+            .unwrap()
     );
     let token = server.token("spiffe://dev.sigil.test/agents/demo");
     let (_, csr) = p256_csr();
@@ -162,7 +224,13 @@ fn dev_mode_runs_on_certs_dev_and_a_plain_serve_refuses_those_keys() {
     assert_eq!(body["spiffe_id"], "spiffe://dev.sigil.test/agents/demo");
     drop(server);
 
-    let refused = sigil(&["serve", "--data-dir", dev_dir.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let refused = sigil(&[
+        "serve",
+        "--data-dir",
+        dev_dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     assert!(!refused.status.success());
     assert!(stderr(&refused).contains("--dev"), "{}", stderr(&refused));
 }
@@ -171,12 +239,26 @@ fn dev_mode_runs_on_certs_dev_and_a_plain_serve_refuses_those_keys() {
 fn serve_explains_a_missing_ca_and_bad_ttl_bounds() {
     let temp = tempfile::tempdir().unwrap();
     let missing = temp.path().join("none");
-    let out = sigil(&["serve", "--data-dir", missing.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let out = sigil(&[
+        "serve",
+        "--data-dir",
+        missing.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("sigil init"), "{}", stderr(&out));
 
     let dir = DataDir::init();
-    let out = sigil(&["serve", "--data-dir", dir.arg(), "--listen", "127.0.0.1:0", "--min-ttl", "2h"]);
+    let out = sigil(&[
+        "serve",
+        "--data-dir",
+        dir.arg(),
+        "--listen",
+        "127.0.0.1:0",
+        "--min-ttl",
+        "2h",
+    ]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("default TTL"), "{}", stderr(&out));
 }

@@ -83,19 +83,20 @@ pub(super) async fn run(data_dir: Option<PathBuf>, args: ServeArgs) -> anyhow::R
 fn dev_banner(dir: &DataDir, addr: SocketAddr) -> String {
     let d = dir.path().display();
     let td = dev::TRUST_DOMAIN;
-    format!(
-        "\n\
-DEVELOPMENT MODE: trust domain {td}, whose keys are public (certs-dev/). Never use it in production.\n\
-\n\
-Get a join token (as the admin credential in {d}/admin/):\n\
-  TOKEN=$(sigil token create --data-dir {d} --spiffe-id spiffe://{td}/agents/demo)\n\
-\n\
-Trade it and a CSR for an SVID:\n\
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj / -keyout agent.key -out agent.csr\n\
-  jq -n --rawfile csr agent.csr --arg token \"$TOKEN\" '{{csr: $csr, attestation: {{type: \"join_token\", token: $token}}}}' \\\n\
-    | curl -sS --cacert {d}/bundle.pem -H 'content-type: application/json' --data-binary @- \\\n\
-      https://localhost:{port}/v1/svid | jq -r .cert_chain_pem > agent.pem\n\
-  openssl x509 -in agent.pem -noout -ext subjectAltName\n",
-        port = addr.port()
-    )
+    let port = addr.port();
+    [
+        String::new(),
+        format!("DEVELOPMENT MODE: trust domain {td}, whose keys are public (certs-dev/). Never use it in production."),
+        String::new(),
+        format!("Get a join token (as the admin credential in {d}/admin/):"),
+        format!("  TOKEN=$(sigil token create --data-dir {d} --spiffe-id spiffe://{td}/agents/demo)"),
+        String::new(),
+        "Trade it and a CSR for an SVID (needs openssl, jq and curl):".to_owned(),
+        "  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj / -keyout agent.key -out agent.csr".to_owned(),
+        r#"  jq -n --rawfile csr agent.csr --arg token "$TOKEN" '{csr: $csr, attestation: {type: "join_token", token: $token}}' \"#.to_owned(),
+        format!("    | curl -sS --cacert {d}/bundle.pem -H 'content-type: application/json' --data-binary @- \\"),
+        format!("      https://localhost:{port}/v1/svid | jq -r .cert_chain_pem > agent.pem"),
+        "  openssl x509 -in agent.pem -noout -ext subjectAltName".to_owned(),
+    ]
+    .join("\n")
 }

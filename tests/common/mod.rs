@@ -79,8 +79,10 @@ impl DataDir {
     /// Rows of a table, read straight from the SQLite file.
     pub fn count(&self, table: &str) -> i64 {
         let conn = rusqlite::Connection::open(self.file("sigil.db")).unwrap();
-        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0))
-            .unwrap()
+        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+            row.get(0)
+        })
+        .unwrap()
     }
 
     pub fn start(&self) -> Server {
@@ -159,10 +161,7 @@ impl Server {
         CaClient::new(
             &self.url,
             &self.bundle_pem,
-            Some(ClientIdentity {
-                chain_pem,
-                key_pem,
-            }),
+            Some(ClientIdentity { chain_pem, key_pem }),
         )
         .unwrap()
     }
@@ -186,7 +185,12 @@ impl Server {
 
     pub fn token_with(&self, body: Value) -> String {
         let response = block_on(self.admin().post_json("/admin/v1/join-tokens", &body)).unwrap();
-        assert_eq!(response.status, 201, "{}", String::from_utf8_lossy(&response.body));
+        assert_eq!(
+            response.status,
+            201,
+            "{}",
+            String::from_utf8_lossy(&response.body)
+        );
         let created: Value = response.json().unwrap();
         created["token"].as_str().unwrap().to_owned()
     }
@@ -231,7 +235,10 @@ pub fn p256_csr() -> (KeyPair, String) {
 /// The JSON error code of a response.
 pub fn error_code(response: &Response) -> String {
     let body: Value = response.json().unwrap_or_else(|e| panic!("{e}"));
-    body["error"]["code"].as_str().unwrap_or_default().to_owned()
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Asserts a JSON error with this status and code.
