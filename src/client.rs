@@ -124,9 +124,10 @@ impl CaClient {
         if roots.is_empty() {
             bail!("the trust bundle holds no certificate");
         }
-        let builder = ClientConfig::builder_with_provider(crate::server::provider())
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots);
+        let builder =
+            ClientConfig::builder_with_provider(crate::crypto_provider::crypto_provider())
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(roots);
         let config = match identity {
             Some(identity) => {
                 let chain = pem_certificates(identity.chain_pem).context("client certificate")?;

@@ -10,6 +10,7 @@ pub mod api;
 pub mod ca;
 pub mod cli;
 pub mod client;
+pub mod crypto_provider;
 pub mod csr;
 pub mod datadir;
 pub mod dev;

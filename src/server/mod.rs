@@ -18,8 +18,6 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-pub use tls::provider;
-
 use crate::api::{self, AppState, PeerCertificates};
 use crate::ca::{CaFiles, CertificateAuthority};
 use crate::csr::KeyPolicy;

@@ -9,17 +9,14 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use rustls::client::danger::HandshakeSignatureValid;
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
 
-/// The crypto provider Sigil uses everywhere: ring.
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
+use crate::crypto_provider::crypto_provider;
 
 /// Requests a client certificate and checks proof of possession of its
 /// key; judges nothing else (see the module documentation).
@@ -116,7 +113,7 @@ fn certified_key(
     pkcs8_key: Vec<u8>,
 ) -> anyhow::Result<Arc<CertifiedKey>> {
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8_key));
-    let certified = CertifiedKey::from_der(chain, key, &provider())
+    let certified = CertifiedKey::from_der(chain, key, &crypto_provider())
         .map_err(|e| anyhow::anyhow!("loading the server key: {e}"))?;
     Ok(Arc::new(certified))
 }
@@ -134,7 +131,7 @@ impl ResolvesServerCert for ServerIdentity {
 ///
 /// The provider refuses the protocol versions.
 pub(super) fn server_config(identity: Arc<ServerIdentity>) -> anyhow::Result<ServerConfig> {
-    let provider = provider();
+    let provider = crypto_provider();
     let verifier = Arc::new(PossessionOnly {
         algorithms: provider.signature_verification_algorithms,
     });
