@@ -37,6 +37,7 @@ impl SqliteStore {
     ///
     /// The file cannot be opened, or holds a newer schema.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        create_owner_only(path)?;
         let mut conn = Connection::open(path).map_err(unavailable)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(unavailable)?;
@@ -51,7 +52,6 @@ impl SqliteStore {
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
             .map_err(unavailable)?;
         schema::migrate(&mut conn)?;
-        restrict_permissions(path);
 
         let (jobs, queue) = mpsc::channel::<Job>();
         thread::Builder::new()
@@ -84,10 +84,19 @@ impl SqliteStore {
     }
 }
 
-/// The store holds every token hash and certificate: owner-only.
-fn restrict_permissions(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+/// The store holds every token hash and certificate: owner-only. SQLite
+/// gives its `-wal` and `-shm` files the database file's permissions, so
+/// the file must be 0600 before SQLite first opens it.
+fn create_owner_only(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| StoreError::Unavailable(format!("opening {}: {e}", path.display())))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| StoreError::Unavailable(format!("restricting {}: {e}", path.display())))
 }
 
 fn unix(time: OffsetDateTime) -> i64 {
