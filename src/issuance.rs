@@ -9,7 +9,13 @@ use time::OffsetDateTime;
 
 use crate::ca::{CertificateAuthority, IssuedCertificate, KeyType, LeafRequest, Serial};
 use crate::csr::VerifiedPublicKey;
-use crate::store::{AttestationKind, CertificateRecord, Store, StoreError};
+use crate::join_token::TokenHash;
+use crate::store::{AttestationKind, CertificateRecord, Redemption, Store, StoreError};
+
+/// How often a repeated serial is redrawn before giving up.
+const MAX_SERIAL_RETRIES: u32 = 2;
+/// The longest SVID lifetime any configuration may allow.
+pub const MAX_TTL_CAP: Duration = Duration::from_secs(30 * 86_400);
 
 /// Lifetimes the CA grants.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +47,12 @@ impl TtlPolicy {
     pub fn validate(self) -> Result<Self, String> {
         if self.min.is_zero() {
             return Err("the minimum TTL must be at least 1s".to_owned());
+        }
+        if self.max > MAX_TTL_CAP {
+            return Err(format!(
+                "the maximum TTL must be at most {}d: SVIDs are short-lived",
+                MAX_TTL_CAP.as_secs() / 86_400
+            ));
         }
         if !(self.min <= self.default && self.default <= self.max) {
             return Err(format!(
@@ -117,6 +129,33 @@ impl Issuance {
         &self.store
     }
 
+    /// Signs a leaf and the record that must be committed before it leaves
+    /// the CA.
+    fn sign(
+        &self,
+        request: &LeafRequest<'_>,
+        attestation: AttestationKind,
+        parent_serial: Option<Serial>,
+    ) -> Result<(IssuedCertificate, CertificateRecord), IssuanceError> {
+        let now = OffsetDateTime::now_utc();
+        let issued = self
+            .ca
+            .issue(request, now)
+            .map_err(IssuanceError::Signing)?;
+        let record = CertificateRecord {
+            serial: issued.serial,
+            spiffe_id: issued.spiffe_id.clone(),
+            issuer_key_id: issued.issuer_key_id.clone(),
+            not_before: issued.not_before,
+            not_after: issued.not_after,
+            attestation,
+            parent_serial,
+            der: issued.der.to_vec(),
+            created_at: crate::ca::whole_seconds(now),
+        };
+        Ok((issued, record))
+    }
+
     /// Signs a leaf and commits it to the store; only a committed
     /// certificate is returned.
     ///
@@ -129,29 +168,50 @@ impl Issuance {
         attestation: AttestationKind,
         parent_serial: Option<Serial>,
     ) -> Result<IssuedCertificate, IssuanceError> {
-        // A repeated serial (2^-120 per pair) is refused by the store; draw
-        // a new one rather than fail the caller.
-        let mut attempts = 0;
+        let mut attempt = 0;
         loop {
-            let now = OffsetDateTime::now_utc();
-            let issued = self
-                .ca
-                .issue(request, now)
-                .map_err(IssuanceError::Signing)?;
-            let record = CertificateRecord {
-                serial: issued.serial,
-                spiffe_id: issued.spiffe_id.clone(),
-                issuer_key_id: issued.issuer_key_id.clone(),
-                not_before: issued.not_before,
-                not_after: issued.not_after,
-                attestation,
-                parent_serial,
-                der: issued.der.to_vec(),
-                created_at: crate::ca::whole_seconds(now),
-            };
+            let (issued, record) = self.sign(request, attestation, parent_serial)?;
             match self.store.record_certificate(record).await {
                 Ok(()) => return Ok(issued),
-                Err(StoreError::Conflict(_)) if attempts < 2 => attempts += 1,
+                // A repeated serial (2^-120 per pair): draw a new one.
+                Err(StoreError::Conflict(_)) if attempt < MAX_SERIAL_RETRIES => attempt += 1,
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// Signs a leaf for what a join token grants, then takes one use of the
+    /// token and commits the certificate in one transaction. If the token
+    /// has meanwhile been used up (a concurrent redemption won) or has
+    /// expired, the certificate is discarded unrecorded and the refusal is
+    /// returned instead.
+    ///
+    /// # Errors
+    ///
+    /// See [`IssuanceError`]; nothing is committed, and the token keeps its
+    /// use.
+    pub async fn issue_for_join_token(
+        &self,
+        request: &LeafRequest<'_>,
+        token_id: &str,
+        token_hash: TokenHash,
+    ) -> Result<Result<IssuedCertificate, Redemption>, IssuanceError> {
+        let mut attempt = 0;
+        loop {
+            let (issued, record) = self.sign(request, AttestationKind::JoinToken, None)?;
+            let redemption = self
+                .store
+                .redeem_join_token(
+                    token_id.to_owned(),
+                    token_hash,
+                    OffsetDateTime::now_utc(),
+                    record,
+                )
+                .await;
+            match redemption {
+                Ok(Redemption::Granted(_)) => return Ok(Ok(issued)),
+                Ok(refusal) => return Ok(Err(refusal)),
+                Err(StoreError::Conflict(_)) if attempt < MAX_SERIAL_RETRIES => attempt += 1,
                 Err(error) => return Err(error.into()),
             }
         }
@@ -218,6 +278,11 @@ mod tests {
             ..TtlPolicy::default()
         };
         assert!(default_above_max.validate().is_err());
+        let max_above_cap = TtlPolicy {
+            max: MAX_TTL_CAP + Duration::from_secs(1),
+            ..TtlPolicy::default()
+        };
+        assert!(max_above_cap.validate().is_err());
         assert!(TtlPolicy::default().validate().is_ok());
     }
 }

@@ -54,7 +54,8 @@ pub fn mint() -> Result<MintedToken, ring::error::Unspecified> {
 /// not have the shape of a Sigil join token.
 pub fn lookup_id(token: &Secret) -> Option<&str> {
     let text = token.expose();
-    if text.len() != TOKEN_LEN || !text.starts_with(PREFIX) {
+    // ASCII first: byte offsets below must fall on character boundaries.
+    if !text.is_ascii() || text.len() != TOKEN_LEN || !text.starts_with(PREFIX) {
         return None;
     }
     let rest = &text[PREFIX.len()..];
@@ -108,6 +109,9 @@ mod tests {
             good.replacen('_', "-", 3),
             format!("{}G{}", &good[..9], &good[10..]),
             format!("{}!", &good[..good.len() - 1]),
+            // A two-byte character straddling the end of the id.
+            format!("sigil_jt_{}\u{e9}_{}", "0".repeat(15), "A".repeat(42)),
+            format!("{}\u{e9}", &good[..good.len() - 2]),
         ];
         for bad in cases {
             assert_eq!(lookup_id(&Secret::new(bad.clone())), None, "{bad}");

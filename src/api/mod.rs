@@ -92,3 +92,6 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .with_state(state)
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,17 +4,19 @@
 use axum::Json;
 use axum::extract::State;
 use sigil_core::wire::{Attestation, SvidRequest, SvidResponse};
+use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{ApiError, AppState, JsonBody};
 use crate::ca::{IssuedCertificate, LeafRequest};
 use crate::csr::verify_csr_pem;
 use crate::join_token;
-use crate::store::{AttestationKind, Redemption};
+use crate::store::Redemption;
 
 /// Checks everything that costs the caller nothing first (CSR, TTL, token
-/// shape), so that a bad request never uses up a token; then redeems the
-/// token, signs, records, and answers.
+/// shape, what the token grants), so that a bad request never uses up a
+/// token; then signs, and takes the token's use and records the
+/// certificate in one transaction before answering.
 pub(super) async fn issue(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<SvidRequest>,
@@ -32,26 +34,34 @@ pub(super) async fn issue(
     let token_id = join_token::lookup_id(&token)
         .ok_or_else(|| ApiError::invalid_attestation("not a Sigil join token"))?
         .to_owned();
-    let redemption = state
+    let token_hash = join_token::hash(&token);
+    let refused = |redemption| match redemption {
+        Redemption::UsedUp => ApiError::invalid_attestation("join token is used up"),
+        Redemption::Expired => ApiError::invalid_attestation("join token has expired"),
+        Redemption::Unknown | Redemption::Granted(_) => {
+            ApiError::invalid_attestation("unknown join token")
+        }
+    };
+    let grant = match state
         .issuance
         .store()
-        .redeem_join_token(
-            token_id,
-            join_token::hash(&token),
-            time::OffsetDateTime::now_utc(),
-        )
-        .await?;
-    let grant = match redemption {
+        .peek_join_token(token_id.clone(), token_hash, OffsetDateTime::now_utc())
+        .await?
+    {
         Redemption::Granted(grant) => grant,
-        Redemption::UsedUp => return Err(ApiError::invalid_attestation("join token is used up")),
-        Redemption::Expired => return Err(ApiError::invalid_attestation("join token has expired")),
-        Redemption::Unknown => return Err(ApiError::invalid_attestation("unknown join token")),
+        refusal => return Err(refused(refusal)),
     };
     // Token creation already refuses these; a token written to the store by
     // other means must not mint a reserved or foreign identity either.
     if state.namespace.is_reserved(&grant.spiffe_id) {
         return Err(ApiError::reserved_identity(format!(
             "{} is reserved for the CA",
+            grant.spiffe_id
+        )));
+    }
+    if !grant.spiffe_id.is_member_of(state.namespace.trust_domain()) {
+        return Err(ApiError::invalid_spiffe_id(format!(
+            "{} is outside this CA's trust domain",
             grant.spiffe_id
         )));
     }
@@ -64,8 +74,9 @@ pub(super) async fn issue(
     };
     let issued = state
         .issuance
-        .issue(&leaf, AttestationKind::JoinToken, None)
-        .await?;
+        .issue_for_join_token(&leaf, &token_id, token_hash)
+        .await?
+        .map_err(refused)?;
     tracing::info!(
         spiffe_id = %issued.spiffe_id,
         serial = %issued.serial,

@@ -122,7 +122,11 @@ pub(crate) fn leaf_params(fields: LeafFields<'_>) -> anyhow::Result<CertificateP
     params.distinguished_name = DistinguishedName::new();
     params.serial_number = Some(SerialNumber::from_slice(serial.as_bytes()));
     params.not_before = (now - CLOCK_SKEW_ALLOWANCE).max(issuer_not_before);
-    params.not_after = (now + request.ttl).min(issuer_not_after);
+    let ttl = time::Duration::try_from(request.ttl).map_err(|_| anyhow!("TTL out of range"))?;
+    let until = now
+        .checked_add(ttl)
+        .ok_or_else(|| anyhow!("TTL out of range"))?;
+    params.not_after = until.min(issuer_not_after);
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![

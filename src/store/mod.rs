@@ -49,18 +49,23 @@ pub enum AttestationKind {
 }
 
 impl AttestationKind {
-    fn as_str(self) -> &'static str {
+    /// The name stored for it.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::JoinToken => "join_token",
             Self::Local => "local",
         }
     }
+}
 
-    fn parse(text: &str) -> Result<Self, StoreError> {
+impl std::str::FromStr for AttestationKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text {
             "join_token" => Ok(Self::JoinToken),
             "local" => Ok(Self::Local),
-            other => Err(StoreError::Corrupt(format!("attestation kind {other}"))),
+            other => Err(format!("unknown attestation kind {other}")),
         }
     }
 }
@@ -121,7 +126,8 @@ pub struct TokenGrant {
 /// The outcome of redeeming a join token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Redemption {
-    /// This redemption took one use.
+    /// The token grants this (and, from `redeem_join_token`, one use was
+    /// taken).
     Granted(TokenGrant),
     /// No use is left.
     UsedUp,
@@ -143,14 +149,28 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a new join token.
     fn create_join_token(&self, token: NewJoinToken) -> StoreFuture<'_, ()>;
 
-    /// Takes one use of a join token if the presented hash matches (in
-    /// constant time), it has not expired and a use is left. Concurrent
-    /// redemptions of the last use have exactly one winner.
+    /// What a join token would grant now, without taking a use: the
+    /// presented hash must match (compared in constant time), the token must
+    /// not have expired and a use must be left.
+    fn peek_join_token(
+        &self,
+        id: String,
+        presented: TokenHash,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, Redemption>;
+
+    /// Takes one use of a join token and records the certificate issued for
+    /// it, in one transaction: either both happen or neither. Concurrent
+    /// redemptions of the last use have exactly one winner; the losers'
+    /// certificates are not recorded (and must not be handed out). A
+    /// certificate for another identity than the token grants is a
+    /// [`StoreError::Conflict`].
     fn redeem_join_token(
         &self,
         id: String,
         presented: TokenHash,
         now: OffsetDateTime,
+        certificate: CertificateRecord,
     ) -> StoreFuture<'_, Redemption>;
 
     /// Succeeds when the store can be read and written.

@@ -10,8 +10,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use time::OffsetDateTime;
 
 use super::{
-    AttestationKind, CertificateRecord, NewJoinToken, Redemption, Store, StoreError, StoreFuture,
-    TokenGrant, schema,
+    CertificateRecord, NewJoinToken, Redemption, Store, StoreError, StoreFuture, TokenGrant, schema,
 };
 use crate::ca::Serial;
 use crate::join_token::{self, TokenHash};
@@ -137,34 +136,79 @@ fn is_unique_violation(error: &rusqlite::Error) -> bool {
     )
 }
 
+fn insert_certificate(conn: &Connection, record: &CertificateRecord) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO certificates (serial, spiffe_id, issuer_key_id, not_before, not_after,
+                                   attestation, parent_serial, der, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            record.serial.to_string(),
+            record.spiffe_id.as_str(),
+            record.issuer_key_id,
+            unix(record.not_before),
+            unix(record.not_after),
+            record.attestation.as_str(),
+            record.parent_serial.map(|s| s.to_string()),
+            record.der,
+            unix(record.created_at),
+        ],
+    )
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict(format!("serial {} is already recorded", record.serial))
+        } else {
+            unavailable(e)
+        }
+    })?;
+    Ok(())
+}
+
+/// What a join token would grant now, without taking a use. A hash that
+/// does not match is `Unknown`, so a caller without the secret learns
+/// nothing of the token.
+fn token_state(
+    conn: &Connection,
+    id: &str,
+    presented: &TokenHash,
+    now: OffsetDateTime,
+) -> Result<Redemption, StoreError> {
+    let row = conn
+        .query_row(
+            "SELECT hash, expires_at, uses_left, spiffe_id, dns_names, ip_addresses
+             FROM join_tokens WHERE id = ?1",
+            [id],
+            |row| {
+                Ok((
+                    row.get::<_, Vec<u8>>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, i64>(2)?,
+                    TokenGrant {
+                        spiffe_id: parse_column(3, &row.get::<_, String>(3)?)?,
+                        dns_names: json_column(4, &row.get::<_, String>(4)?)?,
+                        ip_addresses: json_column(5, &row.get::<_, String>(5)?)?,
+                    },
+                ))
+            },
+        )
+        .optional()
+        .map_err(unavailable)?;
+    let Some((stored, expires_at, uses_left, grant)) = row else {
+        return Ok(Redemption::Unknown);
+    };
+    Ok(if !join_token::hashes_match(&stored, presented) {
+        Redemption::Unknown
+    } else if expires_at <= unix(now) {
+        Redemption::Expired
+    } else if uses_left <= 0 {
+        Redemption::UsedUp
+    } else {
+        Redemption::Granted(grant)
+    })
+}
+
 impl Store for SqliteStore {
     fn record_certificate(&self, record: CertificateRecord) -> StoreFuture<'_, ()> {
-        self.run(move |conn| {
-            conn.execute(
-                "INSERT INTO certificates (serial, spiffe_id, issuer_key_id, not_before, not_after,
-                                           attestation, parent_serial, der, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    record.serial.to_string(),
-                    record.spiffe_id.as_str(),
-                    record.issuer_key_id,
-                    unix(record.not_before),
-                    unix(record.not_after),
-                    record.attestation.as_str(),
-                    record.parent_serial.map(|s| s.to_string()),
-                    record.der,
-                    unix(record.created_at),
-                ],
-            )
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::Conflict(format!("serial {} is already recorded", record.serial))
-                } else {
-                    unavailable(e)
-                }
-            })?;
-            Ok(())
-        })
+        self.run(move |conn| insert_certificate(conn, &record))
     }
 
     fn find_certificate(&self, serial: Serial) -> StoreFuture<'_, Option<CertificateRecord>> {
@@ -175,31 +219,22 @@ impl Store for SqliteStore {
                  FROM certificates WHERE serial = ?1",
                 [serial.to_string()],
                 |row| {
-                    let attestation: String = row.get(5)?;
                     let parent: Option<String> = row.get(6)?;
-                    Ok((
-                        CertificateRecord {
-                            serial: parse_column(0, &row.get::<_, String>(0)?)?,
-                            spiffe_id: parse_column(1, &row.get::<_, String>(1)?)?,
-                            issuer_key_id: row.get(2)?,
-                            not_before: from_unix(row.get(3)?)?,
-                            not_after: from_unix(row.get(4)?)?,
-                            attestation: AttestationKind::JoinToken,
-                            parent_serial: parent.map(|p| parse_column(6, &p)).transpose()?,
-                            der: row.get(7)?,
-                            created_at: from_unix(row.get(8)?)?,
-                        },
-                        attestation,
-                    ))
+                    Ok(CertificateRecord {
+                        serial: parse_column(0, &row.get::<_, String>(0)?)?,
+                        spiffe_id: parse_column(1, &row.get::<_, String>(1)?)?,
+                        issuer_key_id: row.get(2)?,
+                        not_before: from_unix(row.get(3)?)?,
+                        not_after: from_unix(row.get(4)?)?,
+                        attestation: parse_column(5, &row.get::<_, String>(5)?)?,
+                        parent_serial: parent.map(|p| parse_column(6, &p)).transpose()?,
+                        der: row.get(7)?,
+                        created_at: from_unix(row.get(8)?)?,
+                    })
                 },
             )
             .optional()
-            .map_err(unavailable)?
-            .map(|(mut record, attestation)| {
-                record.attestation = AttestationKind::parse(&attestation)?;
-                Ok(record)
-            })
-            .transpose()
+            .map_err(unavailable)
         })
     }
 
@@ -236,62 +271,56 @@ impl Store for SqliteStore {
         })
     }
 
-    fn redeem_join_token(
+    fn peek_join_token(
         &self,
         id: String,
         presented: TokenHash,
         now: OffsetDateTime,
     ) -> StoreFuture<'_, Redemption> {
         self.run(move |conn| {
+            let tx = conn.transaction().map_err(unavailable)?;
+            let outcome = token_state(&tx, &id, &presented, now)?;
+            tx.rollback().map_err(unavailable)?;
+            Ok(outcome)
+        })
+    }
+
+    fn redeem_join_token(
+        &self,
+        id: String,
+        presented: TokenHash,
+        now: OffsetDateTime,
+        certificate: CertificateRecord,
+    ) -> StoreFuture<'_, Redemption> {
+        self.run(move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(unavailable)?;
-            let row = tx
-                .query_row(
-                    "SELECT hash, expires_at, uses_left FROM join_tokens WHERE id = ?1",
-                    [&id],
-                    |row| {
-                        Ok((
-                            row.get::<_, Vec<u8>>(0)?,
-                            row.get::<_, i64>(1)?,
-                            row.get::<_, i64>(2)?,
-                        ))
-                    },
-                )
-                .optional()
-                .map_err(unavailable)?;
-            let Some((stored, expires_at, uses_left)) = row else {
-                return Ok(Redemption::Unknown);
+            let grant = match token_state(&tx, &id, &presented, now)? {
+                Redemption::Granted(grant) => grant,
+                refusal => return Ok(refusal),
             };
-            if !join_token::hashes_match(&stored, &presented) {
-                return Ok(Redemption::Unknown);
+            if grant.spiffe_id != certificate.spiffe_id {
+                return Err(StoreError::Conflict(format!(
+                    "join token {id} grants {}, not {}",
+                    grant.spiffe_id, certificate.spiffe_id
+                )));
             }
-            if expires_at <= unix(now) {
-                return Ok(Redemption::Expired);
-            }
-            if uses_left <= 0 {
+            // The guarded UPDATE is the single-winner step: of concurrent
+            // writers, only one takes the last use.
+            let taken = tx
+                .execute(
+                    "UPDATE join_tokens SET uses_left = uses_left - 1
+                     WHERE id = ?1 AND uses_left > 0 AND expires_at > ?2",
+                    params![id, unix(now)],
+                )
+                .map_err(unavailable)?;
+            if taken == 0 {
                 return Ok(Redemption::UsedUp);
             }
-            // The guarded UPDATE is the single-winner step: on a database
-            // with concurrent writers only one caller takes the last use.
-            let grant = tx
-                .query_row(
-                    "UPDATE join_tokens SET uses_left = uses_left - 1
-                     WHERE id = ?1 AND uses_left > 0 AND expires_at > ?2
-                     RETURNING spiffe_id, dns_names, ip_addresses",
-                    params![id, unix(now)],
-                    |row| {
-                        Ok(TokenGrant {
-                            spiffe_id: parse_column(0, &row.get::<_, String>(0)?)?,
-                            dns_names: json_column(1, &row.get::<_, String>(1)?)?,
-                            ip_addresses: json_column(2, &row.get::<_, String>(2)?)?,
-                        })
-                    },
-                )
-                .optional()
-                .map_err(unavailable)?;
+            insert_certificate(&tx, &certificate)?;
             tx.commit().map_err(unavailable)?;
-            Ok(grant.map_or(Redemption::UsedUp, Redemption::Granted))
+            Ok(Redemption::Granted(grant))
         })
     }
 
@@ -317,6 +346,7 @@ mod tests {
     use sigil_core::wire::Secret;
 
     use super::*;
+    use crate::store::AttestationKind;
 
     fn open() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
@@ -392,82 +422,158 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_token_grants_exactly_its_uses() {
-        let (_dir, store) = open();
-        let (secret, new) = token(2, now() + Duration::from_secs(600));
-        let expected = new.grant.clone();
+    fn certificate_for(grant_id: &str) -> CertificateRecord {
+        CertificateRecord {
+            spiffe_id: id(grant_id),
+            ..record(Serial::random().unwrap())
+        }
+    }
+
+    async fn stored_token(store: &SqliteStore, uses: u32, ttl: Duration) -> (String, TokenHash) {
+        let (secret, new) = token(uses, now() + ttl);
         let token_id = new.id.clone();
         store.create_join_token(new).await.unwrap();
-        let hash = join_token::hash(&secret);
-        for _ in 0..2 {
-            let outcome = store
-                .redeem_join_token(token_id.clone(), hash, now())
+        (token_id, join_token::hash(&secret))
+    }
+
+    #[tokio::test]
+    async fn a_token_grants_exactly_its_uses_and_peeking_takes_none() {
+        let (_dir, store) = open();
+        let (token_id, hash) = stored_token(&store, 2, Duration::from_secs(600)).await;
+        for _ in 0..3 {
+            let peeked = store
+                .peek_join_token(token_id.clone(), hash, now())
                 .await
                 .unwrap();
-            assert_eq!(outcome, Redemption::Granted(expected.clone()));
+            assert!(matches!(peeked, Redemption::Granted(_)));
         }
+        for _ in 0..2 {
+            let certificate = certificate_for("spiffe://example.org/agent");
+            let serial = certificate.serial;
+            let outcome = store
+                .redeem_join_token(token_id.clone(), hash, now(), certificate)
+                .await
+                .unwrap();
+            let Redemption::Granted(grant) = outcome else {
+                panic!("{outcome:?}")
+            };
+            assert_eq!(grant.dns_names, ["agent.example.org"]);
+            assert!(store.find_certificate(serial).await.unwrap().is_some());
+        }
+        let certificate = certificate_for("spiffe://example.org/agent");
+        let serial = certificate.serial;
         let outcome = store
-            .redeem_join_token(token_id, hash, now())
+            .redeem_join_token(token_id.clone(), hash, now(), certificate)
             .await
             .unwrap();
         assert_eq!(outcome, Redemption::UsedUp);
+        assert_eq!(
+            store.find_certificate(serial).await.unwrap(),
+            None,
+            "a refused redemption records nothing"
+        );
+        assert_eq!(
+            store.peek_join_token(token_id, hash, now()).await.unwrap(),
+            Redemption::UsedUp
+        );
     }
 
     #[tokio::test]
     async fn expired_unknown_and_mismatched_tokens_grant_nothing_and_keep_their_uses() {
         let (_dir, store) = open();
-        let (secret, new) = token(1, now() + Duration::from_secs(60));
-        let token_id = new.id.clone();
-        store.create_join_token(new).await.unwrap();
-        let hash = join_token::hash(&secret);
+        let (token_id, hash) = stored_token(&store, 1, Duration::from_secs(60)).await;
         let later = now() + Duration::from_secs(61);
-        assert_eq!(
-            store
-                .redeem_join_token(token_id.clone(), hash, later)
-                .await
-                .unwrap(),
-            Redemption::Expired
-        );
         let mut wrong = hash;
         wrong[0] ^= 1;
-        assert_eq!(
-            store
-                .redeem_join_token(token_id.clone(), wrong, now())
+        for (token, presented, at, expected) in [
+            (token_id.clone(), hash, later, Redemption::Expired),
+            (token_id.clone(), wrong, now(), Redemption::Unknown),
+            (
+                "0000000000000000".to_owned(),
+                hash,
+                now(),
+                Redemption::Unknown,
+            ),
+        ] {
+            let certificate = certificate_for("spiffe://example.org/agent");
+            let outcome = store
+                .redeem_join_token(token, presented, at, certificate)
                 .await
-                .unwrap(),
-            Redemption::Unknown
-        );
-        assert_eq!(
-            store
-                .redeem_join_token("0000000000000000".to_owned(), hash, now())
-                .await
-                .unwrap(),
-            Redemption::Unknown
-        );
+                .unwrap();
+            assert_eq!(outcome, expected);
+        }
         // None of the refusals took the one use.
-        assert!(matches!(
-            store
-                .redeem_join_token(token_id, hash, now())
-                .await
-                .unwrap(),
-            Redemption::Granted(_)
-        ));
+        let outcome = store
+            .redeem_join_token(
+                token_id,
+                hash,
+                now(),
+                certificate_for("spiffe://example.org/agent"),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(outcome, Redemption::Granted(_)));
+    }
+
+    #[tokio::test]
+    async fn a_redemption_whose_certificate_cannot_be_recorded_keeps_the_use() {
+        let (_dir, store) = open();
+        let (token_id, hash) = stored_token(&store, 1, Duration::from_secs(600)).await;
+        let taken = Serial::random().unwrap();
+        store.record_certificate(record(taken)).await.unwrap();
+
+        // The certificate's serial is already recorded: nothing commits.
+        let mut duplicate = certificate_for("spiffe://example.org/agent");
+        duplicate.serial = taken;
+        let error = store
+            .redeem_join_token(token_id.clone(), hash, now(), duplicate)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, StoreError::Conflict(_)), "{error}");
+
+        // A certificate for another identity than the token grants.
+        let other = certificate_for("spiffe://example.org/someone-else");
+        let error = store
+            .redeem_join_token(token_id.clone(), hash, now(), other)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, StoreError::Conflict(_)), "{error}");
+
+        let outcome = store
+            .redeem_join_token(
+                token_id,
+                hash,
+                now(),
+                certificate_for("spiffe://example.org/agent"),
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, Redemption::Granted(_)),
+            "the use was kept"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_redemptions_of_a_one_use_token_have_one_winner() {
-        let (_dir, store) = open();
-        let (secret, new) = token(1, now() + Duration::from_secs(600));
-        let token_id = new.id.clone();
-        store.create_join_token(new).await.unwrap();
-        let store = Arc::new(store);
-        let hash = join_token::hash(&secret);
+    async fn concurrent_redemptions_through_two_stores_on_one_file_have_one_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sigil.db");
+        // Two writers, as when `sigil serve` and a CLI command share a data dir.
+        let stores = [
+            Arc::new(SqliteStore::open(&path).unwrap()),
+            Arc::new(SqliteStore::open(&path).unwrap()),
+        ];
+        let (token_id, hash) = stored_token(&stores[0], 1, Duration::from_secs(600)).await;
         let attempts: Vec<_> = (0..20)
-            .map(|_| {
-                let store = Arc::clone(&store);
+            .map(|i| {
+                let store = Arc::clone(&stores[i % 2]);
                 let token_id = token_id.clone();
-                tokio::spawn(async move { store.redeem_join_token(token_id, hash, now()).await })
+                tokio::spawn(async move {
+                    let certificate = certificate_for("spiffe://example.org/agent");
+                    store
+                        .redeem_join_token(token_id, hash, now(), certificate)
+                        .await
+                })
             })
             .collect();
         let mut granted = 0;
@@ -479,18 +585,24 @@ mod tests {
             }
         }
         assert_eq!(granted, 1);
+        let conn = Connection::open(&path).unwrap();
+        let recorded: i64 = conn
+            .query_row("SELECT count(*) FROM certificates", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(recorded, 1, "only the winner's certificate is recorded");
     }
 
     #[tokio::test]
-    async fn two_stores_on_one_file_see_each_others_writes_and_one_schema() {
+    async fn two_open_stores_on_one_file_see_each_others_writes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sigil.db");
         let first = SqliteStore::open(&path).unwrap();
-        let serial = Serial::random().unwrap();
-        first.record_certificate(record(serial)).await.unwrap();
-        drop(first);
         let second = SqliteStore::open(&path).unwrap();
-        assert!(second.find_certificate(serial).await.unwrap().is_some());
+        let (a, b) = (Serial::random().unwrap(), Serial::random().unwrap());
+        first.record_certificate(record(a)).await.unwrap();
+        second.record_certificate(record(b)).await.unwrap();
+        assert!(second.find_certificate(a).await.unwrap().is_some());
+        assert!(first.find_certificate(b).await.unwrap().is_some());
         let conn = Connection::open(&path).unwrap();
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
