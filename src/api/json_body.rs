@@ -1,11 +1,18 @@
-//! The JSON request body extractor: `application/json` only (415 otherwise),
-//! at most [`MAX_BODY_BYTES`] (413 otherwise, after the rest of the body was
-//! read and discarded so that the client sees the answer instead of a reset
-//! connection), and malformed JSON as a 400 in the API's error shape.
+//! Request bodies: every body is read in full (at most [`MAX_BODY_BYTES`],
+//! within [`BODY_TIMEOUT`]) before any handler or refusal runs, so that a
+//! client, also on HTTP/2, always sees the JSON answer rather than a reset
+//! stream. A larger body gets 413 after the rest of it was read and
+//! discarded. [`JsonBody`] then accepts only `application/json` (415
+//! otherwise) and answers malformed JSON with a 400 in the API's error
+//! shape.
+
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{FromRequest, Request};
 use axum::http::header::CONTENT_TYPE;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
@@ -16,6 +23,27 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// How much of an oversized body is drained before answering anyway.
 const MAX_DRAIN_BYTES: usize = 16 * 1024 * 1024;
+
+/// How long a client may take to send its body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Middleware: reads the whole body before the request goes on.
+pub(super) async fn buffer_body(request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes = match tokio::time::timeout(BODY_TIMEOUT, read_limited(body)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(refusal)) => return refusal.into_response(),
+        Err(_) => {
+            return ApiError::invalid_request(format!(
+                "the request body did not arrive within {}s",
+                BODY_TIMEOUT.as_secs()
+            ))
+            .into_response();
+        }
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
 
 /// A JSON request body of type `T`.
 #[derive(Debug)]
@@ -28,7 +56,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         if !is_json(request.headers().get(CONTENT_TYPE)) {
             return Err(ApiError::unsupported_media_type());
         }
-        let bytes = read_limited(request.into_body()).await?;
+        // `buffer_body` has read the body already; this only collects it.
+        let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
+            .await
+            .map_err(|_| ApiError::payload_too_large(MAX_BODY_BYTES))?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| ApiError::invalid_request(format!("request body: {e}")))

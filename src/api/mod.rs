@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 
 pub use client_auth::{Admin, Caller, ClientAuthenticator, PeerCertificates, authenticate};
 pub use error::ApiError;
-pub use json_body::{JsonBody, MAX_BODY_BYTES};
+pub use json_body::{BODY_TIMEOUT, JsonBody, MAX_BODY_BYTES};
 
 use crate::csr::KeyPolicy;
 use crate::issuance::{Issuance, TtlPolicy};
@@ -90,6 +90,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(health::ready))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(axum::middleware::from_fn(json_body::buffer_body))
         .with_state(state)
 }
 

@@ -1,5 +1,6 @@
 //! `sigil serve`: the CA's HTTPS listener.
 
+mod connection;
 mod identity;
 mod tls;
 
@@ -9,26 +10,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::Extension;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
 
-use crate::api::{self, AppState, PeerCertificates};
+use crate::api::{self, AppState};
 use crate::ca::{CaFiles, CertificateAuthority};
 use crate::csr::KeyPolicy;
 use crate::datadir::{self, DataDir};
 use crate::issuance::{Issuance, TtlPolicy};
 use crate::store::{SqliteStore, Store};
 
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open connections get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most connections served at once; further clients wait in the
+/// listen backlog.
+const MAX_CONNECTIONS: usize = 4096;
 
 /// What `sigil serve` was asked for.
 #[derive(Debug, Clone)]
@@ -102,13 +99,21 @@ fn reachable(local: SocketAddr) -> SocketAddr {
 }
 
 async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, app: axum::Router) {
-    let graceful = GracefulShutdown::new();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
+    let (closing, closing_watch) = watch::channel(false);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let (tcp, peer) = tokio::select! {
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let tcp = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
+                Ok((tcp, _)) => tcp,
                 Err(error) => {
                     // Out of file descriptors and the like: back off, keep serving.
                     tracing::warn!(%error, "accept failed");
@@ -118,43 +123,19 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, app: axum::Ro
             },
             () = &mut shutdown => break,
         };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let watcher = graceful.watcher();
+        let serving = connection::serve(tcp, acceptor.clone(), app.clone(), closing_watch.clone());
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(error)) => {
-                    tracing::debug!(%peer, %error, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let chain: Option<Arc<[_]>> = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect());
-            let app = match chain {
-                Some(chain) => app.layer(Extension(PeerCertificates(chain))),
-                None => app,
-            };
-            let service = TowerToHyperService::new(app.map_request(
-                |request: hyper::Request<hyper::body::Incoming>| request.map(axum::body::Body::new),
-            ));
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let connection = builder.serve_connection(TokioIo::new(tls), service);
-            if let Err(error) = watcher.watch(connection.into_owned()).await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
-            }
+            serving.await;
+            drop(slot);
         });
     }
     tracing::info!("shutting down; draining open connections");
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+    let _ = closing.send(true);
+    // Every connection holds a slot until it ends: all slots back means all
+    // connections are done.
+    let all = u32::try_from(MAX_CONNECTIONS).unwrap_or(u32::MAX);
+    if tokio::time::timeout(DRAIN_TIMEOUT, slots.acquire_many(all))
         .await
         .is_err()
     {
