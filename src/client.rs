@@ -8,8 +8,11 @@ use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use sigil_core::SpiffeId;
 use sigil_core::wire::ErrorBody;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -90,7 +93,9 @@ pub struct ClientIdentity<'a> {
 
 impl CaClient {
     /// A client of the CA at `url` (`https://host:port`), trusting the roots
-    /// in `bundle_pem`, presenting `identity` if given.
+    /// in `bundle_pem`, presenting `identity` if given. The server must
+    /// present the CA's own SVID, `spiffe://<td>/sigil/server`, where `<td>`
+    /// is the trust domain the bundle's root names.
     ///
     /// # Errors
     ///
@@ -117,17 +122,27 @@ impl CaClient {
         let server_name = ServerName::try_from(host.clone())
             .with_context(|| format!("'{host}' is not a server name"))?;
 
+        let bundle = pem_certificates(bundle_pem).context("trust bundle")?;
         let mut roots = RootCertStore::empty();
-        for cert in pem_certificates(bundle_pem).context("trust bundle")? {
-            roots.add(cert).context("trust bundle root")?;
+        for cert in &bundle {
+            roots.add(cert.clone()).context("trust bundle root")?;
         }
-        if roots.is_empty() {
-            bail!("the trust bundle holds no certificate");
-        }
-        let builder =
-            ClientConfig::builder_with_provider(crate::crypto_provider::crypto_provider())
-                .with_safe_default_protocol_versions()?
-                .with_root_certificates(roots);
+        let server_id = crate::svid::trust_domain_of_root(
+            bundle
+                .first()
+                .context("the trust bundle holds no certificate")?,
+        )
+        .map_err(anyhow::Error::msg)?
+        .spiffe_id("/sigil/server")?;
+        let provider = crate::crypto_provider::crypto_provider();
+        let webpki =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+                .build()
+                .context("trust bundle")?;
+        let builder = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(CaServerVerifier { webpki, server_id }));
         let config = match identity {
             Some(identity) => {
                 let chain = pem_certificates(identity.chain_pem).context("client certificate")?;
@@ -225,6 +240,64 @@ impl CaClient {
         let body = serde_json::to_vec(body)?;
         self.request(Method::POST, path, Some("application/json"), body)
             .await
+    }
+}
+
+/// Verifies the CA's server certificate as webpki does (chain to the
+/// bundle, the name dialled), and then that it is the CA's own SVID,
+/// `spiffe://<td>/sigil/server`. An agent's SVID that an admin bound to
+/// `localhost` or to the CA's address is valid for the name, but is not the
+/// CA.
+#[derive(Debug)]
+struct CaServerVerifier {
+    webpki: Arc<WebPkiServerVerifier>,
+    server_id: SpiffeId,
+}
+
+impl ServerCertVerifier for CaServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified = self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        match crate::svid::read_svid(end_entity) {
+            Ok((id, _)) if id == self.server_id => Ok(verified),
+            _ => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            )),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
     }
 }
 

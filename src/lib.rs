@@ -20,3 +20,4 @@ pub mod join_token;
 pub mod namespace;
 pub mod server;
 pub mod store;
+pub mod svid;

@@ -12,11 +12,11 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use sigil_core::SpiffeId;
-use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use super::{ApiError, AppState};
-use crate::ca::{CertificateAuthority, Serial};
+use crate::ca::CertificateAuthority;
 use crate::store::CertificateRecord;
+use crate::svid::read_svid;
 
 /// The certificate chain a client presented in the TLS handshake, attached
 /// to every request on that connection.
@@ -86,33 +86,6 @@ pub struct Caller {
 /// A caller allowed to use the admin API.
 #[derive(Debug, Clone)]
 pub struct Admin(pub Caller);
-
-/// Reads the SPIFFE ID (exactly one URI SAN) and serial of an X509-SVID.
-fn read_svid(der: &[u8]) -> Result<(SpiffeId, Serial), String> {
-    let (_, cert) =
-        X509Certificate::from_der(der).map_err(|e| format!("certificate does not parse: {e}"))?;
-    let serial = Serial::from_der_bytes(cert.raw_serial())
-        .ok_or_else(|| "certificate serial is not one this CA issues".to_owned())?;
-    let san = cert
-        .subject_alternative_name()
-        .map_err(|e| format!("subject alternative name: {e}"))?
-        .ok_or_else(|| "certificate has no SPIFFE ID".to_owned())?;
-    let mut uris = san
-        .value
-        .general_names
-        .iter()
-        .filter_map(|name| match name {
-            GeneralName::URI(uri) => Some(*uri),
-            _ => None,
-        });
-    let (Some(uri), None) = (uris.next(), uris.next()) else {
-        return Err("an X509-SVID has exactly one URI SAN".to_owned());
-    };
-    let id = uri
-        .parse()
-        .map_err(|e| format!("certificate URI SAN is not a SPIFFE ID: {e}"))?;
-    Ok((id, serial))
-}
 
 /// Runs every check on a presented chain.
 pub async fn authenticate(

@@ -18,7 +18,7 @@ use rcgen::{Issuer, KeyPair, PublicKeyData};
 use rustls_pki_types::CertificateDer;
 use sigil_core::{SpiffeId, TrustDomain};
 use time::OffsetDateTime;
-use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509Certificate};
+use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
 
 pub use files::CaFiles;
 pub use key_type::KeyType;
@@ -170,7 +170,8 @@ impl CertificateAuthority {
         let root = CaCertificate::from_pem(&files.root_pem).context("root CA certificate")?;
         let issuing =
             CaCertificate::from_pem(&files.issuing_pem).context("issuing CA certificate")?;
-        let trust_domain = trust_domain_of_root(&root)?;
+        let trust_domain =
+            crate::svid::trust_domain_of_root(&root.der).map_err(anyhow::Error::msg)?;
         let key = KeyPair::from_pem(files.issuing_key_pem()).context("issuing CA key")?;
         {
             let (_, cert) = X509Certificate::from_der(&issuing.der)?;
@@ -270,22 +271,4 @@ pub fn certificate_pem(der: &[u8]) -> String {
         &pem::Pem::new("CERTIFICATE", der.to_vec()),
         pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
     )
-}
-
-/// The root names its trust domain as its only URI SAN, `spiffe://<td>`.
-fn trust_domain_of_root(root: &CaCertificate) -> anyhow::Result<TrustDomain> {
-    let (_, cert) = X509Certificate::from_der(&root.der)?;
-    let san = cert
-        .subject_alternative_name()
-        .ok()
-        .flatten()
-        .context("the root CA certificate names no trust domain (no SAN)")?;
-    for name in &san.value.general_names {
-        if let GeneralName::URI(uri) = name {
-            let id: SpiffeId = uri.parse().context("the root CA's URI SAN")?;
-            ensure!(id.path().is_empty(), "the root CA's SPIFFE ID has a path");
-            return Ok(id.trust_domain().clone());
-        }
-    }
-    bail!("the root CA certificate names no trust domain (no URI SAN)")
 }

@@ -1,0 +1,62 @@
+//! Reading SPIFFE IDs out of certificates: an X509-SVID names its identity
+//! in exactly one URI SAN, and a Sigil root names its trust domain the same
+//! way (`spiffe://<td>`, no path).
+
+use sigil_core::{SpiffeId, TrustDomain};
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+use crate::ca::Serial;
+
+/// The one SPIFFE ID a certificate names.
+///
+/// # Errors
+///
+/// The certificate does not parse, or has no or several URI SANs, or its
+/// URI SAN is not a SPIFFE ID.
+pub fn spiffe_id_of(cert: &X509Certificate<'_>) -> Result<SpiffeId, String> {
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| format!("subject alternative name: {e}"))?
+        .ok_or_else(|| "certificate names no SPIFFE ID".to_owned())?;
+    let mut uris = san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::URI(uri) => Some(*uri),
+            _ => None,
+        });
+    let (Some(uri), None) = (uris.next(), uris.next()) else {
+        return Err("a SPIFFE certificate has exactly one URI SAN".to_owned());
+    };
+    uri.parse()
+        .map_err(|e| format!("certificate URI SAN is not a SPIFFE ID: {e}"))
+}
+
+/// The SPIFFE ID and serial of an X509-SVID, DER.
+///
+/// # Errors
+///
+/// As [`spiffe_id_of`], or the serial is not one Sigil issues.
+pub fn read_svid(der: &[u8]) -> Result<(SpiffeId, Serial), String> {
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| format!("certificate does not parse: {e}"))?;
+    let serial = Serial::from_der_bytes(cert.raw_serial())
+        .ok_or_else(|| "certificate serial is not one this CA issues".to_owned())?;
+    Ok((spiffe_id_of(&cert)?, serial))
+}
+
+/// The trust domain a root CA certificate, DER, names.
+///
+/// # Errors
+///
+/// The certificate does not parse or names no trust domain.
+pub fn trust_domain_of_root(der: &[u8]) -> Result<TrustDomain, String> {
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|e| format!("root certificate does not parse: {e}"))?;
+    let id = spiffe_id_of(&cert).map_err(|e| format!("root CA: {e}"))?;
+    if !id.path().is_empty() {
+        return Err(format!("root CA names {id}, not a trust domain"));
+    }
+    Ok(id.trust_domain().clone())
+}
