@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Regenerates certs-dev/, the public development trust domain dev.sigil.test,
 # with `sigil init`. Its keys are committed on purpose: never use them in
-# production. Run from the repository root: scripts/gen-dev-certs.sh
+# production. Its issuing CA lives as long as its root (10 years), so that
+# `sigil serve --dev` keeps working. Run from anywhere: scripts/gen-dev-certs.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-cargo run --quiet -- init --trust-domain dev.sigil.test --data-dir "$tmp/data" >"$tmp/fingerprint"
+cargo run --quiet -- init --trust-domain dev.sigil.test --issuing-ttl 3650d --data-dir "$tmp/data" >"$tmp/fingerprint"
 mkdir -p certs-dev/ca
 cp "$tmp"/data/ca/root.pem "$tmp"/data/ca/root.key \
    "$tmp"/data/ca/issuing.pem "$tmp"/data/ca/issuing.key certs-dev/ca/

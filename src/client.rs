@@ -14,6 +14,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use sigil_core::SpiffeId;
 use sigil_core::wire::ErrorBody;
+
+use crate::hostname::{Host, HttpsUrl};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -105,22 +107,14 @@ impl CaClient {
         bundle_pem: &str,
         identity: Option<ClientIdentity<'_>>,
     ) -> anyhow::Result<Self> {
-        let uri: http::Uri = url
-            .trim()
-            .parse()
-            .with_context(|| format!("'{url}' is not a URL"))?;
-        if uri.scheme_str() != Some("https") {
-            bail!("'{url}' is not an https:// URL");
-        }
-        let host = uri
-            .host()
-            .with_context(|| format!("'{url}' names no host"))?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let port = uri.port_u16().unwrap_or(443);
-        let server_name = ServerName::try_from(host.clone())
-            .with_context(|| format!("'{host}' is not a server name"))?;
+        let url = HttpsUrl::parse(url)?;
+        let host = url.host.to_string();
+        let port = url.port;
+        let server_name = match url.host {
+            Host::Ip(ip) => ServerName::IpAddress(ip.into()),
+            Host::Dns(name) => ServerName::try_from(name)
+                .with_context(|| format!("'{host}' is not a server name"))?,
+        };
 
         let bundle = pem_certificates(bundle_pem).context("trust bundle")?;
         let mut roots = RootCertStore::empty();

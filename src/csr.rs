@@ -12,7 +12,8 @@ use std::fmt;
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::oid_registry::{
     OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
-    OID_SIG_ED25519,
+    OID_PKCS1_SHA256WITHRSA, OID_PKCS1_SHA384WITHRSA, OID_PKCS1_SHA512WITHRSA,
+    OID_SIG_ECDSA_WITH_SHA256, OID_SIG_ECDSA_WITH_SHA384, OID_SIG_ED25519, Oid,
 };
 use x509_parser::prelude::FromDer;
 use x509_parser::public_key::PublicKey;
@@ -144,6 +145,13 @@ pub fn verify_csr_der(der: &[u8], policy: KeyPolicy) -> Result<VerifiedPublicKey
     }
     let spki = &csr.certification_request_info.subject_pki;
     let algorithm = classify_key(spki, policy)?;
+    let signed_with = &csr.signature_algorithm.algorithm;
+    if !SIGNATURE_ALGORITHMS.contains(signed_with) {
+        return Err(CsrError::Malformed(format!(
+            "CSR signature algorithm {signed_with} is not supported; sign with ECDSA \
+             (SHA-256 or SHA-384), Ed25519, or RSA PKCS#1 v1.5 (SHA-256/384/512)"
+        )));
+    }
     csr.verify_signature().map_err(|_| CsrError::BadSignature)?;
     let rcgen_spki = rcgen::SubjectPublicKeyInfo::from_der(spki.raw)
         .map_err(|e| CsrError::Malformed(format!("CSR public key: {e}")))?;
@@ -152,6 +160,28 @@ pub fn verify_csr_der(der: &[u8], policy: KeyPolicy) -> Result<VerifiedPublicKey
         spki: rcgen_spki,
         spki_der: spki.raw.to_vec(),
     })
+}
+
+/// The CSR signature algorithms the CA verifies. Anything else is refused
+/// as unsupported rather than reported as a forged signature.
+const SIGNATURE_ALGORITHMS: [Oid<'static>; 6] = [
+    OID_SIG_ECDSA_WITH_SHA256,
+    OID_SIG_ECDSA_WITH_SHA384,
+    OID_SIG_ED25519,
+    OID_PKCS1_SHA256WITHRSA,
+    OID_PKCS1_SHA384WITHRSA,
+    OID_PKCS1_SHA512WITHRSA,
+];
+
+/// The size of an RSA modulus in bits, from its big-endian bytes (which
+/// may carry leading zero bytes).
+fn rsa_modulus_bits(modulus: &[u8]) -> usize {
+    let zeros = modulus.iter().take_while(|&&b| b == 0).count();
+    let significant = &modulus[zeros..];
+    match significant.first() {
+        Some(first) => 8 * significant.len() - first.leading_zeros() as usize,
+        None => 0,
+    }
 }
 
 fn classify_key(
@@ -186,7 +216,7 @@ fn classify_key(
             ));
         }
         let bits = match spki.parsed() {
-            Ok(PublicKey::RSA(rsa)) => rsa.key_size(),
+            Ok(PublicKey::RSA(rsa)) => rsa_modulus_bits(rsa.modulus),
             _ => {
                 return Err(CsrError::Malformed(
                     "RSA public key does not parse".to_owned(),
@@ -266,6 +296,26 @@ mod tests {
             verify_csr_der(&der, KeyPolicy::default()).unwrap_err(),
             CsrError::BadSignature
         );
+    }
+
+    #[test]
+    fn rsa_modulus_bits_count_from_the_highest_set_bit() {
+        assert_eq!(rsa_modulus_bits(&[]), 0);
+        assert_eq!(rsa_modulus_bits(&[0, 0]), 0);
+        assert_eq!(rsa_modulus_bits(&[0x01]), 1);
+        let mut modulus = vec![0x00, 0x80];
+        modulus.extend([0u8; 255]);
+        assert_eq!(
+            rsa_modulus_bits(&modulus),
+            2048,
+            "leading zero byte ignored"
+        );
+        let mut modulus = vec![0x01];
+        modulus.extend([0u8; 512]);
+        assert_eq!(rsa_modulus_bits(&modulus), 4097);
+        let mut modulus = vec![0x7f];
+        modulus.extend([0u8; 127]);
+        assert_eq!(rsa_modulus_bits(&modulus), 1023);
     }
 
     #[test]

@@ -419,3 +419,63 @@ fn names_bound_by_the_admin_appear_and_names_from_the_csr_do_not() {
         ]
     );
 }
+
+#[test]
+fn with_rsa_enabled_only_2048_to_4096_bit_keys_and_known_signatures_are_accepted() {
+    let dir = DataDir::init();
+    let server = dir.start_with(&["--allow-rsa"]);
+    let work = dir.temp.path();
+    let csr = |name: &str, args: &[&str]| {
+        let out = format!("{name}.csr");
+        let mut all = vec![
+            "req",
+            "-new",
+            "-nodes",
+            "-subj",
+            "/",
+            "-keyout",
+            "/dev/null",
+        ];
+        all.extend_from_slice(args);
+        all.extend(["-out", out.as_str()]);
+        let made = openssl(&all, work);
+        assert!(made.status.success(), "{name}: {}", stderr(&made));
+        std::fs::read_to_string(work.join(&out)).unwrap()
+    };
+    let token =
+        server.token_with(json!({"spiffe_id": "spiffe://example.org/agents/rsa", "uses": 5}));
+
+    let weak = csr("rsa1024", &["-newkey", "rsa:1024"]);
+    let response = server.redeem(&token, &weak);
+    assert_error(&response, 400, "unsupported_key");
+
+    let pss = csr(
+        "pss",
+        &["-newkey", "rsa:2048", "-sigopt", "rsa_padding_mode:pss"],
+    );
+    let response = server.redeem(&token, &pss);
+    assert_error(&response, 400, "invalid_csr");
+    assert!(String::from_utf8_lossy(&response.body).contains("not supported"));
+
+    let sha512 = csr(
+        "ec512",
+        &[
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-sha512",
+        ],
+    );
+    let response = server.redeem(&token, &sha512);
+    assert_error(&response, 400, "invalid_csr");
+    assert!(String::from_utf8_lossy(&response.body).contains("not supported"));
+
+    let good = csr("rsa2048", &["-newkey", "rsa:2048"]);
+    let (_, chain) = issued_chain(&server, &token, &good);
+    let (_, leaf) = X509Certificate::from_der(&chain[0]).unwrap();
+    assert_eq!(
+        leaf.public_key().algorithm.algorithm.to_id_string(),
+        "1.2.840.113549.1.1.1"
+    );
+}

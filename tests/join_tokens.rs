@@ -40,7 +40,9 @@ fn an_expired_token_is_refused() {
         .token_with(json!({"spiffe_id": "spiffe://example.org/agents/late", "ttl_seconds": 1}));
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let (_, csr) = p256_csr();
-    assert_error(&server.redeem(&token, &csr), 401, "invalid_attestation");
+    let response = server.redeem(&token, &csr);
+    assert_error(&response, 401, "invalid_attestation");
+    assert!(String::from_utf8_lossy(&response.body).contains("expired"));
 }
 
 #[test]

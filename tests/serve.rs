@@ -262,3 +262,135 @@ fn serve_explains_a_missing_ca_and_bad_ttl_bounds() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("default TTL"), "{}", stderr(&out));
 }
+
+#[test]
+fn keys_and_tokens_never_reach_the_log_even_at_trace_level() {
+    let dir = DataDir::init();
+    let server = Server::spawn_logging(
+        &["serve", "--data-dir", dir.arg(), "--listen", "127.0.0.1:0"],
+        dir.path.clone(),
+        "trace",
+    );
+    let token = server.token("spiffe://example.org/agents/quiet");
+    let (key, csr) = p256_csr();
+    assert_eq!(server.redeem(&token, &csr).status, 200);
+    let log = server.log();
+    assert!(log.contains("svid.issue"), "the log is on");
+    let secret = token.rsplit('_').next().unwrap();
+    assert!(
+        !log.contains(secret),
+        "the join token's secret is in the log"
+    );
+    let key_material = |pem_text: &str| -> String {
+        pem_text
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect()
+    };
+    for (name, pem_text) in [
+        ("root key", dir.read("ca/root.key")),
+        ("issuing key", dir.read("ca/issuing.key")),
+        ("admin key", dir.read("admin/svid.key")),
+        ("agent key", key.serialize_pem()),
+    ] {
+        let body = key_material(&pem_text);
+        for chunk in body.as_bytes().chunks(24) {
+            let chunk = std::str::from_utf8(chunk).unwrap();
+            assert!(!log.contains(chunk), "{name} material is in the log");
+        }
+    }
+}
+
+#[test]
+fn listening_on_every_ipv6_interface_the_admin_commands_reach_the_server_over_loopback() {
+    let dir = DataDir::init();
+    let server = Server::spawn(
+        &["serve", "--data-dir", dir.arg(), "--listen", "[::]:0"],
+        dir.path.clone(),
+    );
+    assert!(
+        server.printed_url.starts_with("https://[::]:"),
+        "{}",
+        server.printed_url
+    );
+    assert!(dir.read("server.url").starts_with("https://[::1]:"));
+    let created = sigil(&[
+        "token",
+        "create",
+        "--data-dir",
+        dir.arg(),
+        "--spiffe-id",
+        "spiffe://example.org/agents/v6",
+    ]);
+    assert!(created.status.success(), "{}", stderr(&created));
+}
+
+#[test]
+fn over_http2_early_refusals_of_large_bodies_are_still_json() {
+    let dir = DataDir::init();
+    let server = dir.start();
+    let big = dir.temp.path().join("big");
+    std::fs::write(&big, vec![b'a'; 300 * 1024]).unwrap();
+    let bundle = dir.file("bundle.pem");
+    for (path, content_type, code) in [
+        ("/nope", "application/json", "payload_too_large"),
+        ("/v1/svid", "text/plain", "payload_too_large"),
+        (
+            "/admin/v1/join-tokens",
+            "application/json",
+            "payload_too_large",
+        ),
+    ] {
+        let out = Command::new("curl")
+            .args(["-sS", "--http2", "--cacert", bundle.to_str().unwrap()])
+            .args(["-H", &format!("content-type: {content_type}")])
+            .args(["--data-binary", &format!("@{}", big.display())])
+            .arg(format!("{}{path}", server.url))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{path}: {}", stderr(&out));
+        let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(body["error"]["code"], code, "{path}");
+    }
+}
+
+#[test]
+fn a_client_that_stops_sending_headers_is_disconnected() {
+    use std::io::{Read, Write};
+    let dir = DataDir::init();
+    let server = dir.start();
+    let mut session = Command::new("openssl")
+        .args([
+            "s_client",
+            "-quiet",
+            "-alpn",
+            "http/1.1",
+            "-connect",
+            &format!("127.0.0.1:{}", server.port()),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = session.stdin.take().unwrap();
+    stdin
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    stdin.flush().unwrap();
+    // The server closes the connection after its header deadline; openssl
+    // then sees EOF and exits although its stdin is still open.
+    let mut stdout = session.stdout.take().unwrap();
+    let (done, closed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut answer = Vec::new();
+        let _ = stdout.read_to_end(&mut answer);
+        let _ = done.send(answer);
+    });
+    let answer = closed.recv_timeout(std::time::Duration::from_secs(30));
+    let _ = session.kill();
+    let _ = session.wait();
+    drop(stdin);
+    let answer = answer.expect("the server kept a half-sent request open for 30s");
+    assert!(!String::from_utf8_lossy(&answer).contains("200 OK"));
+}

@@ -5,15 +5,14 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use rustls_pki_types::DnsName;
 use sigil_core::SpiffeId;
 use sigil_core::wire::{JoinTokenRequest, JoinTokenResponse};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::{Admin, ApiError, AppState, JsonBody};
-use crate::join_token;
+use crate::hostname::plain_dns_name;
 use crate::store::{NewJoinToken, TokenGrant};
+use crate::{join_token, rfc3339};
 
 /// A join token lives this long unless the admin says otherwise.
 const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(600);
@@ -81,7 +80,7 @@ pub(super) async fn create_join_token(
         %spiffe_id,
         token_id = %minted.id,
         uses,
-        expires_at = %expires_at,
+        expires_at = %rfc3339::format(expires_at),
         "token.create"
     );
     Ok((
@@ -90,7 +89,7 @@ pub(super) async fn create_join_token(
             token: minted.token,
             spiffe_id,
             uses,
-            expires_at: expires_at.format(&Rfc3339).map_err(ApiError::internal)?,
+            expires_at: rfc3339::format(expires_at),
         }),
     ))
 }
@@ -129,15 +128,11 @@ fn dns_names(names: Vec<String>) -> Result<Vec<String>, ApiError> {
     names
         .into_iter()
         .map(|name| {
-            let lower = name.to_ascii_lowercase();
-            DnsName::try_from(lower.as_str())
-                .map_err(|_| ApiError::invalid_request(format!("'{name}' is not a DNS name")))?;
-            if lower.starts_with('*') || lower.ends_with('.') {
-                return Err(ApiError::invalid_request(format!(
+            plain_dns_name(&name).ok_or_else(|| {
+                ApiError::invalid_request(format!(
                     "'{name}' is not a plain DNS name (no wildcards, no trailing dot)"
-                )));
-            }
-            Ok(lower)
+                ))
+            })
         })
         .collect()
 }

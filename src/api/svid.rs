@@ -5,13 +5,12 @@ use axum::Json;
 use axum::extract::State;
 use sigil_core::wire::{Attestation, SvidRequest, SvidResponse};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::{ApiError, AppState, JsonBody};
 use crate::ca::{IssuedCertificate, LeafRequest};
 use crate::csr::verify_csr_pem;
-use crate::join_token;
 use crate::store::Redemption;
+use crate::{join_token, rfc3339};
 
 /// Checks everything that costs the caller nothing first (CSR, TTL, token
 /// shape, what the token grants), so that a bad request never uses up a
@@ -80,7 +79,7 @@ pub(super) async fn issue(
     tracing::info!(
         spiffe_id = %issued.spiffe_id,
         serial = %issued.serial,
-        not_after = %issued.not_after,
+        not_after = %rfc3339::format(issued.not_after),
         "svid.issue"
     );
     Ok(Json(svid_response(&state, &issued)?))
@@ -95,10 +94,7 @@ pub(super) fn svid_response(
     Ok(SvidResponse {
         spiffe_id: issued.spiffe_id.clone(),
         serial: issued.serial.to_string(),
-        not_after: issued
-            .not_after
-            .format(&Rfc3339)
-            .map_err(ApiError::internal)?,
+        not_after: rfc3339::format(issued.not_after),
         cert_chain_pem: ca.chain_pem(issued),
         bundle_pem: ca.bundle_pem(),
     })

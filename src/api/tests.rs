@@ -100,7 +100,13 @@ async fn no_certificate_leaves_the_ca_when_the_store_cannot_commit_it_and_the_to
 {
     let dir = tempfile::tempdir().unwrap();
     let td = "example.org".parse().unwrap();
-    let files = CaFiles::generate(&td, KeyType::P256, OffsetDateTime::now_utc()).unwrap();
+    let files = CaFiles::generate(
+        &td,
+        KeyType::P256,
+        crate::ca::DEFAULT_ISSUING_LIFETIME,
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap();
     let ca = Arc::new(CertificateAuthority::load(&files, "https://localhost:8443").unwrap());
     let store = Arc::new(FlakyStore {
         inner: SqliteStore::open(&dir.path().join("sigil.db")).unwrap(),

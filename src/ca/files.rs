@@ -13,9 +13,9 @@ use super::{KeyType, Serial, profile};
 use crate::datadir::{self, DataDir};
 
 /// How long a root CA lives.
-const ROOT_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
-/// How long an issuing CA lives.
-const ISSUING_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
+pub const ROOT_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
+/// How long an issuing CA lives unless asked otherwise.
+pub const DEFAULT_ISSUING_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
 /// CA certificates start this long before their creation, so that relying
 /// parties with a slow clock accept them and every leaf's validity lies
 /// within its issuer's.
@@ -59,7 +59,8 @@ impl CaFiles {
         }
     }
 
-    /// Creates a new root and issuing CA for a trust domain.
+    /// Creates a new root and issuing CA for a trust domain. The issuing CA
+    /// lives `issuing_lifetime`, and never past the root.
     ///
     /// # Errors
     ///
@@ -67,6 +68,7 @@ impl CaFiles {
     pub fn generate(
         trust_domain: &TrustDomain,
         key_type: KeyType,
+        issuing_lifetime: Duration,
         now: OffsetDateTime,
     ) -> anyhow::Result<Self> {
         let now = profile::whole_seconds(now);
@@ -91,7 +93,7 @@ impl CaFiles {
             &issuing_key,
             random_serial()?,
             not_before,
-            (now + ISSUING_LIFETIME).min(root_params.not_after),
+            (now + issuing_lifetime).min(root_params.not_after),
         );
         let root_pem = root_cert.pem();
         let root_issuer = Issuer::new(root_params, root_key);

@@ -20,7 +20,7 @@ use sigil_core::{SpiffeId, TrustDomain};
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
 
-pub use files::CaFiles;
+pub use files::{CaFiles, DEFAULT_ISSUING_LIFETIME, ROOT_LIFETIME};
 pub use key_type::KeyType;
 pub use profile::CLOCK_SKEW_ALLOWANCE;
 pub(crate) use profile::whole_seconds;

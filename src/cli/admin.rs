@@ -175,7 +175,7 @@ pub(super) async fn run_admin(dir: &DataDir, command: AdminCommand) -> anyhow::R
             eprintln!(
                 "{} until {}: {}",
                 issued.spiffe_id,
-                issued.not_after,
+                crate::rfc3339::format(issued.not_after),
                 out.display()
             );
             println!("{}", out.join("svid.pem").display());

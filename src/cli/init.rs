@@ -1,11 +1,16 @@
 //! `sigil init`.
 
+use anyhow::bail;
 use clap::Args;
 use sigil_core::TrustDomain;
 use time::OffsetDateTime;
 
 use super::admin::{DEFAULT_ADMIN_TTL, write_admin_credential};
-use crate::ca::{CaFiles, KeyType};
+use crate::ca::{CaFiles, KeyType, ROOT_LIFETIME};
+use crate::duration::HumanDuration;
+
+/// An issuing CA shorter-lived than this would outlive few of its leaves.
+const MIN_ISSUING_TTL: std::time::Duration = std::time::Duration::from_secs(86_400);
 use crate::datadir::DataDir;
 
 #[derive(Debug, Args)]
@@ -16,11 +21,23 @@ pub(super) struct InitArgs {
     /// The CA key algorithm
     #[arg(long, default_value = "p256")]
     key_type: KeyType,
+    /// How long the issuing CA lives (at most the root's 10 years)
+    #[arg(long, default_value = "365d")]
+    issuing_ttl: HumanDuration,
 }
 
 pub(super) async fn run(dir: &DataDir, args: InitArgs) -> anyhow::Result<()> {
+    let issuing_ttl = args.issuing_ttl.get();
+    if issuing_ttl < MIN_ISSUING_TTL || issuing_ttl > ROOT_LIFETIME {
+        bail!("--issuing-ttl must lie between 1d and 3650d");
+    }
     dir.create_empty()?;
-    let files = CaFiles::generate(&args.trust_domain, args.key_type, OffsetDateTime::now_utc())?;
+    let files = CaFiles::generate(
+        &args.trust_domain,
+        args.key_type,
+        issuing_ttl,
+        OffsetDateTime::now_utc(),
+    )?;
     files.write(dir)?;
     let credential =
         write_admin_credential(dir, "admin", DEFAULT_ADMIN_TTL, &dir.admin_dir()).await?;
@@ -30,7 +47,7 @@ pub(super) async fn run(dir: &DataDir, args: InitArgs) -> anyhow::Result<()> {
         args.trust_domain,
         dir.path().display(),
         dir.admin_dir().display(),
-        credential.not_after
+        crate::rfc3339::format(credential.not_after)
     );
     println!("{}", ca.root().fingerprint());
     Ok(())

@@ -10,6 +10,7 @@ use rustls::pki_types::CertificateDer;
 use time::OffsetDateTime;
 
 use super::tls::ServerIdentity;
+use crate::hostname::{Host, HttpsUrl};
 use crate::issuance::Issuance;
 use crate::namespace::Namespace;
 
@@ -26,39 +27,20 @@ pub(super) struct ServerNames {
 }
 
 impl ServerNames {
-    /// `localhost`, the listen address (loopback when listening on every
-    /// interface), and the public URL's host, so that clients verify the
+    /// `localhost` and 127.0.0.1, the listen address (loopback of its
+    /// family when listening on every interface), and the public URL's host, so that clients verify the
     /// server against `bundle.pem` by the name they dialled.
     pub(super) fn for_listener(local: SocketAddr, public_url: &str) -> anyhow::Result<Self> {
         let mut names = Self {
             dns: vec!["localhost".to_owned()],
             ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
         };
-        if !local.ip().is_unspecified() {
-            names.add_ip(local.ip());
-        }
-        let uri: http::Uri = public_url
-            .parse()
-            .with_context(|| format!("--public-url {public_url} is not a URL"))?;
-        anyhow::ensure!(
-            uri.scheme_str() == Some("https"),
-            "--public-url {public_url} must be an https:// URL"
-        );
-        let host = uri
-            .host()
-            .with_context(|| format!("--public-url {public_url} names no host"))?
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        match host.parse::<IpAddr>() {
-            Ok(ip) => names.add_ip(ip),
-            Err(_) => {
-                let host = host.to_ascii_lowercase();
-                rustls::pki_types::DnsName::try_from(host.as_str())
-                    .map_err(|_| anyhow::anyhow!("--public-url host {host} is not a DNS name"))?;
-                if !names.dns.contains(&host) {
-                    names.dns.push(host);
-                }
-            }
+        names.add_ip(super::reachable(local).ip());
+        let url = HttpsUrl::parse(public_url).context("--public-url")?;
+        match url.host {
+            Host::Ip(ip) => names.add_ip(ip),
+            Host::Dns(name) if !names.dns.contains(&name) => names.dns.push(name),
+            Host::Dns(_) => {}
         }
         Ok(names)
     }
@@ -90,7 +72,7 @@ pub(super) async fn start(
             };
             match renewed {
                 Ok(next) => {
-                    tracing::info!(not_after = %next, "renewed the server certificate");
+                    tracing::info!(not_after = %crate::rfc3339::format(next), "renewed the server certificate");
                     not_after = next;
                 }
                 Err(error) => {

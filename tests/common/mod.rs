@@ -102,6 +102,7 @@ pub struct Server {
     pub data_dir: PathBuf,
     pub bundle_pem: String,
     pub stdout_rest: mpsc::Receiver<String>,
+    pub log_path: PathBuf,
 }
 
 impl Server {
@@ -112,12 +113,20 @@ impl Server {
     }
 
     pub fn spawn(args: &[&str], data_dir: PathBuf) -> Self {
+        Self::spawn_logging(args, data_dir, "warn")
+    }
+
+    /// Starts `sigil serve` with this `RUST_LOG`; its log goes to
+    /// [`Server::log`] (and to the test's output if the test fails).
+    pub fn spawn_logging(args: &[&str], data_dir: PathBuf, rust_log: &str) -> Self {
+        let log_path = data_dir.with_extension("serve.log");
+        let log = std::fs::File::create(&log_path).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_sigil"))
             .args(args)
             .env_remove("SIGIL_DATA_DIR")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("spawning sigil serve");
         let stdout = child.stdout.take().unwrap();
@@ -146,7 +155,13 @@ impl Server {
             data_dir,
             bundle_pem,
             stdout_rest: rest,
+            log_path,
         }
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
     pub fn port(&self) -> u16 {
@@ -211,6 +226,9 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- sigil serve log ---\n{}", self.log());
+        }
     }
 }
 
