@@ -5,7 +5,7 @@
 
 use anyhow::bail;
 
-use crate::ca::{CaFiles, CertificateAuthority};
+use crate::ca::{CaFiles, fingerprint};
 use crate::datadir::DataDir;
 
 /// The development trust domain.
@@ -23,15 +23,12 @@ pub fn files() -> CaFiles {
 
 /// True when `files` hold the public development root.
 pub fn is_dev_root(files: &CaFiles) -> bool {
-    let fingerprint = |pem_text: &str| {
-        CertificateAuthority::load(
-            &CaFiles::from_pem(pem_text, "", ISSUING_PEM, ISSUING_KEY_PEM),
-            "https://localhost",
-        )
-        .map(|ca| ca.root().fingerprint())
-        .ok()
+    let fingerprint_of = |pem_text: &str| {
+        pem::parse(pem_text)
+            .ok()
+            .map(|block| fingerprint(block.contents()))
     };
-    match (fingerprint(&files.root_pem), fingerprint(ROOT_PEM)) {
+    match (fingerprint_of(&files.root_pem), fingerprint_of(ROOT_PEM)) {
         (Some(theirs), Some(dev)) => theirs == dev,
         _ => false,
     }
@@ -56,4 +53,21 @@ pub fn prepare(dir: &DataDir) -> anyhow::Result<()> {
     }
     dir.create_empty()?;
     files().write(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dev_root_is_recognised_and_another_is_not() {
+        assert!(is_dev_root(&files()));
+        let other = CaFiles::generate(
+            &TRUST_DOMAIN.parse().unwrap_or_else(|_| unreachable!()),
+            crate::ca::KeyType::P256,
+            crate::ca::DEFAULT_ISSUING_LIFETIME,
+            time::OffsetDateTime::now_utc(),
+        );
+        assert!(!is_dev_root(&other.unwrap_or_else(|e| panic!("{e}"))));
+    }
 }

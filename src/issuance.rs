@@ -162,7 +162,7 @@ impl Issuance {
     /// # Errors
     ///
     /// See [`IssuanceError`].
-    pub async fn issue(
+    pub(crate) async fn issue(
         &self,
         request: &LeafRequest<'_>,
         attestation: AttestationKind,
@@ -190,7 +190,7 @@ impl Issuance {
     ///
     /// See [`IssuanceError`]; nothing is committed, and the token keeps its
     /// use.
-    pub async fn issue_for_join_token(
+    pub(crate) async fn issue_for_join_token(
         &self,
         request: &LeafRequest<'_>,
         token_id: &str,
@@ -224,7 +224,7 @@ impl Issuance {
     /// # Errors
     ///
     /// See [`IssuanceError`].
-    pub async fn mint_local(
+    pub(crate) async fn mint_local(
         &self,
         spiffe_id: &sigil_core::SpiffeId,
         dns_names: &[String],

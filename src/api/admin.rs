@@ -26,7 +26,7 @@ const MAX_BOUND_NAMES: usize = 32;
 /// `POST /admin/v1/join-tokens`.
 pub(super) async fn create_join_token(
     State(state): State<AppState>,
-    Admin(admin): Admin,
+    admin: Admin,
     JsonBody(request): JsonBody<JoinTokenRequest>,
 ) -> Result<(StatusCode, Json<JoinTokenResponse>), ApiError> {
     let spiffe_id = workload_id(&state, &request.spiffe_id)?;
@@ -72,11 +72,11 @@ pub(super) async fn create_join_token(
             uses,
             expires_at,
             created_at: now,
-            created_by: admin.spiffe_id.clone(),
+            created_by: admin.spiffe_id().clone(),
         })
         .await?;
     tracing::info!(
-        admin = %admin.spiffe_id,
+        admin = %admin.spiffe_id(),
         %spiffe_id,
         token_id = %minted.id,
         uses,

@@ -74,20 +74,46 @@ impl ClientAuthenticator {
     }
 }
 
-/// A caller whose client certificate passed every check.
+/// A caller whose client certificate passed every check; only
+/// [`authenticate`] makes one.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// The caller's identity.
-    pub spiffe_id: SpiffeId,
-    /// The certificate's store record.
-    pub record: CertificateRecord,
+    spiffe_id: SpiffeId,
+    record: CertificateRecord,
 }
 
-/// A caller allowed to use the admin API.
+impl Caller {
+    /// The caller's identity.
+    pub fn spiffe_id(&self) -> &SpiffeId {
+        &self.spiffe_id
+    }
+
+    /// The store's record of the certificate the caller presented.
+    pub fn record(&self) -> &CertificateRecord {
+        &self.record
+    }
+}
+
+/// A caller allowed to use the admin API; only its extractor makes one.
 #[derive(Debug, Clone)]
-pub struct Admin(pub Caller);
+pub struct Admin(Caller);
+
+impl Admin {
+    /// The admin's identity.
+    pub fn spiffe_id(&self) -> &SpiffeId {
+        &self.0.spiffe_id
+    }
+}
 
 /// Runs every check on a presented chain.
+///
+/// # Errors
+///
+/// `client_certificate_required` without a certificate;
+/// `invalid_client_certificate` when the chain does not verify to the
+/// bundle, the certificate is not an X509-SVID of this trust domain, or
+/// this exact certificate is not in the store; `unavailable` when the store
+/// cannot be read.
 pub async fn authenticate(
     state: &AppState,
     peer: Option<&PeerCertificates>,

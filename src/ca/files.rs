@@ -144,3 +144,32 @@ impl CaFiles {
         &self.issuing_key_pem
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_redacts_the_keys() {
+        let files = CaFiles::generate(
+            &"example.org".parse().unwrap(),
+            KeyType::P256,
+            DEFAULT_ISSUING_LIFETIME,
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+        let debug = format!("{files:?}");
+        assert!(!debug.contains("PRIVATE KEY"), "{debug}");
+        for key in [&files.root_key_pem, &files.issuing_key_pem] {
+            let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+            assert!(!debug.contains(&body[..32]));
+        }
+        let ca = super::super::CertificateAuthority::load(&files, "https://localhost").unwrap();
+        let debug = format!("{ca:?}");
+        assert!(
+            !debug.contains("PRIVATE KEY") && !debug.contains("BEGIN"),
+            "{debug}"
+        );
+    }
+}

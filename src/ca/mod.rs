@@ -90,10 +90,7 @@ impl CaCertificate {
 
     /// `sha256:<64 lowercase hex>` of the DER: what agents pin.
     pub fn fingerprint(&self) -> String {
-        format!(
-            "sha256:{}",
-            hex::encode(ring::digest::digest(&ring::digest::SHA256, &self.der))
-        )
+        fingerprint(&self.der)
     }
 }
 
@@ -222,7 +219,7 @@ impl CertificateAuthority {
     ///
     /// The identity is outside this CA's trust domain, the TTL is zero or
     /// the issuing CA has expired, or signing failed.
-    pub fn issue(
+    pub(crate) fn issue(
         &self,
         request: &LeafRequest<'_>,
         now: OffsetDateTime,
@@ -262,6 +259,14 @@ impl CertificateAuthority {
             issuer_key_id: self.issuing.key_id.clone(),
         })
     }
+}
+
+/// `sha256:<64 lowercase hex>` of a certificate's DER.
+pub fn fingerprint(der: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        hex::encode(ring::digest::digest(&ring::digest::SHA256, der))
+    )
 }
 
 /// A certificate as PEM with `\n` line endings (the `pem` crate's default

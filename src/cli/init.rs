@@ -5,13 +5,13 @@ use clap::Args;
 use sigil_core::TrustDomain;
 use time::OffsetDateTime;
 
-use super::admin::{DEFAULT_ADMIN_TTL, write_admin_credential};
+use super::local::{DEFAULT_ADMIN_TTL, write_admin_credential};
 use crate::ca::{CaFiles, KeyType, ROOT_LIFETIME};
+use crate::datadir::DataDir;
 use crate::duration::HumanDuration;
 
 /// An issuing CA shorter-lived than this would outlive few of its leaves.
 const MIN_ISSUING_TTL: std::time::Duration = std::time::Duration::from_secs(86_400);
-use crate::datadir::DataDir;
 
 #[derive(Debug, Args)]
 pub(super) struct InitArgs {
@@ -41,7 +41,7 @@ pub(super) async fn run(dir: &DataDir, args: InitArgs) -> anyhow::Result<()> {
     files.write(dir)?;
     let credential =
         write_admin_credential(dir, "admin", DEFAULT_ADMIN_TTL, &dir.admin_dir()).await?;
-    let ca = crate::ca::CertificateAuthority::load(&files, &super::admin::public_url(dir)?)?;
+    let ca = crate::ca::CertificateAuthority::load(&files, &super::local::public_url(dir)?)?;
     eprintln!(
         "created trust domain {} in {}\nadmin credential: {} (expires {})",
         args.trust_domain,

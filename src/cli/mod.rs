@@ -1,8 +1,10 @@
 //! The `sigil` command line.
 
-mod admin;
+mod admin_connection;
 mod init;
+mod local;
 mod serve;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,10 +37,10 @@ enum Command {
     Fingerprint,
     /// Local admin operations.
     #[command(subcommand)]
-    Admin(admin::AdminCommand),
+    Admin(local::AdminCommand),
     /// Join tokens.
     #[command(subcommand)]
-    Token(admin::TokenCommand),
+    Token(token::TokenCommand),
 }
 
 impl Cli {
@@ -90,8 +92,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init(args) => init::run(&dir, args).await,
         Command::Serve(args) => serve::run(cli.data_dir, args).await,
-        Command::Fingerprint => admin::fingerprint(&dir),
-        Command::Admin(command) => admin::run_admin(&dir, command).await,
-        Command::Token(command) => admin::run_token(&dir, command).await,
+        Command::Fingerprint => local::fingerprint(&dir),
+        Command::Admin(command) => local::run_admin(&dir, command).await,
+        Command::Token(command) => token::run_token(&dir, command).await,
     }
 }

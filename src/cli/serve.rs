@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::Args;
 
-use super::admin::{DEFAULT_ADMIN_TTL, write_admin_credential};
+use super::local::{DEFAULT_ADMIN_TTL, write_admin_credential};
 use crate::ca::CaFiles;
 use crate::csr::KeyPolicy;
 use crate::datadir::DataDir;
