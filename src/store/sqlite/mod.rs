@@ -1,0 +1,146 @@
+//! The embedded store: one SQLite file in WAL mode with `synchronous =
+//! FULL`, written by one connection on its own thread so that async callers
+//! never block the runtime.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::thread;
+
+use rusqlite::{Connection, TransactionBehavior};
+use time::OffsetDateTime;
+
+mod certificates;
+mod columns;
+mod tokens;
+
+use columns::unavailable;
+
+use super::{CertificateRecord, NewJoinToken, Redemption, Store, StoreError, StoreFuture, schema};
+use crate::ca::Serial;
+use crate::join_token::TokenHash;
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// The SQLite store. Cloning is cheap; all clones share the writer thread,
+/// which ends when the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path` and brings its schema
+    /// up to date.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be opened, or holds a newer schema.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        create_owner_only(path)?;
+        let mut conn = Connection::open(path).map_err(unavailable)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(unavailable)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(unavailable)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Unavailable(format!(
+                "SQLite refused WAL mode (got {mode})"
+            )));
+        }
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .map_err(unavailable)?;
+        schema::migrate(&mut conn)?;
+
+        let (jobs, queue) = mpsc::channel::<Job>();
+        thread::Builder::new()
+            .name("sigil-store".to_owned())
+            .spawn(move || {
+                while let Ok(job) = queue.recv() {
+                    job(&mut conn);
+                }
+            })
+            .map_err(|e| StoreError::Unavailable(format!("starting the store thread: {e}")))?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `operation` on the writer thread and hands back its result.
+    fn run<T, F>(&self, operation: F) -> StoreFuture<'_, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sent = self.jobs.send(Box::new(move |conn| {
+            let _ = reply.send(operation(conn));
+        }));
+        Box::pin(async move {
+            sent.map_err(|_| StoreError::Unavailable("the store thread has stopped".to_owned()))?;
+            answer
+                .await
+                .map_err(|_| StoreError::Unavailable("the store thread has stopped".to_owned()))?
+        })
+    }
+}
+
+/// The store holds every token hash and certificate: owner-only. SQLite
+/// gives its `-wal` and `-shm` files the database file's permissions, so
+/// the file must be 0600 before SQLite first opens it.
+fn create_owner_only(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| StoreError::Unavailable(format!("opening {}: {e}", path.display())))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| StoreError::Unavailable(format!("restricting {}: {e}", path.display())))
+}
+
+impl Store for SqliteStore {
+    fn record_certificate(&self, record: CertificateRecord) -> StoreFuture<'_, ()> {
+        self.run(move |conn| certificates::insert_certificate(conn, &record))
+    }
+
+    fn find_certificate(&self, serial: Serial) -> StoreFuture<'_, Option<CertificateRecord>> {
+        self.run(move |conn| certificates::find(conn, serial))
+    }
+
+    fn create_join_token(&self, token: NewJoinToken) -> StoreFuture<'_, ()> {
+        self.run(move |conn| tokens::create(conn, token))
+    }
+
+    fn peek_join_token(
+        &self,
+        id: String,
+        presented: TokenHash,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, Redemption> {
+        self.run(move |conn| tokens::peek(conn, id, presented, now))
+    }
+
+    fn redeem_join_token(
+        &self,
+        id: String,
+        presented: TokenHash,
+        now: OffsetDateTime,
+        certificate: CertificateRecord,
+    ) -> StoreFuture<'_, Redemption> {
+        self.run(move |conn| tokens::redeem(conn, id, presented, now, certificate))
+    }
+
+    fn check_ready(&self) -> StoreFuture<'_, ()> {
+        self.run(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            tx.query_row("SELECT count(*) FROM certificates LIMIT 1", [], |_| Ok(()))
+                .map_err(unavailable)?;
+            tx.rollback().map_err(unavailable)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,287 @@
+//! The store's operations, on a real SQLite file.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sigil_core::SpiffeId;
+use sigil_core::wire::Secret;
+
+use super::*;
+use crate::join_token;
+use crate::store::{AttestationKind, TokenGrant};
+
+fn open() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("sigil.db")).unwrap();
+    (dir, store)
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(OffsetDateTime::now_utc().unix_timestamp()).unwrap()
+}
+
+fn id(text: &str) -> SpiffeId {
+    text.parse().unwrap()
+}
+
+fn record(serial: Serial) -> CertificateRecord {
+    CertificateRecord {
+        serial,
+        spiffe_id: id("spiffe://example.org/agent"),
+        issuer_key_id: "ab".to_owned(),
+        not_before: now(),
+        not_after: now() + Duration::from_secs(3600),
+        attestation: AttestationKind::JoinToken,
+        parent_serial: None,
+        der: vec![1, 2, 3],
+        created_at: now(),
+    }
+}
+
+fn token(uses: u32, expires_at: OffsetDateTime) -> (Secret, NewJoinToken) {
+    let minted = join_token::mint().unwrap();
+    let new = NewJoinToken {
+        id: minted.id,
+        hash: minted.hash,
+        grant: TokenGrant {
+            spiffe_id: id("spiffe://example.org/agent"),
+            dns_names: vec!["agent.example.org".to_owned()],
+            ip_addresses: vec!["10.0.0.1".parse().unwrap()],
+        },
+        uses,
+        expires_at,
+        created_at: now(),
+        created_by: id("spiffe://example.org/sigil/admin/root"),
+    };
+    (minted.token, new)
+}
+
+#[tokio::test]
+async fn recorded_certificates_are_found_by_serial() {
+    let (_dir, store) = open();
+    let serial = Serial::random().unwrap();
+    store.record_certificate(record(serial)).await.unwrap();
+    assert_eq!(
+        store.find_certificate(serial).await.unwrap(),
+        Some(record(serial))
+    );
+    let other = Serial::random().unwrap();
+    assert_eq!(store.find_certificate(other).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_repeated_serial_is_refused_and_the_first_record_kept() {
+    let (_dir, store) = open();
+    let serial = Serial::random().unwrap();
+    store.record_certificate(record(serial)).await.unwrap();
+    let mut second = record(serial);
+    second.der = vec![9];
+    let error = store.record_certificate(second).await.unwrap_err();
+    assert!(matches!(error, StoreError::Conflict(_)), "{error}");
+    assert_eq!(
+        store.find_certificate(serial).await.unwrap().unwrap().der,
+        vec![1, 2, 3]
+    );
+}
+
+fn certificate_for(grant_id: &str) -> CertificateRecord {
+    CertificateRecord {
+        spiffe_id: id(grant_id),
+        ..record(Serial::random().unwrap())
+    }
+}
+
+async fn stored_token(store: &SqliteStore, uses: u32, ttl: Duration) -> (String, TokenHash) {
+    let (secret, new) = token(uses, now() + ttl);
+    let token_id = new.id.clone();
+    store.create_join_token(new).await.unwrap();
+    (token_id, join_token::hash(&secret))
+}
+
+#[tokio::test]
+async fn a_token_grants_exactly_its_uses_and_peeking_takes_none() {
+    let (_dir, store) = open();
+    let (token_id, hash) = stored_token(&store, 2, Duration::from_secs(600)).await;
+    for _ in 0..3 {
+        let peeked = store
+            .peek_join_token(token_id.clone(), hash, now())
+            .await
+            .unwrap();
+        assert!(matches!(peeked, Redemption::Granted(_)));
+    }
+    for _ in 0..2 {
+        let certificate = certificate_for("spiffe://example.org/agent");
+        let serial = certificate.serial;
+        let outcome = store
+            .redeem_join_token(token_id.clone(), hash, now(), certificate)
+            .await
+            .unwrap();
+        let Redemption::Granted(grant) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(grant.dns_names, ["agent.example.org"]);
+        assert!(store.find_certificate(serial).await.unwrap().is_some());
+    }
+    let certificate = certificate_for("spiffe://example.org/agent");
+    let serial = certificate.serial;
+    let outcome = store
+        .redeem_join_token(token_id.clone(), hash, now(), certificate)
+        .await
+        .unwrap();
+    assert_eq!(outcome, Redemption::UsedUp);
+    assert_eq!(
+        store.find_certificate(serial).await.unwrap(),
+        None,
+        "a refused redemption records nothing"
+    );
+    assert_eq!(
+        store.peek_join_token(token_id, hash, now()).await.unwrap(),
+        Redemption::UsedUp
+    );
+}
+
+#[tokio::test]
+async fn expired_unknown_and_mismatched_tokens_grant_nothing_and_keep_their_uses() {
+    let (_dir, store) = open();
+    let (token_id, hash) = stored_token(&store, 1, Duration::from_secs(60)).await;
+    let later = now() + Duration::from_secs(61);
+    let mut wrong = hash;
+    wrong[0] ^= 1;
+    for (token, presented, at, expected) in [
+        (token_id.clone(), hash, later, Redemption::Expired),
+        (token_id.clone(), wrong, now(), Redemption::Unknown),
+        (
+            "0000000000000000".to_owned(),
+            hash,
+            now(),
+            Redemption::Unknown,
+        ),
+    ] {
+        let certificate = certificate_for("spiffe://example.org/agent");
+        let outcome = store
+            .redeem_join_token(token, presented, at, certificate)
+            .await
+            .unwrap();
+        assert_eq!(outcome, expected);
+    }
+    // None of the refusals took the one use.
+    let outcome = store
+        .redeem_join_token(
+            token_id,
+            hash,
+            now(),
+            certificate_for("spiffe://example.org/agent"),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Redemption::Granted(_)));
+}
+
+#[tokio::test]
+async fn a_redemption_whose_certificate_cannot_be_recorded_keeps_the_use() {
+    let (_dir, store) = open();
+    let (token_id, hash) = stored_token(&store, 1, Duration::from_secs(600)).await;
+    let taken = Serial::random().unwrap();
+    store.record_certificate(record(taken)).await.unwrap();
+
+    // The certificate's serial is already recorded: nothing commits.
+    let mut duplicate = certificate_for("spiffe://example.org/agent");
+    duplicate.serial = taken;
+    let error = store
+        .redeem_join_token(token_id.clone(), hash, now(), duplicate)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Conflict(_)), "{error}");
+
+    // A certificate for another identity than the token grants.
+    let other = certificate_for("spiffe://example.org/someone-else");
+    let error = store
+        .redeem_join_token(token_id.clone(), hash, now(), other)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Conflict(_)), "{error}");
+
+    let outcome = store
+        .redeem_join_token(
+            token_id,
+            hash,
+            now(),
+            certificate_for("spiffe://example.org/agent"),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, Redemption::Granted(_)),
+        "the use was kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_redemptions_through_two_stores_on_one_file_have_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sigil.db");
+    // Two writers, as when `sigil serve` and a CLI command share a data dir.
+    let stores = [
+        Arc::new(SqliteStore::open(&path).unwrap()),
+        Arc::new(SqliteStore::open(&path).unwrap()),
+    ];
+    let (token_id, hash) = stored_token(&stores[0], 1, Duration::from_secs(600)).await;
+    let attempts: Vec<_> = (0..20)
+        .map(|i| {
+            let store = Arc::clone(&stores[i % 2]);
+            let token_id = token_id.clone();
+            tokio::spawn(async move {
+                let certificate = certificate_for("spiffe://example.org/agent");
+                store
+                    .redeem_join_token(token_id, hash, now(), certificate)
+                    .await
+            })
+        })
+        .collect();
+    let mut granted = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap().unwrap() {
+            Redemption::Granted(_) => granted += 1,
+            Redemption::UsedUp => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(granted, 1);
+    let conn = Connection::open(&path).unwrap();
+    let recorded: i64 = conn
+        .query_row("SELECT count(*) FROM certificates", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(recorded, 1, "only the winner's certificate is recorded");
+}
+
+#[tokio::test]
+async fn two_open_stores_on_one_file_see_each_others_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sigil.db");
+    let first = SqliteStore::open(&path).unwrap();
+    let second = SqliteStore::open(&path).unwrap();
+    let (a, b) = (Serial::random().unwrap(), Serial::random().unwrap());
+    first.record_certificate(record(a)).await.unwrap();
+    second.record_certificate(record(b)).await.unwrap();
+    assert!(second.find_certificate(a).await.unwrap().is_some());
+    assert!(first.find_certificate(b).await.unwrap().is_some());
+    let conn = Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, schema::latest_version());
+}
+
+#[test]
+fn a_store_from_a_newer_sigil_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sigil.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let conn = Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", schema::latest_version() + 1)
+        .unwrap();
+    drop(conn);
+    let error = SqliteStore::open(&path).unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt(_)), "{error}");
+}
