@@ -26,6 +26,8 @@ pub struct Response {
     pub status: StatusCode,
     /// Content type, if any.
     pub content_type: Option<String>,
+    /// Every header.
+    pub headers: http::HeaderMap,
     /// The body.
     pub body: Bytes,
 }
@@ -170,6 +172,17 @@ impl CaClient {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> anyhow::Result<Response> {
+        self.send(method, path, content_type, body, &[]).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Response> {
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .with_context(|| format!("connecting to {}:{}", self.host, self.port))?;
@@ -194,6 +207,9 @@ impl CaClient {
         if let Some(content_type) = content_type {
             request = request.header(http::header::CONTENT_TYPE, content_type);
         }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         let response = sender
             .send_request(request.body(Full::new(Bytes::from(body)))?)
             .await
@@ -204,12 +220,24 @@ impl CaClient {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let headers = response.headers().clone();
         let body = response.into_body().collect().await?.to_bytes();
         Ok(Response {
             status,
             content_type,
+            headers,
             body,
         })
+    }
+
+    /// `GET path` with extra headers.
+    ///
+    /// # Errors
+    ///
+    /// See [`CaClient::request`].
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> anyhow::Result<Response> {
+        self.send(Method::GET, path, None, Vec::new(), headers)
+            .await
     }
 
     /// `GET path`.

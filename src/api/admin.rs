@@ -30,6 +30,9 @@ pub(super) async fn create_join_token(
     JsonBody(request): JsonBody<JoinTokenRequest>,
 ) -> Result<(StatusCode, Json<JoinTokenResponse>), ApiError> {
     let spiffe_id = workload_id(&state, &request.spiffe_id)?;
+    if state.issuance.store().is_banned(spiffe_id.clone()).await? {
+        return Err(ApiError::banned(&spiffe_id));
+    }
     let ttl = match request.ttl_seconds {
         None => DEFAULT_TOKEN_TTL,
         Some(seconds) if (1..=MAX_TOKEN_TTL.as_secs()).contains(&seconds) => {

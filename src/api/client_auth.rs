@@ -111,9 +111,10 @@ impl Admin {
 ///
 /// `client_certificate_required` without a certificate;
 /// `invalid_client_certificate` when the chain does not verify to the
-/// bundle, the certificate is not an X509-SVID of this trust domain, or
-/// this exact certificate is not in the store; `unavailable` when the store
-/// cannot be read.
+/// bundle (also when it has expired), the certificate is not an X509-SVID of
+/// this trust domain, or this exact certificate is not in the store;
+/// `revoked` or `banned` for a revoked certificate or a banned identity;
+/// `unavailable` when the store cannot be read.
 pub async fn authenticate(
     state: &AppState,
     peer: Option<&PeerCertificates>,
@@ -129,16 +130,27 @@ pub async fn authenticate(
             "client certificate is from a foreign trust domain",
         ));
     }
-    let record = state
+    let stored = state
         .issuance
         .store()
         .find_certificate(serial)
         .await?
-        .filter(|record| record.der == chain[0].as_ref())
+        .filter(|stored| stored.record.der == chain[0].as_ref())
         .ok_or_else(|| {
             ApiError::invalid_client_certificate("client certificate was not issued by this CA")
         })?;
-    Ok(Caller { spiffe_id, record })
+    if stored.revocation.is_some() {
+        return Err(ApiError::revoked(format!(
+            "certificate {serial} is revoked"
+        )));
+    }
+    if stored.banned {
+        return Err(ApiError::banned(&spiffe_id));
+    }
+    Ok(Caller {
+        spiffe_id,
+        record: stored.record,
+    })
 }
 
 impl FromRequestParts<AppState> for Admin {

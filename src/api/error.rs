@@ -71,14 +71,33 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
+    /// 403: the presented certificate is revoked.
+    pub fn revoked(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "revoked", message)
+    }
+
+    /// 403: the identity is banned.
+    pub fn banned(spiffe_id: &sigil_core::SpiffeId) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "banned",
+            format!("{spiffe_id} is banned; an admin must lift the ban first"),
+        )
+    }
+
     /// 403: an identity in the CA's own namespace.
     pub fn reserved_identity(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "reserved_identity", message)
     }
 
-    /// 404.
+    /// 404: no such route.
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+    }
+
+    /// 404: no such thing.
+    pub fn not_found_message(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
     /// 405.

@@ -4,21 +4,25 @@
 mod admin;
 mod bundle;
 mod client_auth;
+mod crl;
 mod error;
 mod health;
 mod json_body;
+mod revocations;
 mod svid;
 
 use std::ops::Deref;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 pub use client_auth::{Admin, Caller, ClientAuthenticator, PeerCertificates, authenticate};
+pub use crl::CRL_NUMBER_HEADER;
 pub use error::ApiError;
 pub use json_body::{BODY_TIMEOUT, JsonBody, MAX_BODY_BYTES};
 
+use crate::crl_board::CrlBoard;
 use crate::csr::KeyPolicy;
 use crate::issuance::{Issuance, TtlPolicy};
 use crate::namespace::Namespace;
@@ -42,6 +46,8 @@ pub struct StateInner {
     pub ttl: TtlPolicy,
     /// Accepted agent keys.
     pub keys: KeyPolicy,
+    /// The CRLs currently published.
+    pub crls: Arc<CrlBoard>,
     /// The SPIFFE bundle (JWKS), rendered once.
     spiffe_bundle: String,
 }
@@ -61,7 +67,12 @@ impl AppState {
     ///
     /// The CA's certificates cannot be turned into a trust anchor or a
     /// SPIFFE bundle.
-    pub fn new(issuance: Issuance, ttl: TtlPolicy, keys: KeyPolicy) -> anyhow::Result<Self> {
+    pub fn new(
+        issuance: Issuance,
+        ttl: TtlPolicy,
+        keys: KeyPolicy,
+        crls: Arc<CrlBoard>,
+    ) -> anyhow::Result<Self> {
         let ca = issuance.ca();
         let namespace = Namespace::new(ca.trust_domain());
         let authenticator = ClientAuthenticator::new(ca)?;
@@ -73,6 +84,7 @@ impl AppState {
                 authenticator,
                 ttl,
                 keys,
+                crls,
                 spiffe_bundle,
             }),
         })
@@ -84,8 +96,14 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/bundle", get(bundle::pem))
         .route("/v1/bundle.spiffe", get(bundle::spiffe))
+        .route("/v1/crl", get(crl::active))
+        .route("/v1/crl/{issuer_key_id}", get(crl::by_issuer))
+        .route("/v1/crls", get(crl::all))
         .route("/v1/svid", post(svid::issue))
         .route("/admin/v1/join-tokens", post(admin::create_join_token))
+        .route("/admin/v1/revocations", post(revocations::revoke))
+        .route("/admin/v1/bans/{spiffe_id}", delete(revocations::lift_ban))
+        .route("/admin/v1/certificates", get(revocations::list))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .fallback(|| async { ApiError::not_found() })

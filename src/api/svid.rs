@@ -34,9 +34,10 @@ pub(super) async fn issue(
         .ok_or_else(|| ApiError::invalid_attestation("not a Sigil join token"))?
         .to_owned();
     let token_hash = join_token::hash(&token);
-    let refused = |redemption| match redemption {
+    let refused = |redemption: Redemption| match redemption {
         Redemption::UsedUp => ApiError::invalid_attestation("join token is used up"),
         Redemption::Expired => ApiError::invalid_attestation("join token has expired"),
+        Redemption::Banned(spiffe_id) => ApiError::banned(&spiffe_id),
         Redemption::Unknown | Redemption::Granted(_) => {
             ApiError::invalid_attestation("unknown join token")
         }

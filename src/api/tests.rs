@@ -15,13 +15,16 @@ use tower::ServiceExt;
 
 use super::{AppState, app};
 use crate::ca::{CaFiles, CertificateAuthority, KeyType, Serial};
+use crate::crl_board::CrlBoard;
 use crate::csr::KeyPolicy;
 use crate::issuance::{Issuance, TtlPolicy};
 use crate::join_token::{self, TokenHash};
+use crate::revocation::{CrlSigner, SignedCrl};
 use crate::store::{
-    CertificateRecord, NewJoinToken, Redemption, SqliteStore, Store, StoreError, StoreFuture,
-    TokenGrant,
+    CertificateQuery, CertificateRecord, NewJoinToken, Redemption, RevocationOutcome,
+    RevocationRequest, SqliteStore, Store, StoreError, StoreFuture, StoredCertificate, TokenGrant,
 };
+use sigil_core::SpiffeId;
 
 /// A store whose writes of certificates fail while `broken` is set.
 struct FlakyStore {
@@ -44,8 +47,45 @@ impl Store for FlakyStore {
             .unwrap_or_else(|| self.inner.record_certificate(record))
     }
 
-    fn find_certificate(&self, serial: Serial) -> StoreFuture<'_, Option<CertificateRecord>> {
+    fn find_certificate(&self, serial: Serial) -> StoreFuture<'_, Option<StoredCertificate>> {
         self.inner.find_certificate(serial)
+    }
+
+    fn list_certificates(
+        &self,
+        query: CertificateQuery,
+    ) -> StoreFuture<'_, Vec<StoredCertificate>> {
+        self.inner.list_certificates(query)
+    }
+
+    fn revoke(
+        &self,
+        request: RevocationRequest,
+        signer: Arc<dyn CrlSigner>,
+    ) -> StoreFuture<'_, RevocationOutcome> {
+        self.refuse()
+            .unwrap_or_else(|| self.inner.revoke(request, signer))
+    }
+
+    fn lift_ban(&self, spiffe_id: SpiffeId) -> StoreFuture<'_, bool> {
+        self.inner.lift_ban(spiffe_id)
+    }
+
+    fn is_banned(&self, spiffe_id: SpiffeId) -> StoreFuture<'_, bool> {
+        self.inner.is_banned(spiffe_id)
+    }
+
+    fn publish_crl(
+        &self,
+        issuer_key_id: String,
+        now: OffsetDateTime,
+        signer: Arc<dyn CrlSigner>,
+    ) -> StoreFuture<'_, SignedCrl> {
+        self.inner.publish_crl(issuer_key_id, now, signer)
+    }
+
+    fn current_crls(&self) -> StoreFuture<'_, Vec<SignedCrl>> {
+        self.inner.current_crls()
     }
 
     fn create_join_token(&self, token: NewJoinToken) -> StoreFuture<'_, ()> {
@@ -116,6 +156,7 @@ async fn no_certificate_leaves_the_ca_when_the_store_cannot_commit_it_and_the_to
         Issuance::new(ca, Arc::clone(&store) as Arc<dyn Store>),
         TtlPolicy::default(),
         KeyPolicy::default(),
+        Arc::new(CrlBoard::default()),
     )
     .unwrap();
     let minted = join_token::mint().unwrap();

@@ -143,6 +143,11 @@ impl CaFiles {
     pub(crate) fn issuing_key_pem(&self) -> &str {
         &self.issuing_key_pem
     }
+
+    /// The root CA key, PEM.
+    pub(crate) fn root_key_pem(&self) -> &str {
+        &self.root_key_pem
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! Every field of every certificate is decided here. A CSR contributes its
 //! public key and nothing else (see [`crate::csr`]).
 
+mod crl;
 mod files;
 mod key_type;
 mod profile;
@@ -20,6 +21,7 @@ use sigil_core::{SpiffeId, TrustDomain};
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
 
+pub use crl::{DEFAULT_CRL_VALIDITY, ROOT_CRL_VALIDITY};
 pub use files::{CaFiles, DEFAULT_ISSUING_LIFETIME, ROOT_LIFETIME};
 pub use key_type::KeyType;
 pub use profile::CLOCK_SKEW_ALLOWANCE;
@@ -109,7 +111,9 @@ pub struct CertificateAuthority {
     root: CaCertificate,
     issuing: CaCertificate,
     issuer: Issuer<'static, KeyPair>,
+    root_issuer: Issuer<'static, KeyPair>,
     crl_url_base: String,
+    crl_validity: Duration,
 }
 
 impl fmt::Debug for CertificateAuthority {
@@ -169,23 +173,26 @@ impl CertificateAuthority {
             CaCertificate::from_pem(&files.issuing_pem).context("issuing CA certificate")?;
         let trust_domain =
             crate::svid::trust_domain_of_root(&root.der).map_err(anyhow::Error::msg)?;
-        let key = KeyPair::from_pem(files.issuing_key_pem()).context("issuing CA key")?;
-        {
-            let (_, cert) = X509Certificate::from_der(&issuing.der)?;
-            ensure!(
-                cert.public_key().raw == key.subject_public_key_info().as_slice(),
-                "the issuing CA key does not match the issuing CA certificate"
-            );
-        }
-        let issuer = Issuer::from_ca_cert_pem(&files.issuing_pem, key)
-            .map_err(|e| anyhow!("loading the issuing CA: {e}"))?;
+        let issuer = signing_issuer(&issuing, &files.issuing_pem, files.issuing_key_pem())
+            .context("issuing CA")?;
+        let root_issuer =
+            signing_issuer(&root, &files.root_pem, files.root_key_pem()).context("root CA")?;
         Ok(Self {
             trust_domain,
             root,
             issuing,
             issuer,
+            root_issuer,
             crl_url_base: format!("{}/v1/crl/", public_url.trim_end_matches('/')),
+            crl_validity: crl::DEFAULT_CRL_VALIDITY,
         })
+    }
+
+    /// Sets how long the issuing CA's CRLs are valid (their nextUpdate).
+    #[must_use]
+    pub fn with_crl_validity(mut self, validity: Duration) -> Self {
+        self.crl_validity = validity;
+        self
     }
 
     /// The trust domain this CA serves.
@@ -259,6 +266,22 @@ impl CertificateAuthority {
             issuer_key_id: self.issuing.key_id.clone(),
         })
     }
+}
+
+/// An rcgen issuer for a CA certificate and its key, after checking that
+/// they belong together.
+fn signing_issuer(
+    cert: &CaCertificate,
+    cert_pem: &str,
+    key_pem: &str,
+) -> anyhow::Result<Issuer<'static, KeyPair>> {
+    let key = KeyPair::from_pem(key_pem).context("key")?;
+    let (_, parsed) = X509Certificate::from_der(&cert.der)?;
+    ensure!(
+        parsed.public_key().raw == key.subject_public_key_info().as_slice(),
+        "the key does not match the certificate"
+    );
+    Issuer::from_ca_cert_pem(cert_pem, key).map_err(|e| anyhow!("loading the CA: {e}"))
 }
 
 /// `sha256:<64 lowercase hex>` of a certificate's DER.

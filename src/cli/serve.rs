@@ -15,6 +15,10 @@ use crate::duration::HumanDuration;
 use crate::issuance::TtlPolicy;
 use crate::server::{ServeOptions, serve};
 
+/// Bounds of `--crl-ttl`.
+const MIN_CRL_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+const MAX_CRL_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
+
 #[derive(Debug, Args)]
 pub(super) struct ServeArgs {
     /// Address to listen on (port 0 picks a free port)
@@ -33,6 +37,10 @@ pub(super) struct ServeArgs {
     /// Longest SVID lifetime a request may ask for
     #[arg(long, default_value = "24h")]
     max_ttl: HumanDuration,
+    /// How long the issuing CA's CRLs are valid (their nextUpdate); they
+    /// are re-signed after half of it
+    #[arg(long, default_value = "1h")]
+    crl_ttl: HumanDuration,
     /// Accept RSA agent keys (2048 to 4096 bits)
     #[arg(long)]
     allow_rsa: bool,
@@ -49,7 +57,12 @@ pub(super) async fn run(data_dir: Option<PathBuf>, args: ServeArgs) -> anyhow::R
     }
     .validate()
     .map_err(anyhow::Error::msg)?;
+    let crl_validity = args.crl_ttl.get();
+    if !(MIN_CRL_TTL..=MAX_CRL_TTL).contains(&crl_validity) {
+        bail!("--crl-ttl must lie between 1m and 7d");
+    }
     let options = ServeOptions {
+        crl_validity,
         listen: args.listen,
         public_url: args.public_url,
         ttl,

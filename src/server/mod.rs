@@ -1,6 +1,7 @@
 //! `sigil serve`: the CA's HTTPS listener.
 
 mod connection;
+mod crl_refresh;
 mod identity;
 mod tls;
 
@@ -16,6 +17,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::api::{self, AppState};
 use crate::ca::{CaFiles, CertificateAuthority};
+use crate::crl_board::CrlBoard;
 use crate::csr::KeyPolicy;
 use crate::datadir::{self, DataDir};
 use crate::issuance::{Issuance, TtlPolicy};
@@ -38,6 +40,8 @@ pub struct ServeOptions {
     pub ttl: TtlPolicy,
     /// Accepted agent keys.
     pub keys: KeyPolicy,
+    /// How long the issuing CA's CRLs are valid.
+    pub crl_validity: Duration,
 }
 
 /// Serves the CA until SIGINT or SIGTERM, then drains open connections.
@@ -60,10 +64,14 @@ pub async fn serve(
         .clone()
         .unwrap_or_else(|| format!("https://localhost:{}", local.port()));
 
-    let ca = Arc::new(CertificateAuthority::load(files, &public_url)?);
+    let ca = Arc::new(
+        CertificateAuthority::load(files, &public_url)?.with_crl_validity(options.crl_validity),
+    );
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.store())?);
     let issuance = Issuance::new(Arc::clone(&ca), store);
-    let state = AppState::new(issuance.clone(), options.ttl, options.keys)?;
+    let crls = Arc::new(CrlBoard::default());
+    crl_refresh::start(issuance.clone(), Arc::clone(&crls)).await?;
+    let state = AppState::new(issuance.clone(), options.ttl, options.keys, crls)?;
 
     let names = identity::ServerNames::for_listener(local, &public_url)?;
     let server_identity = identity::start(issuance, names).await?;

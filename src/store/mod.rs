@@ -11,6 +11,7 @@ mod sqlite;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use sigil_core::SpiffeId;
 use time::OffsetDateTime;
@@ -19,6 +20,7 @@ pub use sqlite::SqliteStore;
 
 use crate::ca::Serial;
 use crate::join_token::TokenHash;
+use crate::revocation::{CrlSigner, ReasonCode, SignedCrl};
 
 /// What every store operation returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -36,6 +38,9 @@ pub enum StoreError {
     /// The store holds something this version cannot read.
     #[error("store content is not understood: {0}")]
     Corrupt(String),
+    /// Signing a CRL failed; the change that needed it was not committed.
+    #[error("signing a CRL: {0}")]
+    Signing(String),
 }
 
 /// How a certificate's subject proved what it is.
@@ -135,6 +140,92 @@ pub enum Redemption {
     Expired,
     /// No such token (or the secret does not match its id).
     Unknown,
+    /// The identity it grants is banned.
+    Banned(SpiffeId),
+}
+
+/// A certificate and what has happened to it since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCertificate {
+    /// The certificate as issued.
+    pub record: CertificateRecord,
+    /// Its revocation, if revoked.
+    pub revocation: Option<Revocation>,
+    /// Whether its identity is banned now.
+    pub banned: bool,
+}
+
+/// When and why a certificate was revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revocation {
+    /// When.
+    pub revoked_at: OffsetDateTime,
+    /// Why.
+    pub reason: ReasonCode,
+}
+
+/// What to revoke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevocationTarget {
+    /// One certificate.
+    Serial(Serial),
+    /// Every live certificate of an identity, which is banned from then on.
+    Identity(SpiffeId),
+}
+
+/// A revocation an admin asked for.
+#[derive(Debug, Clone)]
+pub struct RevocationRequest {
+    /// What.
+    pub target: RevocationTarget,
+    /// Why.
+    pub reason: ReasonCode,
+    /// Who asked.
+    pub by: SpiffeId,
+    /// When.
+    pub now: OffsetDateTime,
+}
+
+/// The outcome of a revocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevocationOutcome {
+    /// No certificate has that serial.
+    UnknownSerial,
+    /// These certificates are revoked (including any that already were),
+    /// and these CRLs were published in the same transaction.
+    Revoked {
+        /// The revoked serials.
+        serials: Vec<Serial>,
+        /// The CRLs that now list them.
+        crls: Vec<SignedCrl>,
+    },
+}
+
+/// Which certificates to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StatusFilter {
+    /// Not revoked and not expired.
+    #[default]
+    Live,
+    /// Revoked.
+    Revoked,
+    /// All.
+    All,
+}
+
+/// A page of certificates, ordered by serial.
+#[derive(Debug, Clone)]
+pub struct CertificateQuery {
+    /// Only this identity.
+    pub spiffe_id: Option<SpiffeId>,
+    /// Which states.
+    pub status: StatusFilter,
+    /// At most this many.
+    pub limit: u32,
+    /// Only serials after this one.
+    pub after: Option<Serial>,
+    /// "Live" means unexpired at this time.
+    pub now: OffsetDateTime,
 }
 
 /// The store interface. Every method is one atomic operation.
@@ -143,15 +234,48 @@ pub trait Store: Send + Sync + 'static {
     /// the CA; a repeated serial is a [`StoreError::Conflict`].
     fn record_certificate(&self, record: CertificateRecord) -> StoreFuture<'_, ()>;
 
-    /// Finds a certificate by serial.
-    fn find_certificate(&self, serial: Serial) -> StoreFuture<'_, Option<CertificateRecord>>;
+    /// Finds a certificate, and its state, by serial.
+    fn find_certificate(&self, serial: Serial) -> StoreFuture<'_, Option<StoredCertificate>>;
+
+    /// Lists certificates, ordered by serial.
+    fn list_certificates(&self, query: CertificateQuery)
+    -> StoreFuture<'_, Vec<StoredCertificate>>;
+
+    /// Revokes a certificate, or every live certificate of an identity and
+    /// bans it; then, in the same transaction, publishes a new CRL for each
+    /// CA whose certificates it revoked. Revoking a revoked certificate
+    /// again changes nothing and reports it revoked.
+    fn revoke(
+        &self,
+        request: RevocationRequest,
+        signer: Arc<dyn CrlSigner>,
+    ) -> StoreFuture<'_, RevocationOutcome>;
+
+    /// Lifts a ban; false if the identity was not banned.
+    fn lift_ban(&self, spiffe_id: SpiffeId) -> StoreFuture<'_, bool>;
+
+    /// Whether an identity is banned.
+    fn is_banned(&self, spiffe_id: SpiffeId) -> StoreFuture<'_, bool>;
+
+    /// Signs and stores a fresh CRL for one CA (at start-up, and before the
+    /// current one's nextUpdate), with the next global CRL number.
+    fn publish_crl(
+        &self,
+        issuer_key_id: String,
+        now: OffsetDateTime,
+        signer: Arc<dyn CrlSigner>,
+    ) -> StoreFuture<'_, SignedCrl>;
+
+    /// The newest CRL of every CA that has one.
+    fn current_crls(&self) -> StoreFuture<'_, Vec<SignedCrl>>;
 
     /// Stores a new join token.
     fn create_join_token(&self, token: NewJoinToken) -> StoreFuture<'_, ()>;
 
     /// What a join token would grant now, without taking a use: the
     /// presented hash must match (compared in constant time), the token must
-    /// not have expired and a use must be left.
+    /// not have expired, a use must be left, and its identity must not be
+    /// banned.
     fn peek_join_token(
         &self,
         id: String,

@@ -32,6 +32,32 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         created_by TEXT NOT NULL
     ) STRICT;",
+    // 1 → 2: revocations, bans and CRLs, numbered from one global sequence.
+    "CREATE TABLE revocations (
+        serial TEXT PRIMARY KEY NOT NULL REFERENCES certificates(serial),
+        revoked_at INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        revoked_by TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE bans (
+        spiffe_id TEXT PRIMARY KEY NOT NULL,
+        banned_at INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        banned_by TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE crls (
+        issuer_key_id TEXT PRIMARY KEY NOT NULL,
+        number INTEGER NOT NULL,
+        this_update INTEGER NOT NULL,
+        next_update INTEGER NOT NULL,
+        der BLOB NOT NULL
+    ) STRICT;
+    CREATE TABLE crl_sequence (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        last INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO crl_sequence (id, last) VALUES (1, 0);
+    CREATE INDEX certificates_by_issuer ON certificates (issuer_key_id, not_after);",
 ];
 
 /// Brings the schema to the newest version.

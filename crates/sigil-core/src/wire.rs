@@ -123,6 +123,56 @@ pub struct JoinTokenResponse {
     pub expires_at: String,
 }
 
+/// `POST /admin/v1/revocations`: exactly one of `serial` and `spiffe_id`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    /// One certificate, by serial (32 lowercase hex digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// Every live certificate of this identity, which is banned from then
+    /// on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spiffe_id: Option<String>,
+    /// RFC 5280 reason name, such as `keyCompromise`; `unspecified` when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The answer to a revocation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevokeResponse {
+    /// The serials now revoked.
+    pub revoked: Vec<String>,
+}
+
+/// `GET /admin/v1/certificates`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertificateList {
+    /// One page, ordered by serial.
+    pub certificates: Vec<CertificateInfo>,
+}
+
+/// A certificate as the admin API lists it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertificateInfo {
+    /// Its serial.
+    pub serial: String,
+    /// Its identity.
+    pub spiffe_id: SpiffeId,
+    /// Start of validity, RFC 3339 UTC.
+    pub not_before: String,
+    /// End of validity, RFC 3339 UTC.
+    pub not_after: String,
+    /// The certificate it was renewed from.
+    pub parent_serial: Option<String>,
+    /// When it was revoked, RFC 3339 UTC.
+    pub revoked_at: Option<String>,
+    /// Why it was revoked (RFC 5280 name).
+    pub reason: Option<String>,
+}
+
 /// Every error the API returns has this shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

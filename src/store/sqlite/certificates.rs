@@ -4,7 +4,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::columns::{from_unix, is_unique_violation, parse_column, unavailable, unix};
 use crate::ca::Serial;
-use crate::store::{CertificateRecord, StoreError};
+use crate::store::{
+    CertificateQuery, CertificateRecord, Revocation, StatusFilter, StoreError, StoredCertificate,
+};
 
 pub(super) fn insert_certificate(
     conn: &Connection,
@@ -36,30 +38,90 @@ pub(super) fn insert_certificate(
     Ok(())
 }
 
+/// Every column of a certificate and its state, in the order
+/// [`stored_from_row`] reads them.
+const STORED_COLUMNS: &str = "c.serial, c.spiffe_id, c.issuer_key_id, c.not_before, c.not_after,
+    c.attestation, c.parent_serial, c.der, c.created_at, r.revoked_at, r.reason,
+    EXISTS (SELECT 1 FROM bans b WHERE b.spiffe_id = c.spiffe_id)";
+
+fn stored_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCertificate> {
+    let parent: Option<String> = row.get(6)?;
+    let revoked_at: Option<i64> = row.get(9)?;
+    let reason: Option<String> = row.get(10)?;
+    let revocation = match (revoked_at, reason) {
+        (Some(at), Some(reason)) => Some(Revocation {
+            revoked_at: from_unix(at)?,
+            reason: parse_column(10, &reason)?,
+        }),
+        _ => None,
+    };
+    Ok(StoredCertificate {
+        record: CertificateRecord {
+            serial: parse_column(0, &row.get::<_, String>(0)?)?,
+            spiffe_id: parse_column(1, &row.get::<_, String>(1)?)?,
+            issuer_key_id: row.get(2)?,
+            not_before: from_unix(row.get(3)?)?,
+            not_after: from_unix(row.get(4)?)?,
+            attestation: parse_column(5, &row.get::<_, String>(5)?)?,
+            parent_serial: parent.map(|p| parse_column(6, &p)).transpose()?,
+            der: row.get(7)?,
+            created_at: from_unix(row.get(8)?)?,
+        },
+        revocation,
+        banned: row.get(11)?,
+    })
+}
+
 pub(super) fn find(
     conn: &Connection,
     serial: Serial,
-) -> Result<Option<CertificateRecord>, StoreError> {
+) -> Result<Option<StoredCertificate>, StoreError> {
     conn.query_row(
-        "SELECT serial, spiffe_id, issuer_key_id, not_before, not_after, attestation,
-                        parent_serial, der, created_at
-                 FROM certificates WHERE serial = ?1",
+        &format!(
+            "SELECT {STORED_COLUMNS} FROM certificates c
+             LEFT JOIN revocations r ON r.serial = c.serial
+             WHERE c.serial = ?1"
+        ),
         [serial.to_string()],
-        |row| {
-            let parent: Option<String> = row.get(6)?;
-            Ok(CertificateRecord {
-                serial: parse_column(0, &row.get::<_, String>(0)?)?,
-                spiffe_id: parse_column(1, &row.get::<_, String>(1)?)?,
-                issuer_key_id: row.get(2)?,
-                not_before: from_unix(row.get(3)?)?,
-                not_after: from_unix(row.get(4)?)?,
-                attestation: parse_column(5, &row.get::<_, String>(5)?)?,
-                parent_serial: parent.map(|p| parse_column(6, &p)).transpose()?,
-                der: row.get(7)?,
-                created_at: from_unix(row.get(8)?)?,
-            })
-        },
+        stored_from_row,
     )
     .optional()
     .map_err(unavailable)
+}
+
+pub(super) fn list(
+    conn: &Connection,
+    query: &CertificateQuery,
+) -> Result<Vec<StoredCertificate>, StoreError> {
+    let status = match query.status {
+        StatusFilter::Live => "live",
+        StatusFilter::Revoked => "revoked",
+        StatusFilter::All => "all",
+    };
+    let mut statement = conn
+        .prepare_cached(&format!(
+            "SELECT {STORED_COLUMNS} FROM certificates c
+             LEFT JOIN revocations r ON r.serial = c.serial
+             WHERE (?1 IS NULL OR c.spiffe_id = ?1)
+               AND (?2 IS NULL OR c.serial > ?2)
+               AND CASE ?3
+                     WHEN 'live' THEN r.serial IS NULL AND c.not_after > ?4
+                     WHEN 'revoked' THEN r.serial IS NOT NULL
+                     ELSE 1 END
+             ORDER BY c.serial LIMIT ?5"
+        ))
+        .map_err(unavailable)?;
+    let rows = statement
+        .query_map(
+            params![
+                query.spiffe_id.as_ref().map(|id| id.as_str()),
+                query.after.map(|s| s.to_string()),
+                status,
+                unix(query.now),
+                query.limit,
+            ],
+            stored_from_row,
+        )
+        .map_err(unavailable)?;
+    rows.collect::<Result<_, _>>().map_err(unavailable)
 }

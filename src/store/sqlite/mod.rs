@@ -3,21 +3,28 @@
 //! never block the runtime.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread;
 
 use rusqlite::{Connection, TransactionBehavior};
+use sigil_core::SpiffeId;
 use time::OffsetDateTime;
 
 mod certificates;
 mod columns;
+mod revocations;
 mod tokens;
 
 use columns::unavailable;
 
-use super::{CertificateRecord, NewJoinToken, Redemption, Store, StoreError, StoreFuture, schema};
+use super::{
+    CertificateQuery, CertificateRecord, NewJoinToken, Redemption, RevocationOutcome,
+    RevocationRequest, Store, StoreError, StoreFuture, StoredCertificate, schema,
+};
 use crate::ca::Serial;
 use crate::join_token::TokenHash;
+use crate::revocation::{CrlSigner, SignedCrl};
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -103,8 +110,44 @@ impl Store for SqliteStore {
         self.run(move |conn| certificates::insert_certificate(conn, &record))
     }
 
-    fn find_certificate(&self, serial: Serial) -> StoreFuture<'_, Option<CertificateRecord>> {
+    fn find_certificate(&self, serial: Serial) -> StoreFuture<'_, Option<StoredCertificate>> {
         self.run(move |conn| certificates::find(conn, serial))
+    }
+
+    fn list_certificates(
+        &self,
+        query: CertificateQuery,
+    ) -> StoreFuture<'_, Vec<StoredCertificate>> {
+        self.run(move |conn| certificates::list(conn, &query))
+    }
+
+    fn revoke(
+        &self,
+        request: RevocationRequest,
+        signer: Arc<dyn CrlSigner>,
+    ) -> StoreFuture<'_, RevocationOutcome> {
+        self.run(move |conn| revocations::revoke(conn, request, signer))
+    }
+
+    fn lift_ban(&self, spiffe_id: SpiffeId) -> StoreFuture<'_, bool> {
+        self.run(move |conn| revocations::lift_ban(conn, &spiffe_id))
+    }
+
+    fn is_banned(&self, spiffe_id: SpiffeId) -> StoreFuture<'_, bool> {
+        self.run(move |conn| revocations::is_banned(conn, &spiffe_id))
+    }
+
+    fn publish_crl(
+        &self,
+        issuer_key_id: String,
+        now: OffsetDateTime,
+        signer: Arc<dyn CrlSigner>,
+    ) -> StoreFuture<'_, SignedCrl> {
+        self.run(move |conn| revocations::publish(conn, &issuer_key_id, now, signer))
+    }
+
+    fn current_crls(&self) -> StoreFuture<'_, Vec<SignedCrl>> {
+        self.run(|conn| revocations::current(conn))
     }
 
     fn create_join_token(&self, token: NewJoinToken) -> StoreFuture<'_, ()> {

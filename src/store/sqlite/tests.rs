@@ -62,10 +62,9 @@ async fn recorded_certificates_are_found_by_serial() {
     let (_dir, store) = open();
     let serial = Serial::random().unwrap();
     store.record_certificate(record(serial)).await.unwrap();
-    assert_eq!(
-        store.find_certificate(serial).await.unwrap(),
-        Some(record(serial))
-    );
+    let found = store.find_certificate(serial).await.unwrap().unwrap();
+    assert_eq!(found.record, record(serial));
+    assert_eq!((found.revocation, found.banned), (None, false));
     let other = Serial::random().unwrap();
     assert_eq!(store.find_certificate(other).await.unwrap(), None);
 }
@@ -80,7 +79,13 @@ async fn a_repeated_serial_is_refused_and_the_first_record_kept() {
     let error = store.record_certificate(second).await.unwrap_err();
     assert!(matches!(error, StoreError::Conflict(_)), "{error}");
     assert_eq!(
-        store.find_certificate(serial).await.unwrap().unwrap().der,
+        store
+            .find_certificate(serial)
+            .await
+            .unwrap()
+            .unwrap()
+            .record
+            .der,
         vec![1, 2, 3]
     );
 }
@@ -284,4 +289,192 @@ fn a_store_from_a_newer_sigil_is_refused() {
     drop(conn);
     let error = SqliteStore::open(&path).unwrap_err();
     assert!(matches!(error, StoreError::Corrupt(_)), "{error}");
+}
+
+/// Signs nothing: records what a CRL would list, for the store's own tests.
+struct ListingSigner;
+
+impl crate::revocation::CrlSigner for ListingSigner {
+    fn sign_crl(
+        &self,
+        issuer_key_id: &str,
+        number: u64,
+        entries: &[crate::revocation::RevokedEntry],
+        now: OffsetDateTime,
+    ) -> Result<crate::revocation::SignedCrl, String> {
+        Ok(crate::revocation::SignedCrl {
+            issuer_key_id: issuer_key_id.to_owned(),
+            number,
+            this_update: now,
+            next_update: now + Duration::from_secs(3600),
+            der: entries
+                .iter()
+                .flat_map(|e| e.serial.as_bytes().to_vec())
+                .collect(),
+        })
+    }
+}
+
+fn revocation(target: crate::store::RevocationTarget) -> crate::store::RevocationRequest {
+    crate::store::RevocationRequest {
+        target,
+        reason: crate::revocation::ReasonCode::KeyCompromise,
+        by: id("spiffe://example.org/sigil/admin/root"),
+        now: now(),
+    }
+}
+
+#[tokio::test]
+async fn revoking_a_serial_publishes_a_crl_listing_it_once() {
+    use crate::store::{RevocationOutcome, RevocationTarget};
+    let (_dir, store) = open();
+    let (a, b) = (Serial::random().unwrap(), Serial::random().unwrap());
+    store.record_certificate(record(a)).await.unwrap();
+    store.record_certificate(record(b)).await.unwrap();
+    let signer = Arc::new(ListingSigner);
+
+    let outcome = store
+        .revoke(revocation(RevocationTarget::Serial(a)), signer.clone())
+        .await
+        .unwrap();
+    let RevocationOutcome::Revoked { serials, crls } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(serials, [a]);
+    assert_eq!(crls.len(), 1);
+    assert_eq!(crls[0].der, a.as_bytes().to_vec());
+    let first_number = crls[0].number;
+
+    // Again: idempotent, and no new CRL.
+    let again = store
+        .revoke(revocation(RevocationTarget::Serial(a)), signer.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        RevocationOutcome::Revoked {
+            serials: vec![a],
+            crls: vec![]
+        }
+    );
+    let stored = store.find_certificate(a).await.unwrap().unwrap();
+    assert_eq!(
+        stored.revocation.map(|r| r.reason),
+        Some(crate::revocation::ReasonCode::KeyCompromise)
+    );
+    assert!(
+        store
+            .find_certificate(b)
+            .await
+            .unwrap()
+            .unwrap()
+            .revocation
+            .is_none()
+    );
+
+    let unknown = store
+        .revoke(
+            revocation(RevocationTarget::Serial(Serial::random().unwrap())),
+            signer.clone(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(unknown, RevocationOutcome::UnknownSerial);
+
+    let outcome = store
+        .revoke(revocation(RevocationTarget::Serial(b)), signer)
+        .await
+        .unwrap();
+    let RevocationOutcome::Revoked { crls, .. } = outcome else {
+        panic!()
+    };
+    assert!(crls[0].number > first_number, "CRL numbers only grow");
+    let mut expected = [a, b];
+    expected.sort();
+    assert_eq!(
+        crls[0].der,
+        expected
+            .iter()
+            .flat_map(|s| s.as_bytes().to_vec())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(store.current_crls().await.unwrap(), crls);
+}
+
+#[tokio::test]
+async fn revoking_an_identity_revokes_its_live_certificates_and_bans_it_until_lifted() {
+    use crate::store::{RevocationOutcome, RevocationTarget};
+    let (_dir, store) = open();
+    let live = Serial::random().unwrap();
+    store.record_certificate(record(live)).await.unwrap();
+    let mut expired = record(Serial::random().unwrap());
+    expired.not_after = now() - Duration::from_secs(10);
+    store.record_certificate(expired.clone()).await.unwrap();
+    let (token_id, hash) = stored_token(&store, 1, Duration::from_secs(600)).await;
+
+    let agent = id("spiffe://example.org/agent");
+    let outcome = store
+        .revoke(
+            revocation(RevocationTarget::Identity(agent.clone())),
+            Arc::new(ListingSigner),
+        )
+        .await
+        .unwrap();
+    let RevocationOutcome::Revoked { serials, .. } = outcome else {
+        panic!()
+    };
+    assert_eq!(serials, [live], "only the live certificate");
+    assert!(store.is_banned(agent.clone()).await.unwrap());
+    assert!(store.find_certificate(live).await.unwrap().unwrap().banned);
+    assert_eq!(
+        store
+            .peek_join_token(token_id.clone(), hash, now())
+            .await
+            .unwrap(),
+        Redemption::Banned(agent.clone())
+    );
+    let refused = store
+        .redeem_join_token(
+            token_id.clone(),
+            hash,
+            now(),
+            certificate_for("spiffe://example.org/agent"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused, Redemption::Banned(agent.clone()));
+
+    assert!(store.lift_ban(agent.clone()).await.unwrap());
+    assert!(!store.lift_ban(agent.clone()).await.unwrap());
+    assert!(matches!(
+        store.peek_join_token(token_id, hash, now()).await.unwrap(),
+        Redemption::Granted(_)
+    ));
+}
+
+#[tokio::test]
+async fn crl_numbers_keep_growing_across_reopening_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sigil.db");
+    let first = SqliteStore::open(&path).unwrap();
+    let a = first
+        .publish_crl("aa".to_owned(), now(), Arc::new(ListingSigner))
+        .await
+        .unwrap();
+    let b = first
+        .publish_crl("bb".to_owned(), now(), Arc::new(ListingSigner))
+        .await
+        .unwrap();
+    drop(first);
+    let second = SqliteStore::open(&path).unwrap();
+    let c = second
+        .publish_crl("aa".to_owned(), now(), Arc::new(ListingSigner))
+        .await
+        .unwrap();
+    assert!(a.number < b.number && b.number < c.number);
+    let current = second.current_crls().await.unwrap();
+    assert_eq!(
+        current.iter().map(|crl| crl.number).collect::<Vec<_>>(),
+        [b.number, c.number]
+    );
 }

@@ -121,8 +121,18 @@ fn token_state(
     let Some((stored, expires_at, uses_left, grant)) = row else {
         return Ok(Redemption::Unknown);
     };
-    Ok(if !join_token::hashes_match(&stored, presented) {
-        Redemption::Unknown
+    if !join_token::hashes_match(&stored, presented) {
+        return Ok(Redemption::Unknown);
+    }
+    let banned: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM bans WHERE spiffe_id = ?1)",
+            [grant.spiffe_id.as_str()],
+            |row| row.get(0),
+        )
+        .map_err(unavailable)?;
+    Ok(if banned {
+        Redemption::Banned(grant.spiffe_id)
     } else if expires_at <= unix(now) {
         Redemption::Expired
     } else if uses_left <= 0 {

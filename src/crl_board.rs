@@ -1,0 +1,142 @@
+//! The CRLs currently published: one per CA, the newest by CRL number.
+//! The API serves them, revocations and the background re-signer post new
+//! ones, and long-polls wait for a higher number.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::revocation::SignedCrl;
+
+/// A consistent snapshot of the published CRLs.
+#[derive(Debug, Clone, Default)]
+pub struct CrlSet {
+    by_issuer: BTreeMap<String, SignedCrl>,
+}
+
+impl CrlSet {
+    /// The CRL of the CA with this key id.
+    pub fn get(&self, issuer_key_id: &str) -> Option<&SignedCrl> {
+        self.by_issuer.get(issuer_key_id)
+    }
+
+    /// Every CRL, by issuer key id.
+    pub fn iter(&self) -> impl Iterator<Item = &SignedCrl> {
+        self.by_issuer.values()
+    }
+
+    /// The highest CRL number in the set (0 when empty). Numbers are global,
+    /// so a higher one means something newer.
+    pub fn highest(&self) -> u64 {
+        self.by_issuer
+            .values()
+            .map(|crl| crl.number)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// The published CRLs, swapped atomically.
+#[derive(Debug)]
+pub struct CrlBoard {
+    current: watch::Sender<Arc<CrlSet>>,
+}
+
+impl Default for CrlBoard {
+    fn default() -> Self {
+        Self {
+            current: watch::Sender::new(Arc::new(CrlSet::default())),
+        }
+    }
+}
+
+impl CrlBoard {
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<CrlSet> {
+        self.current.borrow().clone()
+    }
+
+    /// Posts CRLs; for each issuer only a higher number than the one shown
+    /// replaces it, so a late writer cannot roll a CRL back.
+    pub fn post(&self, crls: impl IntoIterator<Item = SignedCrl>) {
+        self.current.send_if_modified(|current| {
+            let mut next = (**current).clone();
+            let mut changed = false;
+            for crl in crls {
+                let newer = next
+                    .by_issuer
+                    .get(&crl.issuer_key_id)
+                    .is_none_or(|shown| crl.number > shown.number);
+                if newer {
+                    next.by_issuer.insert(crl.issuer_key_id.clone(), crl);
+                    changed = true;
+                }
+            }
+            if changed {
+                *current = Arc::new(next);
+            }
+            changed
+        });
+    }
+
+    /// Waits until the highest CRL number exceeds `after`, and returns that
+    /// snapshot; returns at once if it already does.
+    pub async fn newer_than(&self, after: u64) -> Arc<CrlSet> {
+        let mut updates = self.current.subscribe();
+        loop {
+            let snapshot = updates.borrow_and_update().clone();
+            if snapshot.highest() > after {
+                return snapshot;
+            }
+            // The sender lives as long as the board, and the board as long
+            // as any request that can wait on it.
+            if updates.changed().await.is_err() {
+                return snapshot;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::OffsetDateTime;
+
+    use super::*;
+
+    fn crl(issuer: &str, number: u64) -> SignedCrl {
+        SignedCrl {
+            issuer_key_id: issuer.to_owned(),
+            number,
+            this_update: OffsetDateTime::UNIX_EPOCH,
+            next_update: OffsetDateTime::UNIX_EPOCH,
+            der: vec![],
+        }
+    }
+
+    #[test]
+    fn only_a_higher_number_replaces_an_issuers_crl() {
+        let board = CrlBoard::default();
+        board.post([crl("a", 2), crl("b", 3)]);
+        board.post([crl("a", 1)]);
+        assert_eq!(board.snapshot().get("a").map(|c| c.number), Some(2));
+        board.post([crl("a", 4)]);
+        assert_eq!(board.snapshot().get("a").map(|c| c.number), Some(4));
+        assert_eq!(board.snapshot().highest(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_wakes_on_the_first_newer_crl() {
+        let board = Arc::new(CrlBoard::default());
+        board.post([crl("a", 5)]);
+        assert_eq!(board.newer_than(4).await.highest(), 5);
+        let waiting = {
+            let board = Arc::clone(&board);
+            tokio::spawn(async move { board.newer_than(5).await.highest() })
+        };
+        tokio::task::yield_now().await;
+        board.post([crl("a", 3)]);
+        board.post([crl("b", 6)]);
+        assert_eq!(waiting.await.ok(), Some(6));
+    }
+}

@@ -1,0 +1,64 @@
+//! Keeps every CRL fresh: at start-up each CA without a current CRL gets
+//! one, and a background task re-signs each CRL once half its validity has
+//! passed, well before its nextUpdate.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use time::OffsetDateTime;
+
+use crate::crl_board::CrlBoard;
+use crate::issuance::Issuance;
+use crate::revocation::CrlSigner;
+
+/// The most time between two checks.
+const MAX_CHECK_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Publishes what is due now, then keeps doing so in the background.
+pub(super) async fn start(issuance: Issuance, board: Arc<CrlBoard>) -> anyhow::Result<()> {
+    refresh_due(&issuance, &board)
+        .await
+        .context("publishing the CRLs")?;
+    let interval = issuance
+        .ca()
+        .crl_validity(issuance.ca().issuing().key_id())
+        .map_or(MAX_CHECK_INTERVAL, |validity| {
+            (validity / 4).min(MAX_CHECK_INTERVAL)
+        })
+        .max(Duration::from_secs(1));
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            if let Err(error) = refresh_due(&issuance, &board).await {
+                // The last good CRLs stay published; the next check retries.
+                tracing::warn!(error = %format!("{error:#}"), "re-signing a CRL failed");
+            }
+        }
+    });
+    Ok(())
+}
+
+async fn refresh_due(issuance: &Issuance, board: &CrlBoard) -> anyhow::Result<()> {
+    let store = issuance.store();
+    let ca = issuance.ca();
+    let current = store.current_crls().await?;
+    board.post(current.iter().cloned());
+    let now = OffsetDateTime::now_utc();
+    for key_id in [ca.issuing().key_id(), ca.root().key_id()] {
+        let Some(validity) = ca.crl_validity(key_id) else {
+            continue;
+        };
+        let due = current
+            .iter()
+            .find(|crl| crl.issuer_key_id == key_id)
+            .is_none_or(|crl| crl.next_update - now < validity / 2);
+        if due {
+            let signer: Arc<dyn CrlSigner> = ca.clone();
+            let crl = store.publish_crl(key_id.to_owned(), now, signer).await?;
+            tracing::debug!(issuer = key_id, number = crl.number, "published a CRL");
+            board.post([crl]);
+        }
+    }
+    Ok(())
+}

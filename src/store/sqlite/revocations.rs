@@ -1,0 +1,210 @@
+//! Revocations, bans and CRLs. A revocation and the CRLs that list it
+//! commit in one transaction; CRL numbers come from one global sequence, so
+//! a higher number is always newer, whatever the issuer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use sigil_core::SpiffeId;
+use time::OffsetDateTime;
+
+use super::columns::{from_unix, parse_column, unavailable, unix};
+use crate::ca::Serial;
+use crate::revocation::{CrlSigner, RevokedEntry, SignedCrl};
+use crate::store::{RevocationOutcome, RevocationRequest, RevocationTarget, StoreError};
+
+/// A revoked certificate stays on its CRL this long after it expires.
+const CRL_PRUNE_GRACE: Duration = Duration::from_secs(3600);
+
+pub(super) fn revoke(
+    conn: &mut Connection,
+    request: RevocationRequest,
+    signer: Arc<dyn CrlSigner>,
+) -> Result<RevocationOutcome, StoreError> {
+    let RevocationRequest {
+        target,
+        reason,
+        by,
+        now,
+    } = request;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(unavailable)?;
+    let targets: Vec<(String, String)> = match &target {
+        RevocationTarget::Serial(serial) => {
+            let issuer: Option<String> = tx
+                .query_row(
+                    "SELECT issuer_key_id FROM certificates WHERE serial = ?1",
+                    [serial.to_string()],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            let Some(issuer) = issuer else {
+                return Ok(RevocationOutcome::UnknownSerial);
+            };
+            vec![(serial.to_string(), issuer)]
+        }
+        RevocationTarget::Identity(spiffe_id) => {
+            tx.execute(
+                "INSERT INTO bans (spiffe_id, banned_at, reason, banned_by)
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (spiffe_id) DO NOTHING",
+                params![
+                    spiffe_id.as_str(),
+                    unix(now),
+                    reason.to_string(),
+                    by.as_str()
+                ],
+            )
+            .map_err(unavailable)?;
+            let mut live = tx
+                .prepare(
+                    "SELECT c.serial, c.issuer_key_id FROM certificates c
+                     WHERE c.spiffe_id = ?1 AND c.not_after > ?2
+                       AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.serial = c.serial)
+                     ORDER BY c.serial",
+                )
+                .map_err(unavailable)?;
+            let rows = live
+                .query_map(params![spiffe_id.as_str(), unix(now)], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .map_err(unavailable)?;
+            rows.collect::<Result<_, _>>().map_err(unavailable)?
+        }
+    };
+
+    let mut serials = Vec::with_capacity(targets.len());
+    let mut changed_issuers: Vec<String> = Vec::new();
+    for (serial, issuer) in targets {
+        let inserted = tx
+            .execute(
+                "INSERT INTO revocations (serial, revoked_at, reason, revoked_by)
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (serial) DO NOTHING",
+                params![serial, unix(now), reason.to_string(), by.as_str()],
+            )
+            .map_err(unavailable)?;
+        if inserted > 0 && !changed_issuers.contains(&issuer) {
+            changed_issuers.push(issuer);
+        }
+        serials.push(parse_column(0, &serial).map_err(unavailable)?);
+    }
+    let mut crls = Vec::with_capacity(changed_issuers.len());
+    for issuer in changed_issuers {
+        crls.push(publish_in(&tx, &issuer, now, signer.as_ref())?);
+    }
+    tx.commit().map_err(unavailable)?;
+    Ok(RevocationOutcome::Revoked { serials, crls })
+}
+
+pub(super) fn publish(
+    conn: &mut Connection,
+    issuer_key_id: &str,
+    now: OffsetDateTime,
+    signer: Arc<dyn CrlSigner>,
+) -> Result<SignedCrl, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(unavailable)?;
+    let crl = publish_in(&tx, issuer_key_id, now, signer.as_ref())?;
+    tx.commit().map_err(unavailable)?;
+    Ok(crl)
+}
+
+/// Draws the next CRL number, signs the issuer's CRL and stores it, inside
+/// the caller's transaction.
+fn publish_in(
+    tx: &Connection,
+    issuer_key_id: &str,
+    now: OffsetDateTime,
+    signer: &dyn CrlSigner,
+) -> Result<SignedCrl, StoreError> {
+    let number: i64 = tx
+        .query_row(
+            "UPDATE crl_sequence SET last = last + 1 WHERE id = 1 RETURNING last",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(unavailable)?;
+    let number =
+        u64::try_from(number).map_err(|_| StoreError::Corrupt(format!("CRL number {number}")))?;
+    let mut statement = tx
+        .prepare_cached(
+            "SELECT r.serial, r.revoked_at, r.reason FROM revocations r
+             JOIN certificates c ON c.serial = r.serial
+             WHERE c.issuer_key_id = ?1 AND c.not_after > ?2
+             ORDER BY r.serial",
+        )
+        .map_err(unavailable)?;
+    let entries = statement
+        .query_map(params![issuer_key_id, unix(now - CRL_PRUNE_GRACE)], |row| {
+            Ok(RevokedEntry {
+                serial: parse_column::<Serial>(0, &row.get::<_, String>(0)?)?,
+                revoked_at: from_unix(row.get(1)?)?,
+                reason: parse_column(2, &row.get::<_, String>(2)?)?,
+            })
+        })
+        .map_err(unavailable)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(unavailable)?;
+    let crl = signer
+        .sign_crl(issuer_key_id, number, &entries, now)
+        .map_err(StoreError::Signing)?;
+    tx.execute(
+        "INSERT INTO crls (issuer_key_id, number, this_update, next_update, der)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (issuer_key_id) DO UPDATE SET number = excluded.number,
+           this_update = excluded.this_update, next_update = excluded.next_update,
+           der = excluded.der",
+        params![
+            crl.issuer_key_id,
+            number as i64,
+            unix(crl.this_update),
+            unix(crl.next_update),
+            crl.der
+        ],
+    )
+    .map_err(unavailable)?;
+    Ok(crl)
+}
+
+pub(super) fn current(conn: &Connection) -> Result<Vec<SignedCrl>, StoreError> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT issuer_key_id, number, this_update, next_update, der FROM crls
+             ORDER BY number",
+        )
+        .map_err(unavailable)?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok(SignedCrl {
+                issuer_key_id: row.get(0)?,
+                number: row.get::<_, i64>(1)?.try_into().unwrap_or_default(),
+                this_update: from_unix(row.get(2)?)?,
+                next_update: from_unix(row.get(3)?)?,
+                der: row.get(4)?,
+            })
+        })
+        .map_err(unavailable)?;
+    rows.collect::<Result<_, _>>().map_err(unavailable)
+}
+
+pub(super) fn lift_ban(conn: &Connection, spiffe_id: &SpiffeId) -> Result<bool, StoreError> {
+    let removed = conn
+        .execute(
+            "DELETE FROM bans WHERE spiffe_id = ?1",
+            [spiffe_id.as_str()],
+        )
+        .map_err(unavailable)?;
+    Ok(removed > 0)
+}
+
+pub(super) fn is_banned(conn: &Connection, spiffe_id: &SpiffeId) -> Result<bool, StoreError> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM bans WHERE spiffe_id = ?1)",
+        [spiffe_id.as_str()],
+        |row| row.get(0),
+    )
+    .map_err(unavailable)
+}
