@@ -406,3 +406,84 @@ fn crl_numbers_keep_growing_across_restarts() {
     );
     assert!(crls(&server).0 > after_restart);
 }
+
+#[test]
+fn the_cli_revokes_lists_and_unbans() {
+    let dir = DataDir::init();
+    let server = dir.start();
+    let one = svid(&server, "spiffe://example.org/agents/cli-one");
+    let _two = svid(&server, "spiffe://example.org/agents/cli-two");
+
+    let revoked = sigil(&[
+        "revoke",
+        "--data-dir",
+        dir.arg(),
+        "--serial",
+        &one.serial,
+        "--reason",
+        "superseded",
+    ]);
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    assert_eq!(stdout(&revoked).trim(), one.serial);
+
+    let listed = sigil(&["certs", "list", "--data-dir", dir.arg(), "--revoked"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let table = stdout(&listed);
+    assert!(
+        table.contains(&one.serial) && table.contains("superseded"),
+        "{table}"
+    );
+    assert!(!table.contains("cli-two"), "{table}");
+
+    let live = sigil(&[
+        "certs",
+        "list",
+        "--data-dir",
+        dir.arg(),
+        "--spiffe-id",
+        "spiffe://example.org/agents/cli-two",
+        "--json",
+    ]);
+    let body: Value = serde_json::from_str(&stdout(&live)).unwrap();
+    assert_eq!(body["certificates"].as_array().unwrap().len(), 1);
+
+    let banned = sigil(&[
+        "revoke",
+        "--data-dir",
+        dir.arg(),
+        "--spiffe-id",
+        "spiffe://example.org/agents/cli-two",
+    ]);
+    assert!(banned.status.success(), "{}", stderr(&banned));
+    let unban = sigil(&[
+        "unban",
+        "--data-dir",
+        dir.arg(),
+        "--spiffe-id",
+        "spiffe://example.org/agents/cli-two",
+    ]);
+    assert!(unban.status.success(), "{}", stderr(&unban));
+    let again = sigil(&[
+        "unban",
+        "--data-dir",
+        dir.arg(),
+        "--spiffe-id",
+        "spiffe://example.org/agents/cli-two",
+    ]);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("not_found"), "{}", stderr(&again));
+
+    let both = sigil(&[
+        "revoke",
+        "--data-dir",
+        dir.arg(),
+        "--serial",
+        &one.serial,
+        "--spiffe-id",
+        "spiffe://example.org/a",
+    ]);
+    assert!(
+        !both.status.success(),
+        "--serial and --spiffe-id together are refused"
+    );
+}

@@ -3,6 +3,7 @@
 mod admin_connection;
 mod init;
 mod local;
+mod revocation;
 mod serve;
 mod token;
 
@@ -41,6 +42,14 @@ enum Command {
     /// Join tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Revoke a certificate, or every certificate of an identity (and ban
+    /// it). Prints the revoked serials.
+    Revoke(revocation::RevokeArgs),
+    /// Lift the ban on an identity.
+    Unban(revocation::UnbanArgs),
+    /// Certificates the CA issued.
+    #[command(subcommand)]
+    Certs(revocation::CertsCommand),
 }
 
 impl Cli {
@@ -95,5 +104,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fingerprint => local::fingerprint(&dir),
         Command::Admin(command) => local::run_admin(&dir, command).await,
         Command::Token(command) => token::run_token(&dir, command).await,
+        Command::Revoke(args) => revocation::revoke(&dir, args).await,
+        Command::Unban(args) => revocation::unban(&dir, args).await,
+        Command::Certs(command) => revocation::certs(&dir, command).await,
     }
 }
