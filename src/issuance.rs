@@ -10,7 +10,10 @@ use time::OffsetDateTime;
 use crate::ca::{CertificateAuthority, IssuedCertificate, KeyType, LeafRequest, Serial};
 use crate::csr::VerifiedPublicKey;
 use crate::join_token::TokenHash;
-use crate::store::{AttestationKind, CertificateRecord, Redemption, Store, StoreError};
+use crate::revocation::CrlSigner;
+use crate::store::{
+    AttestationKind, CertificateRecord, Redemption, RenewalOutcome, Store, StoreError,
+};
 
 /// How often a repeated serial is redrawn before giving up.
 const MAX_SERIAL_RETRIES: u32 = 2;
@@ -211,6 +214,33 @@ impl Issuance {
             match redemption {
                 Ok(Redemption::Granted(_)) => return Ok(Ok(issued)),
                 Ok(refusal) => return Ok(Err(refusal)),
+                Err(StoreError::Conflict(_)) if attempt < MAX_SERIAL_RETRIES => attempt += 1,
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// Signs a renewal of `presented` and lets the store decide, by the
+    /// presented certificate's line, whether it continues the line.
+    ///
+    /// # Errors
+    ///
+    /// See [`IssuanceError`]; nothing is committed.
+    pub(crate) async fn renew(
+        &self,
+        request: &LeafRequest<'_>,
+        presented: Serial,
+    ) -> Result<(IssuedCertificate, RenewalOutcome), IssuanceError> {
+        let mut attempt = 0;
+        loop {
+            let (issued, record) = self.sign(request, AttestationKind::Renewal, Some(presented))?;
+            let signer: Arc<dyn CrlSigner> = self.ca.clone();
+            match self
+                .store
+                .renew(record, OffsetDateTime::now_utc(), signer)
+                .await
+            {
+                Ok(outcome) => return Ok((issued, outcome)),
                 Err(StoreError::Conflict(_)) if attempt < MAX_SERIAL_RETRIES => attempt += 1,
                 Err(error) => return Err(error.into()),
             }

@@ -46,6 +46,38 @@ pub fn read_svid(der: &[u8]) -> Result<(SpiffeId, Serial), String> {
     Ok((spiffe_id_of(&cert)?, serial))
 }
 
+/// The DNS and IP SANs of a certificate, DER: the names an admin bound to
+/// the identity, which a renewal carries over.
+///
+/// # Errors
+///
+/// The certificate does not parse, or its SAN extension does not.
+pub fn bound_names(der: &[u8]) -> Result<(Vec<String>, Vec<std::net::IpAddr>), String> {
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| format!("certificate does not parse: {e}"))?;
+    let mut dns = Vec::new();
+    let mut ips = Vec::new();
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| format!("subject alternative name: {e}"))?;
+    for name in san.iter().flat_map(|san| san.value.general_names.iter()) {
+        match name {
+            GeneralName::DNSName(name) => dns.push((*name).to_owned()),
+            GeneralName::IPAddress(bytes) => match bytes.len() {
+                4 => ips.push(std::net::IpAddr::from(
+                    <[u8; 4]>::try_from(*bytes).map_err(|_| "IP SAN".to_owned())?,
+                )),
+                16 => ips.push(std::net::IpAddr::from(
+                    <[u8; 16]>::try_from(*bytes).map_err(|_| "IP SAN".to_owned())?,
+                )),
+                _ => return Err("an IP SAN of unexpected length".to_owned()),
+            },
+            _ => {}
+        }
+    }
+    Ok((dns, ips))
+}
+
 /// The trust domain a root CA certificate, DER, names.
 ///
 /// # Errors

@@ -85,6 +85,19 @@ impl ApiError {
         )
     }
 
+    /// 403: a certificate renewed from outside the head of its line; the
+    /// identity is now banned.
+    pub fn lineage_fork(spiffe_id: &sigil_core::SpiffeId) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "lineage_fork",
+            format!(
+                "{spiffe_id} was renewed from a certificate its line had moved on from: \
+                 two parties hold it. It is banned and its certificates are revoked"
+            ),
+        )
+    }
+
     /// 403: an identity in the CA's own namespace.
     pub fn reserved_identity(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "reserved_identity", message)

@@ -8,6 +8,7 @@ mod crl;
 mod error;
 mod health;
 mod json_body;
+mod renew;
 mod revocations;
 mod svid;
 
@@ -100,6 +101,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/crl/{issuer_key_id}", get(crl::by_issuer))
         .route("/v1/crls", get(crl::all))
         .route("/v1/svid", post(svid::issue))
+        .route("/v1/renew", post(renew::renew))
         .route("/admin/v1/join-tokens", post(admin::create_join_token))
         .route("/admin/v1/revocations", post(revocations::revoke))
         .route("/admin/v1/bans/{spiffe_id}", delete(revocations::lift_ban))

@@ -21,8 +21,9 @@ use crate::issuance::{Issuance, TtlPolicy};
 use crate::join_token::{self, TokenHash};
 use crate::revocation::{CrlSigner, SignedCrl};
 use crate::store::{
-    CertificateQuery, CertificateRecord, NewJoinToken, Redemption, RevocationOutcome,
-    RevocationRequest, SqliteStore, Store, StoreError, StoreFuture, StoredCertificate, TokenGrant,
+    CertificateQuery, CertificateRecord, NewJoinToken, Redemption, RenewalOutcome,
+    RevocationOutcome, RevocationRequest, SqliteStore, Store, StoreError, StoreFuture,
+    StoredCertificate, TokenGrant,
 };
 use sigil_core::SpiffeId;
 
@@ -65,6 +66,16 @@ impl Store for FlakyStore {
     ) -> StoreFuture<'_, RevocationOutcome> {
         self.refuse()
             .unwrap_or_else(|| self.inner.revoke(request, signer))
+    }
+
+    fn renew(
+        &self,
+        certificate: CertificateRecord,
+        now: OffsetDateTime,
+        signer: Arc<dyn CrlSigner>,
+    ) -> StoreFuture<'_, RenewalOutcome> {
+        self.refuse()
+            .unwrap_or_else(|| self.inner.renew(certificate, now, signer))
     }
 
     fn lift_ban(&self, spiffe_id: SpiffeId) -> StoreFuture<'_, bool> {

@@ -51,6 +51,8 @@ pub enum AttestationKind {
     /// Minted locally from the data dir (admin credentials, the server's
     /// own identity).
     Local,
+    /// Renewed from a certificate of the same identity.
+    Renewal,
 }
 
 impl AttestationKind {
@@ -59,6 +61,7 @@ impl AttestationKind {
         match self {
             Self::JoinToken => "join_token",
             Self::Local => "local",
+            Self::Renewal => "renewal",
         }
     }
 }
@@ -70,6 +73,7 @@ impl std::str::FromStr for AttestationKind {
         match text {
             "join_token" => Ok(Self::JoinToken),
             "local" => Ok(Self::Local),
+            "renewal" => Ok(Self::Renewal),
             other => Err(format!("unknown attestation kind {other}")),
         }
     }
@@ -201,6 +205,33 @@ pub enum RevocationOutcome {
     },
 }
 
+/// The outcome of a renewal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenewalOutcome {
+    /// The new certificate is recorded and heads the line. A retry
+    /// (the parent of the head renewing again) revoked the unused head.
+    Renewed {
+        /// The head the retry revoked, if this was a retry.
+        superseded: Option<Serial>,
+        /// CRLs published for that revocation.
+        crls: Vec<SignedCrl>,
+    },
+    /// The line had moved on: two parties hold the identity. It is banned
+    /// and every live certificate of it revoked; nothing new was recorded.
+    Fork {
+        /// The certificates revoked.
+        revoked: Vec<Serial>,
+        /// The CRLs that now list them.
+        crls: Vec<SignedCrl>,
+    },
+    /// The presented certificate is revoked.
+    Revoked,
+    /// The identity is banned.
+    Banned,
+    /// The presented certificate is not in the store.
+    Unknown,
+}
+
 /// Which certificates to list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StatusFilter {
@@ -250,6 +281,20 @@ pub trait Store: Send + Sync + 'static {
         request: RevocationRequest,
         signer: Arc<dyn CrlSigner>,
     ) -> StoreFuture<'_, RevocationOutcome>;
+
+    /// Renews the presented certificate: records `certificate` (whose
+    /// `parent_serial` is the presented one) as the new head of its line if
+    /// the presented certificate heads the line, or is its head's parent
+    /// renewing once more as a retry (which revokes the unused head).
+    /// Anything else is a fork: the identity is banned and its live
+    /// certificates revoked. One transaction; the line's head moves by
+    /// compare-and-set, so of concurrent renewals only one continues it.
+    fn renew(
+        &self,
+        certificate: CertificateRecord,
+        now: OffsetDateTime,
+        signer: Arc<dyn CrlSigner>,
+    ) -> StoreFuture<'_, RenewalOutcome>;
 
     /// Lifts a ban; false if the identity was not banned.
     fn lift_ban(&self, spiffe_id: SpiffeId) -> StoreFuture<'_, bool>;

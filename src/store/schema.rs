@@ -58,6 +58,17 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     INSERT INTO crl_sequence (id, last) VALUES (1, 0);
     CREATE INDEX certificates_by_issuer ON certificates (issuer_key_id, not_after);",
+    // 2 → 3: renewal lines. A line starts at each attestation; its head is
+    // the newest certificate, the only one that may renew.
+    "ALTER TABLE certificates ADD COLUMN line_id TEXT;
+    UPDATE certificates SET line_id = serial WHERE parent_serial IS NULL;
+    CREATE TABLE lines (
+        line_id TEXT PRIMARY KEY NOT NULL,
+        head_serial TEXT NOT NULL REFERENCES certificates(serial)
+    ) STRICT;
+    INSERT INTO lines (line_id, head_serial)
+        SELECT serial, serial FROM certificates WHERE parent_serial IS NULL;
+    CREATE INDEX certificates_by_parent ON certificates (parent_serial);",
 ];
 
 /// Brings the schema to the newest version.

@@ -12,10 +12,13 @@ pub(super) fn insert_certificate(
     conn: &Connection,
     record: &CertificateRecord,
 ) -> Result<(), StoreError> {
+    // A certificate joins its parent's line; one without a parent starts a
+    // line of its own.
     conn.execute(
         "INSERT INTO certificates (serial, spiffe_id, issuer_key_id, not_before, not_after,
-                                   attestation, parent_serial, der, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                   attestation, parent_serial, der, created_at, line_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, COALESCE(
+             (SELECT line_id FROM certificates WHERE serial = ?7), ?1))",
         params![
             record.serial.to_string(),
             record.spiffe_id.as_str(),
@@ -35,6 +38,14 @@ pub(super) fn insert_certificate(
             unavailable(e)
         }
     })?;
+    if record.parent_serial.is_none() {
+        let serial = record.serial.to_string();
+        conn.execute(
+            "INSERT INTO lines (line_id, head_serial) VALUES (?1, ?1)",
+            [serial],
+        )
+        .map_err(unavailable)?;
+    }
     Ok(())
 }
 

@@ -13,14 +13,16 @@ use time::OffsetDateTime;
 
 mod certificates;
 mod columns;
+mod lineage;
 mod revocations;
 mod tokens;
 
 use columns::unavailable;
 
 use super::{
-    CertificateQuery, CertificateRecord, NewJoinToken, Redemption, RevocationOutcome,
-    RevocationRequest, Store, StoreError, StoreFuture, StoredCertificate, schema,
+    CertificateQuery, CertificateRecord, NewJoinToken, Redemption, RenewalOutcome,
+    RevocationOutcome, RevocationRequest, Store, StoreError, StoreFuture, StoredCertificate,
+    schema,
 };
 use crate::ca::Serial;
 use crate::join_token::TokenHash;
@@ -127,6 +129,15 @@ impl Store for SqliteStore {
         signer: Arc<dyn CrlSigner>,
     ) -> StoreFuture<'_, RevocationOutcome> {
         self.run(move |conn| revocations::revoke(conn, request, signer))
+    }
+
+    fn renew(
+        &self,
+        certificate: CertificateRecord,
+        now: OffsetDateTime,
+        signer: Arc<dyn CrlSigner>,
+    ) -> StoreFuture<'_, RenewalOutcome> {
+        self.run(move |conn| lineage::renew(conn, certificate, now, signer))
     }
 
     fn lift_ban(&self, spiffe_id: SpiffeId) -> StoreFuture<'_, bool> {

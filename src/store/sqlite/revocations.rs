@@ -22,15 +22,28 @@ pub(super) fn revoke(
     request: RevocationRequest,
     signer: Arc<dyn CrlSigner>,
 ) -> Result<RevocationOutcome, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(unavailable)?;
+    let outcome = revoke_in(&tx, &request, signer.as_ref())?;
+    tx.commit().map_err(unavailable)?;
+    Ok(outcome)
+}
+
+/// Revokes (and bans, for an identity) and publishes the CRLs that change,
+/// inside the caller's transaction.
+pub(super) fn revoke_in(
+    tx: &Connection,
+    request: &RevocationRequest,
+    signer: &dyn CrlSigner,
+) -> Result<RevocationOutcome, StoreError> {
     let RevocationRequest {
         target,
         reason,
         by,
         now,
     } = request;
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(unavailable)?;
+    let (reason, now) = (*reason, *now);
     let targets: Vec<(String, String)> = match &target {
         RevocationTarget::Serial(serial) => {
             let issuer: Option<String> = tx
@@ -92,9 +105,8 @@ pub(super) fn revoke(
     }
     let mut crls = Vec::with_capacity(changed_issuers.len());
     for issuer in changed_issuers {
-        crls.push(publish_in(&tx, &issuer, now, signer.as_ref())?);
+        crls.push(publish_in(tx, &issuer, now, signer)?);
     }
-    tx.commit().map_err(unavailable)?;
     Ok(RevocationOutcome::Revoked { serials, crls })
 }
 
@@ -114,7 +126,7 @@ pub(super) fn publish(
 
 /// Draws the next CRL number, signs the issuer's CRL and stores it, inside
 /// the caller's transaction.
-fn publish_in(
+pub(super) fn publish_in(
     tx: &Connection,
     issuer_key_id: &str,
     now: OffsetDateTime,

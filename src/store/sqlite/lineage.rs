@@ -1,0 +1,163 @@
+//! Renewal lines: only the newest certificate of a line may renew, its
+//! parent once more as a retry; anything else means two holders of one
+//! identity.
+
+use std::sync::Arc;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use sigil_core::SpiffeId;
+use time::OffsetDateTime;
+
+use super::certificates::insert_certificate;
+use super::columns::{parse_column, unavailable};
+use super::revocations::{publish_in, revoke_in};
+use crate::ca::Serial;
+use crate::revocation::{CrlSigner, ReasonCode};
+use crate::store::{
+    CertificateRecord, RenewalOutcome, RevocationOutcome, RevocationRequest, RevocationTarget,
+    StoreError,
+};
+
+pub(super) fn renew(
+    conn: &mut Connection,
+    certificate: CertificateRecord,
+    now: OffsetDateTime,
+    signer: Arc<dyn CrlSigner>,
+) -> Result<RenewalOutcome, StoreError> {
+    let Some(presented) = certificate.parent_serial else {
+        return Err(StoreError::Conflict(
+            "a renewed certificate names the certificate it renews".to_owned(),
+        ));
+    };
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(unavailable)?;
+    let row = tx
+        .query_row(
+            "SELECT c.spiffe_id, c.line_id,
+                    EXISTS (SELECT 1 FROM revocations r WHERE r.serial = c.serial),
+                    EXISTS (SELECT 1 FROM bans b WHERE b.spiffe_id = c.spiffe_id)
+             FROM certificates c WHERE c.serial = ?1",
+            [presented.to_string()],
+            |row| {
+                Ok((
+                    parse_column::<SpiffeId>(0, &row.get::<_, String>(0)?)?,
+                    row.get::<_, Option<String>>(1)?,
+                    row.get::<_, bool>(2)?,
+                    row.get::<_, bool>(3)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(unavailable)?;
+    let Some((spiffe_id, line_id, revoked, banned)) = row else {
+        return Ok(RenewalOutcome::Unknown);
+    };
+    if revoked {
+        return Ok(RenewalOutcome::Revoked);
+    }
+    if banned {
+        return Ok(RenewalOutcome::Banned);
+    }
+    if spiffe_id != certificate.spiffe_id {
+        return Err(StoreError::Conflict(format!(
+            "a renewal of {spiffe_id} cannot yield {}",
+            certificate.spiffe_id
+        )));
+    }
+    let line_id = line_id.ok_or_else(|| {
+        StoreError::Corrupt(format!("certificate {presented} belongs to no line"))
+    })?;
+    let head: String = tx
+        .query_row(
+            "SELECT head_serial FROM lines WHERE line_id = ?1",
+            [&line_id],
+            |row| row.get(0),
+        )
+        .map_err(unavailable)?;
+    let head: Serial = parse_column(0, &head).map_err(unavailable)?;
+
+    let superseded = if head == presented {
+        None
+    } else if is_first_retry(&tx, presented, head)? {
+        Some(head)
+    } else {
+        let fork = RevocationRequest {
+            target: RevocationTarget::Identity(spiffe_id),
+            reason: ReasonCode::KeyCompromise,
+            by: lineage_actor(&certificate.spiffe_id)?,
+            now,
+        };
+        let RevocationOutcome::Revoked { serials, crls } = revoke_in(&tx, &fork, signer.as_ref())?
+        else {
+            return Err(StoreError::Corrupt(
+                "revoking an identity found no serial".to_owned(),
+            ));
+        };
+        tx.commit().map_err(unavailable)?;
+        return Ok(RenewalOutcome::Fork {
+            revoked: serials,
+            crls,
+        });
+    };
+
+    let mut crls = Vec::new();
+    if let Some(unused) = superseded {
+        let actor = lineage_actor(&certificate.spiffe_id)?;
+        let issuer: String = tx
+            .query_row(
+                "SELECT issuer_key_id FROM certificates WHERE serial = ?1",
+                [unused.to_string()],
+                |row| row.get(0),
+            )
+            .map_err(unavailable)?;
+        tx.execute(
+            "INSERT INTO revocations (serial, revoked_at, reason, revoked_by)
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (serial) DO NOTHING",
+            params![
+                unused.to_string(),
+                now.unix_timestamp(),
+                ReasonCode::Superseded.to_string(),
+                actor.as_str()
+            ],
+        )
+        .map_err(unavailable)?;
+        crls.push(publish_in(&tx, &issuer, now, signer.as_ref())?);
+    }
+    insert_certificate(&tx, &certificate)?;
+    let moved = tx
+        .execute(
+            "UPDATE lines SET head_serial = ?1 WHERE line_id = ?2 AND head_serial = ?3",
+            params![certificate.serial.to_string(), line_id, head.to_string()],
+        )
+        .map_err(unavailable)?;
+    if moved != 1 {
+        return Err(StoreError::Conflict(format!(
+            "the line of {presented} moved on"
+        )));
+    }
+    tx.commit().map_err(unavailable)?;
+    Ok(RenewalOutcome::Renewed { superseded, crls })
+}
+
+/// True when `presented` is the parent of `head` and has renewed only once
+/// (into `head`): a retry after a lost response.
+fn is_first_retry(tx: &Connection, presented: Serial, head: Serial) -> Result<bool, StoreError> {
+    let (head_parent, children): (Option<String>, i64) = tx
+        .query_row(
+            "SELECT (SELECT parent_serial FROM certificates WHERE serial = ?1),
+                    (SELECT count(*) FROM certificates WHERE parent_serial = ?2)",
+            params![head.to_string(), presented.to_string()],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .map_err(unavailable)?;
+    Ok(head_parent == Some(presented.to_string()) && children == 1)
+}
+
+/// Who the store names as the revoker when lineage, not an admin, revokes:
+/// the CA's own server identity.
+fn lineage_actor(id: &SpiffeId) -> Result<SpiffeId, StoreError> {
+    id.trust_domain()
+        .spiffe_id("/sigil/server")
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
