@@ -9,6 +9,7 @@
 //! DIR/ca/issuing.key       issuing CA private key (0600)
 //! DIR/admin/svid.pem       an admin credential: leaf then issuing CA
 //! DIR/admin/svid.key       its private key (0600)
+//! DIR/audit/audit.key      Ed25519 key that signs audit checkpoints (0600)
 //! DIR/server.url           the URL `sigil serve` listens on, for admin commands
 //! DIR/public.url           the URL clients reach the CA by (CRL distribution points)
 //! ```
@@ -75,6 +76,11 @@ impl DataDir {
     /// Where `sigil init` puts the first admin credential.
     pub fn admin_dir(&self) -> PathBuf {
         self.root.join("admin")
+    }
+
+    /// The key that signs audit-log checkpoints.
+    pub fn audit_key(&self) -> PathBuf {
+        self.root.join("audit").join("audit.key")
     }
 
     /// The URL the running server recorded.

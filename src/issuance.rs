@@ -7,6 +7,7 @@ use std::time::Duration;
 use rcgen::KeyPair;
 use time::OffsetDateTime;
 
+use crate::audit::{AuditEvent, LOCAL_ACTOR};
 use crate::ca::{CertificateAuthority, IssuedCertificate, KeyType, LeafRequest, Serial};
 use crate::csr::VerifiedPublicKey;
 use crate::join_token::TokenHash;
@@ -249,13 +250,14 @@ impl Issuance {
 
     /// Mints a key pair and a recorded certificate for one of the CA's own
     /// identities (the server, an admin): attestation is holding the data
-    /// dir.
+    /// dir. The audit log records it under `action`, by the local actor.
     ///
     /// # Errors
     ///
     /// See [`IssuanceError`].
     pub(crate) async fn mint_local(
         &self,
+        action: &'static str,
         spiffe_id: &sigil_core::SpiffeId,
         dns_names: &[String],
         ip_addresses: &[std::net::IpAddr],
@@ -273,6 +275,17 @@ impl Issuance {
             ttl,
         };
         let issued = self.issue(&request, AttestationKind::Local, None).await?;
+        let event = AuditEvent::now(
+            LOCAL_ACTOR,
+            action,
+            spiffe_id.to_string(),
+            serde_json::json!({
+                "serial": issued.serial.to_string(),
+                "not_after": crate::rfc3339::format(issued.not_after),
+                "attestation": "local",
+            }),
+        );
+        self.store.append_audit(vec![event]).await?;
         Ok((issued, key))
     }
 }

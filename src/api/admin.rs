@@ -5,11 +5,13 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use serde_json::json;
 use sigil_core::SpiffeId;
 use sigil_core::wire::{JoinTokenRequest, JoinTokenResponse};
 use time::OffsetDateTime;
 
 use super::{Admin, ApiError, AppState, JsonBody};
+use crate::audit::AuditEvent;
 use crate::hostname::plain_dns_name;
 use crate::store::{NewJoinToken, TokenGrant};
 use crate::{join_token, rfc3339};
@@ -86,6 +88,18 @@ pub(super) async fn create_join_token(
         expires_at = %rfc3339::format(expires_at),
         "token.create"
     );
+    state
+        .audit(vec![AuditEvent::now(
+            admin.spiffe_id().to_string(),
+            "token.create",
+            spiffe_id.to_string(),
+            json!({
+                "token_id": minted.id,
+                "uses": uses,
+                "expires_at": rfc3339::format(expires_at),
+            }),
+        )])
+        .await;
     Ok((
         StatusCode::CREATED,
         Json(JoinTokenResponse {

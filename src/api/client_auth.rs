@@ -23,6 +23,24 @@ use crate::svid::read_svid;
 #[derive(Debug, Clone)]
 pub struct PeerCertificates(pub Arc<[CertificateDer<'static>]>);
 
+/// The client's address, attached to every request on its connection.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+/// The client's IP address, where the connection knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceIp(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for SourceIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts.extensions.get::<PeerAddr>().map(|peer| peer.0.ip()),
+        ))
+    }
+}
+
 /// Verifies client chains against the CA's roots.
 #[derive(Debug)]
 pub struct ClientAuthenticator {

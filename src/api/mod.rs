@@ -2,6 +2,7 @@
 //! it without a socket; `crate::server` serves it over TLS.
 
 mod admin;
+mod audit;
 mod bundle;
 mod client_auth;
 mod crl;
@@ -18,11 +19,14 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{delete, get, post};
 
-pub use client_auth::{Admin, Caller, ClientAuthenticator, PeerCertificates, authenticate};
+pub use client_auth::{
+    Admin, Caller, ClientAuthenticator, PeerAddr, PeerCertificates, SourceIp, authenticate,
+};
 pub use crl::CRL_NUMBER_HEADER;
 pub use error::ApiError;
 pub use json_body::{BODY_TIMEOUT, JsonBody, MAX_BODY_BYTES};
 
+use crate::audit::{AuditEvent, RefusalCounter};
 use crate::crl_board::CrlBoard;
 use crate::csr::KeyPolicy;
 use crate::issuance::{Issuance, TtlPolicy};
@@ -49,6 +53,8 @@ pub struct StateInner {
     pub keys: KeyPolicy,
     /// The CRLs currently published.
     pub crls: Arc<CrlBoard>,
+    /// Anonymous refusals, counted until they are written to the audit log.
+    pub refusals: Arc<RefusalCounter>,
     /// The SPIFFE bundle (JWKS), rendered once.
     spiffe_bundle: String,
 }
@@ -73,6 +79,7 @@ impl AppState {
         ttl: TtlPolicy,
         keys: KeyPolicy,
         crls: Arc<CrlBoard>,
+        refusals: Arc<RefusalCounter>,
     ) -> anyhow::Result<Self> {
         let ca = issuance.ca();
         let namespace = Namespace::new(ca.trust_domain());
@@ -86,9 +93,21 @@ impl AppState {
                 ttl,
                 keys,
                 crls,
+                refusals,
                 spiffe_bundle,
             }),
         })
+    }
+}
+
+impl StateInner {
+    /// Appends events to the audit log. The change they describe is
+    /// already committed, so a failure here is logged loudly rather than
+    /// answered: the caller's request did happen.
+    pub async fn audit(&self, events: Vec<AuditEvent>) {
+        if let Err(error) = self.issuance.store().append_audit(events).await {
+            tracing::error!(%error, "writing the audit log failed");
+        }
     }
 }
 
@@ -106,6 +125,7 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/v1/revocations", post(revocations::revoke))
         .route("/admin/v1/bans/{spiffe_id}", delete(revocations::lift_ban))
         .route("/admin/v1/certificates", get(revocations::list))
+        .route("/admin/v1/audit", get(audit::page))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .fallback(|| async { ApiError::not_found() })

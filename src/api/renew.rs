@@ -4,10 +4,12 @@
 
 use axum::Json;
 use axum::extract::State;
+use serde_json::json;
 use sigil_core::wire::{RenewRequest, SvidResponse};
 
 use super::svid::svid_response;
 use super::{ApiError, AppState, Caller, JsonBody};
+use crate::audit::AuditEvent;
 use crate::ca::LeafRequest;
 use crate::csr::verify_csr_pem;
 use crate::store::RenewalOutcome;
@@ -43,23 +45,40 @@ pub(super) async fn renew(
     match outcome {
         RenewalOutcome::Renewed { superseded, crls } => {
             state.crls.post(crls);
-            tracing::info!(
-                %spiffe_id,
-                serial = %issued.serial,
-                parent = %presented,
-                superseded = ?superseded.map(|s| s.to_string()),
-                "svid.renew"
-            );
+            let superseded = superseded.map(|s| s.to_string());
+            tracing::info!(%spiffe_id, serial = %issued.serial, parent = %presented, ?superseded, "svid.renew");
+            state
+                .audit(vec![AuditEvent::now(
+                    spiffe_id.to_string(),
+                    "svid.renew",
+                    issued.serial.to_string(),
+                    json!({
+                        "spiffe_id": spiffe_id,
+                        "parent_serial": presented.to_string(),
+                        "superseded": superseded,
+                        "not_after": crate::rfc3339::format(issued.not_after),
+                    }),
+                )])
+                .await;
             Ok(Json(svid_response(&state, &issued)?))
         }
         RenewalOutcome::Fork { revoked, crls } => {
             state.crls.post(crls);
-            tracing::warn!(
-                %spiffe_id,
-                presented = %presented,
-                revoked = ?revoked.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "identity.ban: lineage fork, two parties renew one identity"
-            );
+            let revoked: Vec<String> = revoked.iter().map(ToString::to_string).collect();
+            tracing::warn!(%spiffe_id, %presented, ?revoked, "identity.ban: lineage fork, two parties renew one identity");
+            state
+                .audit(vec![AuditEvent::now(
+                    state.namespace.server().to_string(),
+                    "identity.ban",
+                    spiffe_id.to_string(),
+                    json!({
+                        "reason": "lineage_fork",
+                        "why": "a certificate its line had moved on from was renewed: two parties hold the identity",
+                        "presented_serial": presented.to_string(),
+                        "revoked": revoked,
+                    }),
+                )])
+                .await;
             Err(ApiError::lineage_fork(&spiffe_id))
         }
         RenewalOutcome::Revoked => Err(ApiError::revoked(format!(

@@ -7,11 +7,13 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
+use serde_json::json;
 use sigil_core::SpiffeId;
 use sigil_core::wire::{CertificateInfo, CertificateList, RevokeRequest, RevokeResponse};
 use time::OffsetDateTime;
 
 use super::{Admin, ApiError, AppState, JsonBody};
+use crate::audit::AuditEvent;
 use crate::ca::Serial;
 use crate::revocation::{CrlSigner, ReasonCode};
 use crate::rfc3339;
@@ -69,14 +71,19 @@ pub(super) async fn revoke(
     let numbers: Vec<u64> = crls.iter().map(|crl| crl.number).collect();
     state.crls.post(crls);
     let revoked: Vec<String> = serials.iter().map(Serial::to_string).collect();
-    tracing::info!(
-        admin = %admin.spiffe_id(),
-        target = ?target,
-        %reason,
-        revoked = ?revoked,
-        crl_numbers = ?numbers,
-        "certificate.revoke"
-    );
+    let (action, subject) = match &target {
+        RevocationTarget::Serial(serial) => ("certificate.revoke", serial.to_string()),
+        RevocationTarget::Identity(id) => ("identity.ban", id.to_string()),
+    };
+    tracing::info!(admin = %admin.spiffe_id(), %subject, %reason, revoked = ?revoked, action);
+    state
+        .audit(vec![AuditEvent::now(
+            admin.spiffe_id().to_string(),
+            action,
+            subject,
+            json!({"reason": reason.to_string(), "revoked": revoked, "crl_numbers": numbers}),
+        )])
+        .await;
     Ok(Json(RevokeResponse { revoked }))
 }
 
@@ -113,6 +120,14 @@ pub(super) async fn lift_ban(
         return Err(ApiError::not_found_message(format!("{id} is not banned")));
     }
     tracing::info!(admin = %admin.spiffe_id(), spiffe_id = %id, "identity.unban");
+    state
+        .audit(vec![AuditEvent::now(
+            admin.spiffe_id().to_string(),
+            "identity.unban",
+            id.to_string(),
+            json!({}),
+        )])
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -3,10 +3,12 @@
 
 use axum::Json;
 use axum::extract::State;
+use serde_json::json;
 use sigil_core::wire::{Attestation, SvidRequest, SvidResponse};
 use time::OffsetDateTime;
 
-use super::{ApiError, AppState, JsonBody};
+use super::{ApiError, AppState, JsonBody, SourceIp};
+use crate::audit::AuditEvent;
 use crate::ca::{IssuedCertificate, LeafRequest};
 use crate::csr::verify_csr_pem;
 use crate::store::Redemption;
@@ -18,8 +20,15 @@ use crate::{join_token, rfc3339};
 /// certificate in one transaction before answering.
 pub(super) async fn issue(
     State(state): State<AppState>,
+    SourceIp(source): SourceIp,
     JsonBody(request): JsonBody<SvidRequest>,
 ) -> Result<Json<SvidResponse>, ApiError> {
+    // Refused attestations are counted for the audit log, not logged one by
+    // one: anyone can send them.
+    let refuse = |reason: &'static str, error: ApiError| {
+        state.refusals.count(reason, source);
+        error
+    };
     let public_key = verify_csr_pem(&request.csr, state.keys)?;
     let ttl = state
         .ttl
@@ -31,16 +40,31 @@ pub(super) async fn issue(
         _ => return Err(ApiError::invalid_request("unsupported attestation type")),
     };
     let token_id = join_token::lookup_id(&token)
-        .ok_or_else(|| ApiError::invalid_attestation("not a Sigil join token"))?
+        .ok_or_else(|| {
+            refuse(
+                "malformed join token",
+                ApiError::invalid_attestation("not a Sigil join token"),
+            )
+        })?
         .to_owned();
     let token_hash = join_token::hash(&token);
     let refused = |redemption: Redemption| match redemption {
-        Redemption::UsedUp => ApiError::invalid_attestation("join token is used up"),
-        Redemption::Expired => ApiError::invalid_attestation("join token has expired"),
-        Redemption::Banned(spiffe_id) => ApiError::banned(&spiffe_id),
-        Redemption::Unknown | Redemption::Granted(_) => {
-            ApiError::invalid_attestation("unknown join token")
-        }
+        Redemption::UsedUp => refuse(
+            "used-up join token",
+            ApiError::invalid_attestation("join token is used up"),
+        ),
+        Redemption::Expired => refuse(
+            "expired join token",
+            ApiError::invalid_attestation("join token has expired"),
+        ),
+        Redemption::Banned(spiffe_id) => refuse(
+            "join token of a banned identity",
+            ApiError::banned(&spiffe_id),
+        ),
+        Redemption::Unknown | Redemption::Granted(_) => refuse(
+            "unknown join token",
+            ApiError::invalid_attestation("unknown join token"),
+        ),
     };
     let grant = match state
         .issuance
@@ -83,6 +107,20 @@ pub(super) async fn issue(
         not_after = %rfc3339::format(issued.not_after),
         "svid.issue"
     );
+    state
+        .audit(vec![AuditEvent::now(
+            issued.spiffe_id.to_string(),
+            "svid.issue",
+            issued.serial.to_string(),
+            json!({
+                "spiffe_id": issued.spiffe_id,
+                "attestation": "join_token",
+                "token_id": token_id,
+                "not_after": rfc3339::format(issued.not_after),
+                "source": source.map(|ip| ip.to_string()),
+            }),
+        )])
+        .await;
     Ok(Json(svid_response(&state, &issued)?))
 }
 

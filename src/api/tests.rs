@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 use tower::ServiceExt;
 
 use super::{AppState, app};
+use crate::audit::{AuditEvent, AuditRecord, Checkpoint};
 use crate::ca::{CaFiles, CertificateAuthority, KeyType, Serial};
 use crate::crl_board::CrlBoard;
 use crate::csr::KeyPolicy;
@@ -76,6 +77,22 @@ impl Store for FlakyStore {
     ) -> StoreFuture<'_, RenewalOutcome> {
         self.refuse()
             .unwrap_or_else(|| self.inner.renew(certificate, now, signer))
+    }
+
+    fn append_audit(&self, events: Vec<AuditEvent>) -> StoreFuture<'_, Vec<AuditRecord>> {
+        self.inner.append_audit(events)
+    }
+
+    fn audit_page(&self, after: u64, limit: u32) -> StoreFuture<'_, Vec<AuditRecord>> {
+        self.inner.audit_page(after, limit)
+    }
+
+    fn record_checkpoint(&self, checkpoint: Checkpoint) -> StoreFuture<'_, ()> {
+        self.inner.record_checkpoint(checkpoint)
+    }
+
+    fn latest_checkpoint(&self) -> StoreFuture<'_, Option<Checkpoint>> {
+        self.inner.latest_checkpoint()
     }
 
     fn lift_ban(&self, spiffe_id: SpiffeId) -> StoreFuture<'_, bool> {
@@ -168,6 +185,7 @@ async fn no_certificate_leaves_the_ca_when_the_store_cannot_commit_it_and_the_to
         TtlPolicy::default(),
         KeyPolicy::default(),
         Arc::new(CrlBoard::default()),
+        Arc::default(),
     )
     .unwrap();
     let minted = join_token::mint().unwrap();

@@ -6,9 +6,11 @@ use sigil_core::TrustDomain;
 use time::OffsetDateTime;
 
 use super::local::{DEFAULT_ADMIN_TTL, write_admin_credential};
+use crate::audit::{AuditEvent, AuditKey, LOCAL_ACTOR};
 use crate::ca::{CaFiles, KeyType, ROOT_LIFETIME};
 use crate::datadir::DataDir;
 use crate::duration::HumanDuration;
+use crate::store::{SqliteStore, Store};
 
 /// An issuing CA shorter-lived than this would outlive few of its leaves.
 const MIN_ISSUING_TTL: std::time::Duration = std::time::Duration::from_secs(86_400);
@@ -26,6 +28,24 @@ pub(super) struct InitArgs {
     issuing_ttl: HumanDuration,
 }
 
+/// The first record of the audit log: which CA this log belongs to.
+async fn record_init(dir: &DataDir, files: &CaFiles) -> anyhow::Result<()> {
+    let ca = crate::ca::CertificateAuthority::load(files, &super::local::public_url(dir)?)?;
+    let store = SqliteStore::open(&dir.store())?;
+    store
+        .append_audit(vec![AuditEvent::now(
+            LOCAL_ACTOR,
+            "ca.init",
+            ca.trust_domain().to_string(),
+            serde_json::json!({
+                "root_fingerprint": ca.root().fingerprint(),
+                "issuing_key_id": ca.issuing().key_id(),
+            }),
+        )])
+        .await?;
+    Ok(())
+}
+
 pub(super) async fn run(dir: &DataDir, args: InitArgs) -> anyhow::Result<()> {
     let issuing_ttl = args.issuing_ttl.get();
     if issuing_ttl < MIN_ISSUING_TTL || issuing_ttl > ROOT_LIFETIME {
@@ -39,6 +59,8 @@ pub(super) async fn run(dir: &DataDir, args: InitArgs) -> anyhow::Result<()> {
         OffsetDateTime::now_utc(),
     )?;
     files.write(dir)?;
+    AuditKey::load_or_create(dir)?;
+    record_init(dir, &files).await?;
     let credential =
         write_admin_credential(dir, "admin", DEFAULT_ADMIN_TTL, &dir.admin_dir()).await?;
     let ca = crate::ca::CertificateAuthority::load(&files, &super::local::public_url(dir)?)?;

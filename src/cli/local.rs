@@ -76,7 +76,9 @@ pub(super) async fn write_admin_credential(
     if issuance.store().is_banned(spiffe_id.clone()).await? {
         bail!("{spiffe_id} is banned; lift the ban with `sigil unban` first");
     }
-    let (issued, key) = issuance.mint_local(&spiffe_id, &[], &[], ttl).await?;
+    let (issued, key) = issuance
+        .mint_local("admin.credential", &spiffe_id, &[], &[], ttl)
+        .await?;
     datadir::write_secret(&out.join("svid.key"), key.serialize_pem().as_bytes())?;
     datadir::write_public(
         &out.join("svid.pem"),

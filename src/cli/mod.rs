@@ -1,6 +1,7 @@
 //! The `sigil` command line.
 
 mod admin_connection;
+mod audit;
 mod init;
 mod local;
 mod revocation;
@@ -50,6 +51,9 @@ enum Command {
     /// Certificates the CA issued.
     #[command(subcommand)]
     Certs(revocation::CertsCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 impl Cli {
@@ -107,5 +111,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Revoke(args) => revocation::revoke(&dir, args).await,
         Command::Unban(args) => revocation::unban(&dir, args).await,
         Command::Certs(command) => revocation::certs(&dir, command).await,
+        Command::Audit(command) => audit::run(&dir, command).await,
     }
 }

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::api::PeerCertificates;
+use crate::api::{PeerAddr, PeerCertificates};
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -89,6 +89,10 @@ pub(super) async fn serve(
         .map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect());
     let app = match chain {
         Some(chain) => app.layer(Extension(PeerCertificates(chain))),
+        None => app,
+    };
+    let app = match peer {
+        Some(peer) => app.layer(Extension(PeerAddr(peer))),
         None => app,
     };
     let activity = Arc::new(Activity {

@@ -91,7 +91,13 @@ async fn mint(
 ) -> anyhow::Result<(Vec<CertificateDer<'static>>, Vec<u8>, OffsetDateTime)> {
     let namespace = Namespace::new(issuance.ca().trust_domain());
     let (issued, key) = issuance
-        .mint_local(namespace.server(), &names.dns, &names.ips, SERVER_TTL)
+        .mint_local(
+            "svid.issue",
+            namespace.server(),
+            &names.dns,
+            &names.ips,
+            SERVER_TTL,
+        )
         .await
         .context("minting the server certificate")?;
     let chain = vec![issued.der.clone(), issuance.ca().issuing().der().clone()];

@@ -1,5 +1,6 @@
 //! `sigil serve`: the CA's HTTPS listener.
 
+mod audit_keeper;
 mod connection;
 mod crl_refresh;
 mod identity;
@@ -16,12 +17,14 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::{self, AppState};
+use crate::audit::{AuditKey, RefusalCounter};
 use crate::ca::{CaFiles, CertificateAuthority};
 use crate::crl_board::CrlBoard;
 use crate::csr::KeyPolicy;
 use crate::datadir::{self, DataDir};
 use crate::issuance::{Issuance, TtlPolicy};
 use crate::store::{SqliteStore, Store};
+use audit_keeper::AuditKeeper;
 
 /// How long open connections get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -71,7 +74,14 @@ pub async fn serve(
     let issuance = Issuance::new(Arc::clone(&ca), store);
     let crls = Arc::new(CrlBoard::default());
     crl_refresh::start(issuance.clone(), Arc::clone(&crls)).await?;
-    let state = AppState::new(issuance.clone(), options.ttl, options.keys, crls)?;
+    let refusals = Arc::new(RefusalCounter::default());
+    let keeper = Arc::new(AuditKeeper::new(
+        Arc::clone(issuance.store()),
+        AuditKey::load_or_create(dir)?,
+        Arc::clone(&refusals),
+    ));
+    Arc::clone(&keeper).spawn();
+    let state = AppState::new(issuance.clone(), options.ttl, options.keys, crls, refusals)?;
 
     let names = identity::ServerNames::for_listener(local, &public_url)?;
     let server_identity = identity::start(issuance, names).await?;
@@ -89,6 +99,7 @@ pub async fn serve(
     std::io::stdout().flush()?;
 
     accept_loop(listener, acceptor, api::app(state)).await;
+    keeper.tick().await;
     Ok(())
 }
 

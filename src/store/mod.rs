@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 
 pub use sqlite::SqliteStore;
 
+use crate::audit::{AuditEvent, AuditRecord, Checkpoint};
 use crate::ca::Serial;
 use crate::join_token::TokenHash;
 use crate::revocation::{CrlSigner, ReasonCode, SignedCrl};
@@ -295,6 +296,19 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
         signer: Arc<dyn CrlSigner>,
     ) -> StoreFuture<'_, RenewalOutcome>;
+
+    /// Appends events to the audit log, chaining each to the one before, in
+    /// one transaction; returns the records written.
+    fn append_audit(&self, events: Vec<AuditEvent>) -> StoreFuture<'_, Vec<AuditRecord>>;
+
+    /// Up to `limit` audit records after `after`, in order.
+    fn audit_page(&self, after: u64, limit: u32) -> StoreFuture<'_, Vec<AuditRecord>>;
+
+    /// Stores a signed checkpoint of the log's head.
+    fn record_checkpoint(&self, checkpoint: Checkpoint) -> StoreFuture<'_, ()>;
+
+    /// The newest checkpoint, if any.
+    fn latest_checkpoint(&self) -> StoreFuture<'_, Option<Checkpoint>>;
 
     /// Lifts a ban; false if the identity was not banned.
     fn lift_ban(&self, spiffe_id: SpiffeId) -> StoreFuture<'_, bool>;

@@ -69,6 +69,23 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO lines (line_id, head_serial)
         SELECT serial, serial FROM certificates WHERE parent_serial IS NULL;
     CREATE INDEX certificates_by_parent ON certificates (parent_serial);",
+    // 3 → 4: the hash-chained audit log and its signed checkpoints.
+    "CREATE TABLE audit_events (
+        seq INTEGER PRIMARY KEY NOT NULL,
+        time TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        details TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE audit_checkpoints (
+        seq INTEGER PRIMARY KEY NOT NULL,
+        hash TEXT NOT NULL,
+        time TEXT NOT NULL,
+        signature BLOB NOT NULL
+    ) STRICT;",
 ];
 
 /// Brings the schema to the newest version.

@@ -11,6 +11,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use sigil_core::SpiffeId;
 use time::OffsetDateTime;
 
+mod audit;
 mod certificates;
 mod columns;
 mod lineage;
@@ -24,6 +25,7 @@ use super::{
     RevocationOutcome, RevocationRequest, Store, StoreError, StoreFuture, StoredCertificate,
     schema,
 };
+use crate::audit::{AuditEvent, AuditRecord, Checkpoint};
 use crate::ca::Serial;
 use crate::join_token::TokenHash;
 use crate::revocation::{CrlSigner, SignedCrl};
@@ -138,6 +140,22 @@ impl Store for SqliteStore {
         signer: Arc<dyn CrlSigner>,
     ) -> StoreFuture<'_, RenewalOutcome> {
         self.run(move |conn| lineage::renew(conn, certificate, now, signer))
+    }
+
+    fn append_audit(&self, events: Vec<AuditEvent>) -> StoreFuture<'_, Vec<AuditRecord>> {
+        self.run(move |conn| audit::append(conn, events))
+    }
+
+    fn audit_page(&self, after: u64, limit: u32) -> StoreFuture<'_, Vec<AuditRecord>> {
+        self.run(move |conn| audit::page(conn, after, limit))
+    }
+
+    fn record_checkpoint(&self, checkpoint: Checkpoint) -> StoreFuture<'_, ()> {
+        self.run(move |conn| audit::record_checkpoint(conn, &checkpoint))
+    }
+
+    fn latest_checkpoint(&self) -> StoreFuture<'_, Option<Checkpoint>> {
+        self.run(|conn| audit::latest_checkpoint(conn))
     }
 
     fn lift_ban(&self, spiffe_id: SpiffeId) -> StoreFuture<'_, bool> {

@@ -1,0 +1,84 @@
+//! Floods of anonymous refusals are counted, not logged one by one: per
+//! reason and source, per minute, so an attacker cannot grow the log without
+//! bound.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+use serde_json::json;
+use time::OffsetDateTime;
+
+use super::AuditEvent;
+
+/// The action of an aggregated refusal record.
+pub const REFUSE_ACTION: &str = "attestation.refuse";
+
+/// Refusals of one reason from one source: how many, since when.
+#[derive(Debug, Default)]
+struct Tally {
+    count: u64,
+    since: Option<OffsetDateTime>,
+}
+
+/// Counts refusals until they are drained into audit events.
+#[derive(Debug, Default)]
+pub struct RefusalCounter {
+    counts: Mutex<BTreeMap<(String, Option<IpAddr>), Tally>>,
+}
+
+impl RefusalCounter {
+    /// Counts one refusal.
+    pub fn count(&self, reason: &str, source: Option<IpAddr>) {
+        if let Ok(mut counts) = self.counts.lock() {
+            let tally = counts.entry((reason.to_owned(), source)).or_default();
+            tally.count += 1;
+            tally.since.get_or_insert_with(OffsetDateTime::now_utc);
+        }
+    }
+
+    /// One event per (reason, source) counted since the last drain.
+    pub fn drain(&self) -> Vec<AuditEvent> {
+        let Ok(mut counts) = self.counts.lock() else {
+            return Vec::new();
+        };
+        std::mem::take(&mut *counts)
+            .into_iter()
+            .map(|((reason, source), tally)| {
+                AuditEvent::now(
+                    "anonymous",
+                    REFUSE_ACTION,
+                    source.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
+                    json!({
+                        "reason": reason,
+                        "count": tally.count,
+                        "since": tally.since.map(crate::rfc3339::format),
+                    }),
+                )
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_becomes_one_record_per_reason_and_source() {
+        let counter = RefusalCounter::default();
+        let source: IpAddr = "192.0.2.7".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        for _ in 0..10_000 {
+            counter.count("unknown join token", Some(source));
+        }
+        counter.count("join token has expired", Some(source));
+        let events = counter.drain();
+        assert_eq!(events.len(), 2);
+        let flood = events
+            .iter()
+            .find(|e| e.details["reason"] == "unknown join token")
+            .map(|e| e.details["count"].clone());
+        assert_eq!(flood, Some(json!(10_000)));
+        assert!(counter.drain().is_empty());
+    }
+}

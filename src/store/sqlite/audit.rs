@@ -1,0 +1,137 @@
+//! The audit log's table: appended to, never updated.
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::columns::unavailable;
+use crate::audit::{AuditEvent, AuditRecord, Checkpoint, GENESIS_HASH, record_hash};
+use crate::rfc3339;
+use crate::store::StoreError;
+
+pub(super) fn append(
+    conn: &mut Connection,
+    events: Vec<AuditEvent>,
+) -> Result<Vec<AuditRecord>, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(unavailable)?;
+    let head: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .map_err(unavailable)?;
+    let (mut seq, mut prev_hash) = match head {
+        Some((seq, hash)) => (
+            u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("audit seq {seq}")))?,
+            hash,
+        ),
+        None => (0, GENESIS_HASH.to_owned()),
+    };
+    let mut written = Vec::with_capacity(events.len());
+    for event in events {
+        seq += 1;
+        let time = rfc3339::format(event.time);
+        let details = event.details.to_string();
+        let hash = record_hash(
+            seq,
+            &time,
+            &event.actor,
+            event.action,
+            &event.subject,
+            &details,
+            &prev_hash,
+        );
+        tx.execute(
+            "INSERT INTO audit_events (seq, time, actor, action, subject, details, prev_hash, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                seq as i64,
+                time,
+                event.actor,
+                event.action,
+                event.subject,
+                details,
+                prev_hash,
+                hash
+            ],
+        )
+        .map_err(unavailable)?;
+        written.push(AuditRecord {
+            seq,
+            time,
+            actor: event.actor,
+            action: event.action.to_owned(),
+            subject: event.subject,
+            details,
+            hash: hash.clone(),
+            prev_hash: std::mem::replace(&mut prev_hash, hash),
+        });
+    }
+    tx.commit().map_err(unavailable)?;
+    Ok(written)
+}
+
+pub(super) fn page(
+    conn: &Connection,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<AuditRecord>, StoreError> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT seq, time, actor, action, subject, details, prev_hash, hash
+             FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )
+        .map_err(unavailable)?;
+    let rows = statement
+        .query_map(params![after as i64, limit], |row| {
+            Ok(AuditRecord {
+                seq: row.get::<_, i64>(0)?.try_into().unwrap_or_default(),
+                time: row.get(1)?,
+                actor: row.get(2)?,
+                action: row.get(3)?,
+                subject: row.get(4)?,
+                details: row.get(5)?,
+                prev_hash: row.get(6)?,
+                hash: row.get(7)?,
+            })
+        })
+        .map_err(unavailable)?;
+    rows.collect::<Result<_, _>>().map_err(unavailable)
+}
+
+pub(super) fn record_checkpoint(
+    conn: &Connection,
+    checkpoint: &Checkpoint,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO audit_checkpoints (seq, hash, time, signature) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (seq) DO NOTHING",
+        params![
+            checkpoint.seq as i64,
+            checkpoint.hash,
+            checkpoint.time,
+            checkpoint.signature
+        ],
+    )
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+pub(super) fn latest_checkpoint(conn: &Connection) -> Result<Option<Checkpoint>, StoreError> {
+    conn.query_row(
+        "SELECT seq, hash, time, signature FROM audit_checkpoints ORDER BY seq DESC LIMIT 1",
+        [],
+        |row| {
+            Ok(Checkpoint {
+                seq: row.get::<_, i64>(0)?.try_into().unwrap_or_default(),
+                hash: row.get(1)?,
+                time: row.get(2)?,
+                signature: row.get(3)?,
+            })
+        },
+    )
+    .optional()
+    .map_err(unavailable)
+}
