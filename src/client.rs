@@ -19,6 +19,10 @@ use crate::hostname::{Host, HttpsUrl};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+/// How long one request may take, connection and TLS included. Long polls
+/// wait at most 60 s on the server.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
+
 /// An answer from the CA.
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -176,6 +180,29 @@ impl CaClient {
     }
 
     async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Response> {
+        tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            self.exchange(method, path, content_type, body, headers),
+        )
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "the CA at {}:{} did not answer within {}s",
+                self.host,
+                self.port,
+                REQUEST_TIMEOUT.as_secs()
+            )
+        })?
+    }
+
+    async fn exchange(
         &self,
         method: Method,
         path: &str,

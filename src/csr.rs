@@ -194,6 +194,7 @@ fn classify_key(
             .algorithm
             .parameters
             .as_ref()
+            .filter(|p| p.tag() == x509_parser::asn1_rs::Tag::Oid)
             .and_then(|p| p.as_oid().ok());
         return match curve {
             Some(curve) if curve == OID_EC_P256 => Ok(KeyAlgorithm::P256),
@@ -202,7 +203,9 @@ fn classify_key(
                 "EC curve {curve} is not accepted; use P-256, P-384 or Ed25519"
             ))),
             None => Err(CsrError::UnsupportedKey(
-                "EC key names no named curve; use P-256, P-384 or Ed25519".to_owned(),
+                "EC keys with explicit curve parameters are not accepted; use the named curve \
+                 P-256 or P-384, or Ed25519"
+                    .to_owned(),
             )),
         };
     }

@@ -55,7 +55,7 @@ impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let seconds = self.0.as_secs();
         for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
-            if seconds != 0 && seconds % size == 0 {
+            if seconds != 0 && seconds.is_multiple_of(size) {
                 return write!(f, "{}{unit}", seconds / size);
             }
         }

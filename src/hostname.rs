@@ -36,7 +36,8 @@ pub fn plain_dns_name(name: &str) -> Option<String> {
     Some(lower)
 }
 
-/// An `https://host[:port]` URL.
+/// An `https://host[:port]` URL: no user, path, query or fragment, since
+/// Sigil builds every path itself (CRL distribution points, API routes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpsUrl {
     /// The host.
@@ -46,18 +47,25 @@ pub struct HttpsUrl {
 }
 
 impl HttpsUrl {
-    /// Parses an `https://` URL; any path is ignored.
+    /// Parses an `https://host[:port]` URL (a trailing `/` is allowed).
     ///
     /// # Errors
     ///
-    /// Not a URL, not `https`, or its host is neither a DNS name nor an IP.
+    /// Not a URL, not `https`, carries a user, path, query or fragment, or
+    /// its host is neither a DNS name nor an IP.
     pub fn parse(url: &str) -> anyhow::Result<Self> {
+        let url = url.trim();
+        if url.contains(['@', '?', '#']) {
+            bail!("'{url}' must be https://host[:port], without user, query or fragment");
+        }
         let uri: http::Uri = url
-            .trim()
             .parse()
             .with_context(|| format!("'{url}' is not a URL"))?;
         if uri.scheme_str() != Some("https") {
             bail!("'{url}' is not an https:// URL");
+        }
+        if !matches!(uri.path(), "" | "/") {
+            bail!("'{url}' must be https://host[:port], without a path");
         }
         let host = uri
             .host()
@@ -74,6 +82,15 @@ impl HttpsUrl {
             host,
             port: uri.port_u16().unwrap_or(443),
         })
+    }
+}
+
+impl fmt::Display for HttpsUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.host {
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "https://[{ip}]:{}", self.port),
+            host => write!(f, "https://{host}:{}", self.port),
+        }
     }
 }
 
@@ -103,7 +120,7 @@ mod tests {
 
     #[test]
     fn https_urls_give_host_and_port() {
-        let url = HttpsUrl::parse("https://CA.example.org:8443/x").unwrap();
+        let url = HttpsUrl::parse("https://CA.example.org:8443").unwrap();
         assert_eq!(
             (url.host, url.port),
             (Host::Dns("ca.example.org".to_owned()), 8443)

@@ -8,22 +8,40 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 use sigil::client::CaClient;
 
 #[test]
 fn an_agent_svid_bound_to_the_cas_address_cannot_impersonate_the_ca() {
     let dir = DataDir::init();
     let server = dir.start();
-    let token = server.token_with(json!({
-        "spiffe_id": "spiffe://example.org/agents/mallory",
-        "dns_names": ["localhost"],
-        "ip_addresses": ["127.0.0.1"],
-    }));
-    let (key, csr) = p256_csr();
-    let issued: Value = server.redeem(&token, &csr).json().unwrap();
-    let chain = chain_der(issued["cert_chain_pem"].as_str().unwrap());
-
+    // The API refuses to bind the CA's own names to a workload, so make the
+    // impostor's SVID the way a thief of the issuing key would.
+    let refused = block_on(server.admin().post_json(
+        "/admin/v1/join-tokens",
+        &json!({"spiffe_id": "spiffe://example.org/agents/mallory", "dns_names": ["localhost"]}),
+    ))
+    .unwrap();
+    assert_error(&refused, 400, "invalid_request");
+    let issuer = rcgen::Issuer::from_ca_cert_pem(
+        &dir.read("ca/issuing.pem"),
+        rcgen::KeyPair::from_pem(&dir.read("ca/issuing.key")).unwrap(),
+    )
+    .unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    params.subject_alt_names.push(rcgen::SanType::URI(
+        "spiffe://example.org/agents/mallory".try_into().unwrap(),
+    ));
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    let leaf = params.signed_by(&key, &issuer).unwrap();
+    let chain = vec![
+        leaf.der().to_vec(),
+        chain_der(&dir.read("ca/issuing.pem"))[0].clone(),
+    ];
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let impostor = runtime.block_on(async {
         let config =

@@ -348,6 +348,41 @@ fn refused_csrs_and_ttls_leave_the_token_usable() {
         assert_error(&server.redeem(&token, &csr), 400, "unsupported_key");
     }
 
+    // An EC key with explicit curve parameters instead of a named curve.
+    let made = openssl(
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-param_enc",
+            "explicit",
+            "-genkey",
+            "-noout",
+            "-out",
+            "explicit.key",
+        ],
+        work,
+    );
+    assert!(made.status.success(), "{}", stderr(&made));
+    let made = openssl(
+        &[
+            "req",
+            "-new",
+            "-key",
+            "explicit.key",
+            "-subj",
+            "/",
+            "-out",
+            "explicit.csr",
+        ],
+        work,
+    );
+    assert!(made.status.success(), "{}", stderr(&made));
+    let explicit = std::fs::read_to_string(work.join("explicit.csr")).unwrap();
+    let response = server.redeem(&token, &explicit);
+    assert_error(&response, 400, "unsupported_key");
+    assert!(String::from_utf8_lossy(&response.body).contains("explicit curve parameters"));
+
     // Lifetimes outside the bounds are refused, not clamped.
     let (_, csr) = p256_csr();
     for ttl in [7201, 59, 0] {

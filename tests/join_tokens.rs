@@ -268,3 +268,27 @@ fn token_create_prints_only_the_token_and_json_on_request() {
         stderr(&refused)
     );
 }
+
+#[test]
+fn a_token_row_that_names_a_reserved_or_foreign_identity_mints_nothing() {
+    let dir = DataDir::init();
+    let server = dir.start();
+    let token = server.token("spiffe://example.org/agents/tampered");
+    let (_, csr) = p256_csr();
+    let before = dir.count("certificates");
+    let set_identity = |id: &str| {
+        let conn = rusqlite::Connection::open(dir.file("sigil.db")).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .unwrap();
+        conn.execute("UPDATE join_tokens SET spiffe_id = ?1", [id])
+            .unwrap();
+    };
+    // As if someone wrote the store directly: redemption checks again.
+    set_identity("spiffe://example.org/sigil/admin/mallory");
+    assert_error(&server.redeem(&token, &csr), 403, "reserved_identity");
+    set_identity("spiffe://other.org/agents/x");
+    assert_error(&server.redeem(&token, &csr), 400, "invalid_spiffe_id");
+    assert_eq!(dir.count("certificates"), before);
+    set_identity("spiffe://example.org/agents/tampered");
+    assert_eq!(server.redeem(&token, &csr).status, 200, "the use was kept");
+}

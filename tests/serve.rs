@@ -58,12 +58,17 @@ fn restarting_keeps_the_ca_and_every_record() {
     let waiting = server.token("spiffe://example.org/agents/after");
     let (_, csr) = p256_csr();
     let first: Value = server.redeem(&used, &csr).json().unwrap();
+    let bundle_before = block_on(server.anonymous().get("/v1/bundle")).unwrap().body;
     let status = server.terminate();
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
     let records = dir.count("certificates");
 
     let server = dir.start();
-    assert_eq!(dir.bundle_pem(), server.bundle_pem);
+    let bundle_after = block_on(server.anonymous().get("/v1/bundle")).unwrap().body;
+    assert_eq!(
+        bundle_after, bundle_before,
+        "the same trust bundle is served"
+    );
     assert_error(&server.redeem(&used, &csr), 401, "invalid_attestation");
     let second: Value = server.redeem(&waiting, &csr).json().unwrap();
     let issuing = |body: &Value| chain_der(body["cert_chain_pem"].as_str().unwrap())[1].clone();
@@ -395,4 +400,161 @@ fn a_client_that_stops_sending_headers_is_disconnected() {
     drop(stdin);
     let answer = answer.expect("the server kept a half-sent request open for 30s");
     assert!(!String::from_utf8_lossy(&answer).contains("200 OK"));
+}
+
+#[test]
+fn sigint_shuts_the_server_down_gracefully_too() {
+    let dir = DataDir::init();
+    let server = dir.start();
+    let status = server.signal("-INT");
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn one_address_cannot_take_every_connection() {
+    use std::io::Read;
+    let dir = DataDir::init();
+    let server = dir.start_with(&["--max-connections", "8", "--max-connections-per-ip", "4"]);
+    let port = server.port();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // Four silent connections from 127.0.0.2 take that address's share.
+    let held: Vec<tokio::net::TcpStream> = runtime.block_on(async {
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+            held.push(socket.connect(([127, 0, 0, 1], port).into()).await.unwrap());
+        }
+        held
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // A fifth from the same address is closed at once.
+    let fifth = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        socket.connect(([127, 0, 0, 1], port).into()).await.unwrap()
+    });
+    let mut fifth = fifth.into_std().unwrap();
+    fifth.set_nonblocking(false).unwrap();
+    fifth
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 1];
+    assert_eq!(
+        fifth.read(&mut buf).unwrap_or(usize::MAX),
+        0,
+        "the fifth connection was not closed"
+    );
+    // Another address is still served.
+    let health = block_on(server.anonymous().get("/healthz")).unwrap();
+    assert_eq!(health.status, 200);
+    drop(held);
+}
+
+#[test]
+fn a_connection_that_never_starts_a_request_is_closed() {
+    use std::io::{Read, Write};
+    let dir = DataDir::init();
+    let server = dir.start();
+    let mut session = Command::new("openssl")
+        .args([
+            "s_client",
+            "-quiet",
+            "-alpn",
+            "h2",
+            "-connect",
+            &format!("127.0.0.1:{}", server.port()),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = session.stdin.take().unwrap();
+    // Half an HTTP/2 preface, then silence.
+    stdin.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
+    stdin.flush().unwrap();
+    let mut stdout = session.stdout.take().unwrap();
+    let (done, closed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut answer = Vec::new();
+        let _ = stdout.read_to_end(&mut answer);
+        let _ = done.send(answer);
+    });
+    let answer = closed.recv_timeout(std::time::Duration::from_secs(30));
+    let _ = session.kill();
+    let _ = session.wait();
+    drop(stdin);
+    answer.expect("the server kept a connection with no request open for 30s");
+}
+
+#[test]
+fn the_public_url_names_the_server_and_every_crl_distribution_point() {
+    let dir = DataDir::init();
+    let server = dir.start_with(&["--public-url", "https://CA.Example.org:9443"]);
+    let token = server.token("spiffe://example.org/agents/p");
+    let (_, csr) = p256_csr();
+    let body: Value = server.redeem(&token, &csr).json().unwrap();
+    std::fs::write(
+        dir.temp.path().join("leaf.pem"),
+        body["cert_chain_pem"].as_str().unwrap(),
+    )
+    .unwrap();
+    let text = stdout(&openssl(
+        &[
+            "x509",
+            "-in",
+            "leaf.pem",
+            "-noout",
+            "-ext",
+            "crlDistributionPoints",
+        ],
+        dir.temp.path(),
+    ));
+    assert!(
+        text.contains("URI:https://ca.example.org:9443/v1/crl/"),
+        "{text}"
+    );
+
+    let fetched = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect 127.0.0.1:{} </dev/null 2>/dev/null | openssl x509 -noout -ext subjectAltName",
+            server.port()
+        ))
+        .output()
+        .unwrap();
+    let sans = stdout(&fetched);
+    assert!(
+        sans.contains("DNS:ca.example.org") && sans.contains("DNS:localhost"),
+        "{sans}"
+    );
+    assert!(
+        sans.contains("URI:spiffe://example.org/sigil/server"),
+        "{sans}"
+    );
+    drop(server);
+
+    for bad in [
+        "https://u@ca.example.org",
+        "https://ca.example.org/x",
+        "http://ca.example.org",
+        "https://ca.example.org#f",
+    ] {
+        let out = sigil(&[
+            "serve",
+            "--data-dir",
+            dir.arg(),
+            "--listen",
+            "127.0.0.1:0",
+            "--public-url",
+            bad,
+        ]);
+        assert!(!out.status.success(), "{bad} was accepted");
+        assert!(
+            stderr(&out).contains("--public-url"),
+            "{bad}: {}",
+            stderr(&out)
+        );
+    }
 }

@@ -6,10 +6,12 @@ use sigil::join_token;
 use sigil_core::wire::{Attestation, JoinTokenRequest, SvidRequest};
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(request) = serde_json::from_slice::<SvidRequest>(data) {
-        if let Attestation::JoinToken { token } = &request.attestation {
-            let _ = join_token::lookup_id(token);
-        }
+    if let Ok(SvidRequest {
+        attestation: Attestation::JoinToken { token },
+        ..
+    }) = serde_json::from_slice::<SvidRequest>(data)
+    {
+        let _ = join_token::lookup_id(&token);
     }
     let _ = serde_json::from_slice::<JoinTokenRequest>(data);
 });

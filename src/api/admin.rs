@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use super::{Admin, ApiError, AppState, JsonBody};
 use crate::audit::AuditEvent;
-use crate::hostname::plain_dns_name;
+use crate::hostname::{Host, plain_dns_name};
 use crate::store::{NewJoinToken, TokenGrant};
 use crate::{join_token, rfc3339};
 
@@ -58,6 +58,18 @@ pub(super) async fn create_join_token(
         return Err(ApiError::invalid_request(format!(
             "at most {MAX_BOUND_NAMES} IP addresses"
         )));
+    }
+    let bound = dns_names
+        .iter()
+        .cloned()
+        .map(Host::Dns)
+        .chain(request.ip_addresses.iter().copied().map(Host::Ip));
+    for host in bound {
+        if state.ca_hosts.contains(&host) {
+            return Err(ApiError::invalid_request(format!(
+                "{host} names the CA itself; a workload bound to it could pass for the CA"
+            )));
+        }
     }
 
     let minted = join_token::mint().map_err(|_| ApiError::internal("random source failed"))?;

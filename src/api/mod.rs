@@ -29,6 +29,7 @@ pub use json_body::{BODY_TIMEOUT, JsonBody, MAX_BODY_BYTES};
 use crate::audit::{AuditEvent, RefusalCounter};
 use crate::crl_board::CrlBoard;
 use crate::csr::KeyPolicy;
+use crate::hostname::Host;
 use crate::issuance::{Issuance, TtlPolicy};
 use crate::namespace::Namespace;
 
@@ -55,6 +56,9 @@ pub struct StateInner {
     pub crls: Arc<CrlBoard>,
     /// Anonymous refusals, counted until they are written to the audit log.
     pub refusals: Arc<RefusalCounter>,
+    /// The names the CA's own server certificate carries; no token may
+    /// bind them to a workload, which could then pass for the CA.
+    pub ca_hosts: Vec<Host>,
     /// The SPIFFE bundle (JWKS), rendered once.
     spiffe_bundle: String,
 }
@@ -94,9 +98,23 @@ impl AppState {
                 keys,
                 crls,
                 refusals,
+                ca_hosts: Vec::new(),
                 spiffe_bundle,
             }),
         })
+    }
+}
+
+impl AppState {
+    /// Sets the names the CA's own server certificate carries.
+    ///
+    /// Call it before the state is shared; a shared state keeps its names.
+    #[must_use]
+    pub fn with_ca_hosts(mut self, hosts: Vec<Host>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.ca_hosts = hosts;
+        }
+        self
     }
 }
 

@@ -13,7 +13,7 @@ use crate::datadir::DataDir;
 use crate::dev;
 use crate::duration::HumanDuration;
 use crate::issuance::TtlPolicy;
-use crate::server::{ServeOptions, serve};
+use crate::server::{ConnectionLimits, ServeOptions, serve};
 
 /// Bounds of `--crl-ttl`.
 const MIN_CRL_TTL: std::time::Duration = std::time::Duration::from_secs(60);
@@ -41,6 +41,12 @@ pub(super) struct ServeArgs {
     /// are re-signed after half of it
     #[arg(long, default_value = "1h")]
     crl_ttl: HumanDuration,
+    /// Connections served at once
+    #[arg(long, default_value_t = ConnectionLimits::default().total)]
+    max_connections: usize,
+    /// Connections from one IP address at once
+    #[arg(long, default_value_t = ConnectionLimits::default().per_ip)]
+    max_connections_per_ip: usize,
     /// Accept RSA agent keys (2048 to 4096 bits)
     #[arg(long)]
     allow_rsa: bool,
@@ -61,8 +67,15 @@ pub(super) async fn run(data_dir: Option<PathBuf>, args: ServeArgs) -> anyhow::R
     if !(MIN_CRL_TTL..=MAX_CRL_TTL).contains(&crl_validity) {
         bail!("--crl-ttl must lie between 1m and 7d");
     }
+    if args.max_connections == 0 || args.max_connections_per_ip == 0 {
+        bail!("--max-connections and --max-connections-per-ip must be at least 1");
+    }
     let options = ServeOptions {
         crl_validity,
+        connections: ConnectionLimits {
+            total: args.max_connections,
+            per_ip: args.max_connections_per_ip,
+        },
         listen: args.listen,
         public_url: args.public_url,
         ttl,

@@ -44,10 +44,10 @@ impl AuditKeeper {
     /// Writes the counted refusals, then checkpoints the head if it moved.
     pub(super) async fn tick(&self) {
         let refusals = self.refusals.drain();
-        if !refusals.is_empty() {
-            if let Err(error) = self.store.append_audit(refusals).await {
-                tracing::error!(%error, "writing refusals to the audit log failed");
-            }
+        if !refusals.is_empty()
+            && let Err(error) = self.store.append_audit(refusals).await
+        {
+            tracing::error!(%error, "writing refusals to the audit log failed");
         }
         if let Err(error) = self.checkpoint().await {
             tracing::error!(%error, "checkpointing the audit log failed");

@@ -2,7 +2,7 @@
 //! or HTTP/2 with deadlines of its own, closed gracefully when it has been
 //! idle too long or when the server shuts down.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,8 +23,21 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection may sit with no request in flight.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a new connection may take to start its first request, whatever
+/// the protocol (an HTTP/2 client that never opens a stream included).
+const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often idleness is checked.
-const IDLE_CHECK: Duration = Duration::from_secs(5);
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+/// How long an idle connection gets to close gracefully before it is
+/// dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// HTTP/2 limits: streams per connection, and flow-control windows sized to
+/// the 64 KiB body limit, so that one connection cannot make the server
+/// buffer much.
+const H2_MAX_STREAMS: u32 = 32;
+const H2_STREAM_WINDOW: u32 = 64 * 1024;
+const H2_CONNECTION_WINDOW: u32 = 256 * 1024;
+const MAX_HEADER_BYTES: u32 = 16 * 1024;
 /// How often an idle HTTP/2 connection is pinged, and how long the answer
 /// may take before the connection is closed.
 const H2_KEEP_ALIVE: (Duration, Duration) = (Duration::from_secs(30), Duration::from_secs(10));
@@ -32,23 +45,33 @@ const H2_KEEP_ALIVE: (Duration, Duration) = (Duration::from_secs(30), Duration::
 /// Requests in flight on one connection, and when the last one ended.
 struct Activity {
     in_flight: AtomicUsize,
+    any_started: AtomicBool,
     last_end: Mutex<Instant>,
 }
 
 impl Activity {
     fn begin(self: &Arc<Self>) -> RequestGuard {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.any_started.store(true, Ordering::SeqCst);
         RequestGuard(Arc::clone(self))
     }
 
-    fn idle_for(&self) -> Duration {
+    /// True when the connection has been idle too long: no request in
+    /// flight, and none started within [`FIRST_REQUEST_TIMEOUT`] of the
+    /// handshake or none for [`IDLE_TIMEOUT`] since the last one ended.
+    fn overstayed(&self) -> bool {
         if self.in_flight.load(Ordering::SeqCst) > 0 {
-            return Duration::ZERO;
+            return false;
         }
+        let limit = if self.any_started.load(Ordering::SeqCst) {
+            IDLE_TIMEOUT
+        } else {
+            FIRST_REQUEST_TIMEOUT
+        };
         self.last_end
             .lock()
-            .map(|last| last.elapsed())
-            .unwrap_or_default()
+            .map(|last| last.elapsed() >= limit)
+            .unwrap_or(true)
     }
 }
 
@@ -97,6 +120,7 @@ pub(super) async fn serve(
     };
     let activity = Arc::new(Activity {
         in_flight: AtomicUsize::new(0),
+        any_started: AtomicBool::new(false),
         last_end: Mutex::new(Instant::now()),
     });
     let service = {
@@ -117,6 +141,7 @@ pub(super) async fn serve(
     tokio::pin!(connection);
     let mut idle_check = tokio::time::interval(IDLE_CHECK);
     let mut closing = false;
+    let mut drop_at: Option<Instant> = None;
     loop {
         tokio::select! {
             result = connection.as_mut() => {
@@ -125,13 +150,19 @@ pub(super) async fn serve(
                 }
                 return;
             }
-            _ = idle_check.tick(), if !closing => {
-                if activity.idle_for() >= IDLE_TIMEOUT {
+            _ = idle_check.tick() => {
+                if drop_at.is_some_and(|at| Instant::now() >= at) {
+                    tracing::debug!(?peer, "dropping a connection that would not close");
+                    return;
+                }
+                if !closing && activity.overstayed() {
                     closing = true;
+                    drop_at = Some(Instant::now() + CLOSE_GRACE);
                     connection.as_mut().graceful_shutdown();
                 }
             }
             _ = shutdown.changed(), if !closing => {
+                // In-flight requests may finish; the server bounds the wait.
                 closing = true;
                 connection.as_mut().graceful_shutdown();
             }
@@ -146,11 +177,16 @@ fn http_builder() -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT);
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES as usize * 4);
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(H2_KEEP_ALIVE.0)
-        .keep_alive_timeout(H2_KEEP_ALIVE.1);
+        .keep_alive_timeout(H2_KEEP_ALIVE.1)
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .max_header_list_size(MAX_HEADER_BYTES);
     builder
 }

@@ -45,6 +45,12 @@ impl ServerNames {
         Ok(names)
     }
 
+    /// Every name, as hosts.
+    pub(super) fn hosts(&self) -> Vec<Host> {
+        let dns = self.dns.iter().cloned().map(Host::Dns);
+        dns.chain(self.ips.iter().copied().map(Host::Ip)).collect()
+    }
+
     fn add_ip(&mut self, ip: IpAddr) {
         if !self.ips.contains(&ip) {
             self.ips.push(ip);

@@ -1,5 +1,6 @@
 //! `sigil serve`: the CA's HTTPS listener.
 
+mod admission;
 mod audit_keeper;
 mod connection;
 mod crl_refresh;
@@ -13,8 +14,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+
+pub use admission::ConnectionLimits;
 
 use crate::api::{self, AppState};
 use crate::audit::{AuditKey, RefusalCounter};
@@ -22,15 +25,14 @@ use crate::ca::{CaFiles, CertificateAuthority};
 use crate::crl_board::CrlBoard;
 use crate::csr::KeyPolicy;
 use crate::datadir::{self, DataDir};
+use crate::hostname::HttpsUrl;
 use crate::issuance::{Issuance, TtlPolicy};
 use crate::store::{SqliteStore, Store};
+use admission::Admission;
 use audit_keeper::AuditKeeper;
 
 /// How long open connections get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// The most connections served at once; further clients wait in the
-/// listen backlog.
-const MAX_CONNECTIONS: usize = 4096;
 
 /// What `sigil serve` was asked for.
 #[derive(Debug, Clone)]
@@ -45,6 +47,8 @@ pub struct ServeOptions {
     pub keys: KeyPolicy,
     /// How long the issuing CA's CRLs are valid.
     pub crl_validity: Duration,
+    /// How many connections the server takes.
+    pub connections: ConnectionLimits,
 }
 
 /// Serves the CA until SIGINT or SIGTERM, then drains open connections.
@@ -62,10 +66,10 @@ pub async fn serve(
         .await
         .with_context(|| format!("binding {}", options.listen))?;
     let local = listener.local_addr()?;
-    let public_url = options
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("https://localhost:{}", local.port()));
+    let public_url = match &options.public_url {
+        Some(url) => HttpsUrl::parse(url).context("--public-url")?.to_string(),
+        None => format!("https://localhost:{}", local.port()),
+    };
 
     let ca = Arc::new(
         CertificateAuthority::load(files, &public_url)?.with_crl_validity(options.crl_validity),
@@ -81,9 +85,10 @@ pub async fn serve(
         Arc::clone(&refusals),
     ));
     Arc::clone(&keeper).spawn();
-    let state = AppState::new(issuance.clone(), options.ttl, options.keys, crls, refusals)?;
-
     let names = identity::ServerNames::for_listener(local, &public_url)?;
+    let state = AppState::new(issuance.clone(), options.ttl, options.keys, crls, refusals)?
+        .with_ca_hosts(names.hosts());
+
     let server_identity = identity::start(issuance, names).await?;
     let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(server_identity)?));
 
@@ -91,6 +96,7 @@ pub async fn serve(
     datadir::write_public(&dir.server_url(), format!("{url}\n").as_bytes())?;
     datadir::write_public(&dir.public_url(), format!("{public_url}\n").as_bytes())?;
     tracing::info!(%url, trust_domain = %ca.trust_domain(), "serving");
+    let shutdown = shutdown_signal()?;
     println!("listening on https://{local}");
     let banner = banner(local);
     if !banner.is_empty() {
@@ -98,7 +104,14 @@ pub async fn serve(
     }
     std::io::stdout().flush()?;
 
-    accept_loop(listener, acceptor, api::app(state)).await;
+    accept_loop(
+        listener,
+        acceptor,
+        api::app(state),
+        options.connections,
+        shutdown,
+    )
+    .await;
     keeper.tick().await;
     Ok(())
 }
@@ -117,22 +130,27 @@ fn reachable(local: SocketAddr) -> SocketAddr {
     }
 }
 
-async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, app: axum::Router) {
-    let shutdown = shutdown_signal();
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    app: axum::Router,
+    limits: ConnectionLimits,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     let (closing, closing_watch) = watch::channel(false);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let admission = Admission::new(limits);
     loop {
-        let slot = tokio::select! {
-            slot = Arc::clone(&slots).acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break,
+        let reserved = tokio::select! {
+            reserved = admission.reserve() => match reserved {
+                Some(reserved) => reserved,
+                None => break,
             },
             () = &mut shutdown => break,
         };
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(pair) => pair,
                 Err(error) => {
                     // Out of file descriptors and the like: back off, keep serving.
                     tracing::warn!(%error, "accept failed");
@@ -141,6 +159,10 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, app: axum::Ro
                 }
             },
             () = &mut shutdown => break,
+        };
+        let Some(slot) = admission.admit(reserved, peer.ip()) else {
+            tracing::debug!(%peer, "refused a connection: its address holds its share");
+            continue;
         };
         let serving = connection::serve(tcp, acceptor.clone(), app.clone(), closing_watch.clone());
         tokio::spawn(async move {
@@ -151,10 +173,7 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, app: axum::Ro
     tracing::info!("shutting down; draining open connections");
     drop(listener);
     let _ = closing.send(true);
-    // Every connection holds a slot until it ends: all slots back means all
-    // connections are done.
-    let all = u32::try_from(MAX_CONNECTIONS).unwrap_or(u32::MAX);
-    if tokio::time::timeout(DRAIN_TIMEOUT, slots.acquire_many(all))
+    if tokio::time::timeout(DRAIN_TIMEOUT, admission.all_closed())
         .await
         .is_err()
     {
@@ -162,24 +181,17 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, app: axum::Ro
     }
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot listen for SIGTERM");
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
+/// SIGINT or SIGTERM. The handlers are registered when this is called, so
+/// a signal that arrives right after the "listening" line still shuts the
+/// server down gracefully.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    Ok(async move {
         tokio::select! {
-            _ = interrupt => {}
+            _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
+    })
 }
