@@ -179,3 +179,37 @@ fn admin_routes_check_the_caller_before_the_body() {
     assert_error(&response, 400, "invalid_request");
     assert_eq!(dir.count("join_tokens"), 0);
 }
+
+#[test]
+fn an_address_over_its_rate_limit_gets_429_with_retry_after() {
+    let dir = DataDir::init();
+    let server = dir.start_with(&["--rate-limit", "0.1", "--rate-burst", "3"]);
+    let client = server.anonymous();
+    let send = || {
+        block_on(client.request(
+            Method::POST,
+            "/v1/svid",
+            Some("application/json"),
+            b"{}".to_vec(),
+        ))
+        .unwrap()
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            send().status,
+            400,
+            "within the burst, the request itself is judged"
+        );
+    }
+    let limited = send();
+    assert_error(&limited, 429, "rate_limited");
+    let retry_after: u64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=10).contains(&retry_after), "{retry_after}");
+    // Reading the bundle and CRLs is never limited.
+    assert_eq!(block_on(client.get("/v1/bundle")).unwrap().status, 200);
+    assert_eq!(block_on(client.get("/v1/crls")).unwrap().status, 200);
+}

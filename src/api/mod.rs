@@ -9,6 +9,7 @@ mod crl;
 mod error;
 mod health;
 mod json_body;
+mod rate_limit;
 mod renew;
 mod revocations;
 mod svid;
@@ -25,6 +26,7 @@ pub use client_auth::{
 pub use crl::CRL_NUMBER_HEADER;
 pub use error::ApiError;
 pub use json_body::{BODY_TIMEOUT, JsonBody, MAX_BODY_BYTES};
+pub use rate_limit::{RateLimit, RateLimiter};
 
 use crate::audit::{AuditEvent, RefusalCounter};
 use crate::crl_board::CrlBoard;
@@ -56,6 +58,8 @@ pub struct StateInner {
     pub crls: Arc<CrlBoard>,
     /// Anonymous refusals, counted until they are written to the audit log.
     pub refusals: Arc<RefusalCounter>,
+    /// Per-address limits on the routes that cost work.
+    pub rate_limiter: RateLimiter,
     /// The names the CA's own server certificate carries; no token may
     /// bind them to a workload, which could then pass for the CA.
     pub ca_hosts: Vec<Host>,
@@ -98,6 +102,7 @@ impl AppState {
                 keys,
                 crls,
                 refusals,
+                rate_limiter: RateLimiter::new(RateLimit::default()),
                 ca_hosts: Vec::new(),
                 spiffe_bundle,
             }),
@@ -106,6 +111,17 @@ impl AppState {
 }
 
 impl AppState {
+    /// Sets the per-address rate limit.
+    ///
+    /// Call it before the state is shared; a shared state keeps its limit.
+    #[must_use]
+    pub fn with_rate_limit(mut self, limit: RateLimit) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.rate_limiter = RateLimiter::new(limit);
+        }
+        self
+    }
+
     /// Sets the names the CA's own server certificate carries.
     ///
     /// Call it before the state is shared; a shared state keeps its names.
@@ -131,12 +147,8 @@ impl StateInner {
 
 /// The API's router.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/bundle", get(bundle::pem))
-        .route("/v1/bundle.spiffe", get(bundle::spiffe))
-        .route("/v1/crl", get(crl::active))
-        .route("/v1/crl/{issuer_key_id}", get(crl::by_issuer))
-        .route("/v1/crls", get(crl::all))
+    // The routes that cost the CA work are rate-limited per address.
+    let limited = Router::new()
         .route("/v1/svid", post(svid::issue))
         .route("/v1/renew", post(renew::renew))
         .route("/admin/v1/join-tokens", post(admin::create_join_token))
@@ -144,8 +156,19 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/v1/bans/{spiffe_id}", delete(revocations::lift_ban))
         .route("/admin/v1/certificates", get(revocations::list))
         .route("/admin/v1/audit", get(audit::page))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit,
+        ));
+    Router::new()
+        .route("/v1/bundle", get(bundle::pem))
+        .route("/v1/bundle.spiffe", get(bundle::spiffe))
+        .route("/v1/crl", get(crl::active))
+        .route("/v1/crl/{issuer_key_id}", get(crl::by_issuer))
+        .route("/v1/crls", get(crl::all))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
+        .merge(limited)
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(axum::middleware::from_fn(json_body::buffer_body))

@@ -7,6 +7,7 @@ use anyhow::bail;
 use clap::Args;
 
 use super::local::{DEFAULT_ADMIN_TTL, write_admin_credential};
+use crate::api::RateLimit;
 use crate::ca::CaFiles;
 use crate::csr::KeyPolicy;
 use crate::datadir::DataDir;
@@ -47,6 +48,14 @@ pub(super) struct ServeArgs {
     /// Connections from one IP address at once
     #[arg(long, default_value_t = ConnectionLimits::default().per_ip)]
     max_connections_per_ip: usize,
+    /// Requests per second one address may make to the routes that cost
+    /// work (issuance, renewal, admin)
+    #[arg(long, default_value_t = RateLimit::default().per_second)]
+    rate_limit: f64,
+    /// Requests one idle address may make at once (a fleet restarting
+    /// behind one NAT)
+    #[arg(long, default_value_t = RateLimit::default().burst)]
+    rate_burst: f64,
     /// Accept RSA agent keys (2048 to 4096 bits)
     #[arg(long)]
     allow_rsa: bool,
@@ -70,7 +79,16 @@ pub(super) async fn run(data_dir: Option<PathBuf>, args: ServeArgs) -> anyhow::R
     if args.max_connections == 0 || args.max_connections_per_ip == 0 {
         bail!("--max-connections and --max-connections-per-ip must be at least 1");
     }
+    if !(args.rate_limit > 0.0 && args.rate_limit.is_finite())
+        || !(args.rate_burst >= 1.0 && args.rate_burst.is_finite())
+    {
+        bail!("--rate-limit must be above 0 and --rate-burst at least 1");
+    }
     let options = ServeOptions {
+        rate_limit: RateLimit {
+            per_second: args.rate_limit,
+            burst: args.rate_burst,
+        },
         crl_validity,
         connections: ConnectionLimits {
             total: args.max_connections,

@@ -19,7 +19,7 @@ use tokio_rustls::TlsAcceptor;
 
 pub use admission::ConnectionLimits;
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, RateLimit};
 use crate::audit::{AuditKey, RefusalCounter};
 use crate::ca::{CaFiles, CertificateAuthority};
 use crate::crl_board::CrlBoard;
@@ -49,6 +49,8 @@ pub struct ServeOptions {
     pub crl_validity: Duration,
     /// How many connections the server takes.
     pub connections: ConnectionLimits,
+    /// Per-address rate limit on the routes that cost work.
+    pub rate_limit: RateLimit,
 }
 
 /// Serves the CA until SIGINT or SIGTERM, then drains open connections.
@@ -87,7 +89,8 @@ pub async fn serve(
     Arc::clone(&keeper).spawn();
     let names = identity::ServerNames::for_listener(local, &public_url)?;
     let state = AppState::new(issuance.clone(), options.ttl, options.keys, crls, refusals)?
-        .with_ca_hosts(names.hosts());
+        .with_ca_hosts(names.hosts())
+        .with_rate_limit(options.rate_limit);
 
     let server_identity = identity::start(issuance, names).await?;
     let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(server_identity)?));

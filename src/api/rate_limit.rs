@@ -1,0 +1,125 @@
+//! Per-source-address rate limits on the routes that cost the CA work
+//! (issuance, renewal, admin calls): a token bucket per IP address, with a
+//! burst large enough for a fleet behind one NAT to restart at once.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, AppState, PeerAddr};
+
+/// How fast one address may call, and how far it may run ahead.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    pub per_second: f64,
+    /// Requests an idle address may make at once.
+    pub burst: f64,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self {
+            per_second: 200.0,
+            burst: 2000.0,
+        }
+    }
+}
+
+/// Above this many tracked addresses, full buckets are forgotten.
+const PRUNE_ABOVE: usize = 10_000;
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// The buckets of every address seen lately.
+#[derive(Debug)]
+pub struct RateLimiter {
+    limit: RateLimit,
+    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+}
+
+impl RateLimiter {
+    /// A limiter with this limit.
+    pub fn new(limit: RateLimit) -> Self {
+        Self {
+            limit,
+            buckets: Mutex::default(),
+        }
+    }
+
+    /// Takes one token for `ip`, or says how long until one is free.
+    fn take(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return Ok(());
+        };
+        if buckets.len() > PRUNE_ABOVE {
+            let limit = self.limit;
+            buckets.retain(|_, bucket| refill(*bucket, limit, now).tokens < limit.burst);
+        }
+        let bucket = buckets.entry(ip).or_insert(Bucket {
+            tokens: self.limit.burst,
+            at: now,
+        });
+        *bucket = refill(*bucket, self.limit, now);
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            return Ok(());
+        }
+        let wait = (1.0 - bucket.tokens) / self.limit.per_second;
+        Err(Duration::from_secs_f64(wait.max(0.001)))
+    }
+}
+
+fn refill(bucket: Bucket, limit: RateLimit, now: Instant) -> Bucket {
+    let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+    Bucket {
+        tokens: (bucket.tokens + elapsed * limit.per_second).min(limit.burst),
+        at: now,
+    }
+}
+
+/// Middleware: 429 `rate_limited` with Retry-After for an address over its
+/// limit.
+pub(super) async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(PeerAddr(peer)) = request.extensions().get::<PeerAddr>().copied()
+        && let Err(wait) = state.rate_limiter.take(peer.ip(), Instant::now())
+    {
+        state.refusals.count("rate limited", Some(peer.ip()));
+        return ApiError::rate_limited(wait).into_response();
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_gets_its_burst_then_its_rate_and_others_are_unaffected() {
+        let limiter = RateLimiter::new(RateLimit {
+            per_second: 10.0,
+            burst: 5.0,
+        });
+        let start = Instant::now();
+        let busy: IpAddr = [192, 0, 2, 1].into();
+        for _ in 0..5 {
+            assert!(limiter.take(busy, start).is_ok());
+        }
+        let wait = limiter.take(busy, start).unwrap_err();
+        assert!(wait <= Duration::from_millis(100), "{wait:?}");
+        assert!(limiter.take([192, 0, 2, 2].into(), start).is_ok());
+        // 100 ms later, one more token.
+        let later = start + Duration::from_millis(100);
+        assert!(limiter.take(busy, later).is_ok());
+        assert!(limiter.take(busy, later).is_err());
+    }
+}
