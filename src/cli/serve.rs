@@ -79,9 +79,11 @@ pub(super) async fn run(data_dir: Option<PathBuf>, args: ServeArgs) -> anyhow::R
     if args.max_connections == 0 || args.max_connections_per_ip == 0 {
         bail!("--max-connections and --max-connections-per-ip must be at least 1");
     }
-    if !(args.rate_limit > 0.0 && args.rate_limit.is_finite())
-        || !(args.rate_burst >= 1.0 && args.rate_burst.is_finite())
-    {
+    let rate_ok = args.rate_limit > 0.0
+        && args.rate_limit.is_finite()
+        && args.rate_burst >= 1.0
+        && args.rate_burst.is_finite();
+    if !rate_ok {
         bail!("--rate-limit must be above 0 and --rate-burst at least 1");
     }
     let options = ServeOptions {
