@@ -16,6 +16,14 @@ use crate::store::{
     AttestationKind, CertificateRecord, Redemption, RenewalOutcome, Store, StoreError,
 };
 
+/// Builds the audit records of an issuance from the certificate signed.
+pub(crate) type IssueAudit<'a> = dyn Fn(&IssuedCertificate) -> Vec<AuditEvent> + Sync + 'a;
+
+/// Builds the audit records of a renewal from the certificate signed and
+/// what the store made of it.
+pub(crate) type RenewAudit =
+    Arc<dyn Fn(&IssuedCertificate, &RenewalOutcome) -> Vec<AuditEvent> + Send + Sync>;
+
 /// How often a repeated serial is redrawn before giving up.
 const MAX_SERIAL_RETRIES: u32 = 2;
 /// The longest SVID lifetime any configuration may allow.
@@ -171,11 +179,12 @@ impl Issuance {
         request: &LeafRequest<'_>,
         attestation: AttestationKind,
         parent_serial: Option<Serial>,
+        audit: &IssueAudit<'_>,
     ) -> Result<IssuedCertificate, IssuanceError> {
         let mut attempt = 0;
         loop {
             let (issued, record) = self.sign(request, attestation, parent_serial)?;
-            match self.store.record_certificate(record).await {
+            match self.store.record_certificate(record, audit(&issued)).await {
                 Ok(()) => return Ok(issued),
                 // A repeated serial (2^-120 per pair): draw a new one.
                 Err(StoreError::Conflict(_)) if attempt < MAX_SERIAL_RETRIES => attempt += 1,
@@ -199,6 +208,7 @@ impl Issuance {
         request: &LeafRequest<'_>,
         token_id: &str,
         token_hash: TokenHash,
+        audit: &IssueAudit<'_>,
     ) -> Result<Result<IssuedCertificate, Redemption>, IssuanceError> {
         let mut attempt = 0;
         loop {
@@ -210,6 +220,7 @@ impl Issuance {
                     token_hash,
                     OffsetDateTime::now_utc(),
                     record,
+                    audit(&issued),
                 )
                 .await;
             match redemption {
@@ -231,14 +242,22 @@ impl Issuance {
         &self,
         request: &LeafRequest<'_>,
         presented: Serial,
+        audit: RenewAudit,
     ) -> Result<(IssuedCertificate, RenewalOutcome), IssuanceError> {
         let mut attempt = 0;
         loop {
             let (issued, record) = self.sign(request, AttestationKind::Renewal, Some(presented))?;
             let signer: Arc<dyn CrlSigner> = self.ca.clone();
+            let for_audit = issued.clone();
+            let audit = Arc::clone(&audit);
             match self
                 .store
-                .renew(record, OffsetDateTime::now_utc(), signer)
+                .renew(
+                    record,
+                    OffsetDateTime::now_utc(),
+                    signer,
+                    Box::new(move |outcome| audit(&for_audit, outcome)),
+                )
                 .await
             {
                 Ok(outcome) => return Ok((issued, outcome)),
@@ -274,18 +293,21 @@ impl Issuance {
             ip_addresses,
             ttl,
         };
-        let issued = self.issue(&request, AttestationKind::Local, None).await?;
-        let event = AuditEvent::now(
-            LOCAL_ACTOR,
-            action,
-            spiffe_id.to_string(),
-            serde_json::json!({
-                "serial": issued.serial.to_string(),
-                "not_after": crate::rfc3339::format(issued.not_after),
-                "attestation": "local",
-            }),
-        );
-        self.store.append_audit(vec![event]).await?;
+        let audit = |issued: &IssuedCertificate| {
+            vec![AuditEvent::now(
+                LOCAL_ACTOR,
+                action,
+                spiffe_id.to_string(),
+                serde_json::json!({
+                    "serial": issued.serial.to_string(),
+                    "not_after": crate::rfc3339::format(issued.not_after),
+                    "attestation": "local",
+                }),
+            )]
+        };
+        let issued = self
+            .issue(&request, AttestationKind::Local, None, &audit)
+            .await?;
         Ok((issued, key))
     }
 }

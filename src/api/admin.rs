@@ -75,22 +75,37 @@ pub(super) async fn create_join_token(
     let minted = join_token::mint().map_err(|_| ApiError::internal("random source failed"))?;
     let now = crate::ca::whole_seconds(OffsetDateTime::now_utc());
     let expires_at = now + ttl;
+    let audit = vec![AuditEvent::now(
+        admin.spiffe_id().to_string(),
+        "token.create",
+        spiffe_id.to_string(),
+        json!({
+            "token_id": minted.id,
+            "uses": uses,
+            "expires_at": rfc3339::format(expires_at),
+            "dns_names": dns_names,
+            "ip_addresses": request.ip_addresses,
+        }),
+    )];
     state
         .issuance
         .store()
-        .create_join_token(NewJoinToken {
-            id: minted.id.clone(),
-            hash: minted.hash,
-            grant: TokenGrant {
-                spiffe_id: spiffe_id.clone(),
-                dns_names,
-                ip_addresses: request.ip_addresses,
+        .create_join_token(
+            NewJoinToken {
+                id: minted.id.clone(),
+                hash: minted.hash,
+                grant: TokenGrant {
+                    spiffe_id: spiffe_id.clone(),
+                    dns_names,
+                    ip_addresses: request.ip_addresses,
+                },
+                uses,
+                expires_at,
+                created_at: now,
+                created_by: admin.spiffe_id().clone(),
             },
-            uses,
-            expires_at,
-            created_at: now,
-            created_by: admin.spiffe_id().clone(),
-        })
+            audit,
+        )
         .await?;
     tracing::info!(
         admin = %admin.spiffe_id(),
@@ -100,18 +115,6 @@ pub(super) async fn create_join_token(
         expires_at = %rfc3339::format(expires_at),
         "token.create"
     );
-    state
-        .audit(vec![AuditEvent::now(
-            admin.spiffe_id().to_string(),
-            "token.create",
-            spiffe_id.to_string(),
-            json!({
-                "token_id": minted.id,
-                "uses": uses,
-                "expires_at": rfc3339::format(expires_at),
-            }),
-        )])
-        .await;
     Ok((
         StatusCode::CREATED,
         Json(JoinTokenResponse {

@@ -28,7 +28,7 @@ pub use error::ApiError;
 pub use json_body::{BODY_TIMEOUT, JsonBody, MAX_BODY_BYTES};
 pub use rate_limit::{RateLimit, RateLimiter};
 
-use crate::audit::{AuditEvent, RefusalCounter};
+use crate::audit::RefusalCounter;
 use crate::crl_board::CrlBoard;
 use crate::csr::KeyPolicy;
 use crate::hostname::Host;
@@ -131,17 +131,6 @@ impl AppState {
             inner.ca_hosts = hosts;
         }
         self
-    }
-}
-
-impl StateInner {
-    /// Appends events to the audit log. The change they describe is
-    /// already committed, so a failure here is logged loudly rather than
-    /// answered: the caller's request did happen.
-    pub async fn audit(&self, events: Vec<AuditEvent>) {
-        if let Err(error) = self.issuance.store().append_audit(events).await {
-            tracing::error!(%error, "writing the audit log failed");
-        }
     }
 }
 

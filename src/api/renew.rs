@@ -2,6 +2,8 @@
 //! CSR, and gets a fresh SVID of the same identity, if its certificate
 //! still heads its renewal line.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use serde_json::json;
@@ -12,6 +14,7 @@ use super::{ApiError, AppState, Caller, JsonBody};
 use crate::audit::AuditEvent;
 use crate::ca::LeafRequest;
 use crate::csr::verify_csr_pem;
+use crate::issuance::RenewAudit;
 use crate::store::RenewalOutcome;
 
 pub(super) async fn renew(
@@ -41,44 +44,44 @@ pub(super) async fn renew(
         ip_addresses: &ip_addresses,
         ttl,
     };
-    let (issued, outcome) = state.issuance.renew(&leaf, presented).await?;
+    let server_id = state.namespace.server().clone();
+    let audited_id = spiffe_id.clone();
+    let audit: RenewAudit = Arc::new(move |issued, outcome| match outcome {
+        RenewalOutcome::Renewed { superseded, .. } => vec![AuditEvent::now(
+            audited_id.to_string(),
+            "svid.renew",
+            issued.serial.to_string(),
+            json!({
+                "spiffe_id": audited_id,
+                "parent_serial": presented.to_string(),
+                "superseded": superseded.map(|s| s.to_string()),
+                "not_after": crate::rfc3339::format(issued.not_after),
+            }),
+        )],
+        RenewalOutcome::Fork { revoked, .. } => vec![AuditEvent::now(
+            server_id.to_string(),
+            "identity.ban",
+            audited_id.to_string(),
+            json!({
+                "reason": "lineage_fork",
+                "why": "a certificate its line had moved on from was renewed: \
+                        two parties hold the identity",
+                "presented_serial": presented.to_string(),
+                "revoked": revoked.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            }),
+        )],
+        _ => Vec::new(),
+    });
+    let (issued, outcome) = state.issuance.renew(&leaf, presented, audit).await?;
     match outcome {
         RenewalOutcome::Renewed { superseded, crls } => {
             state.crls.post(crls);
-            let superseded = superseded.map(|s| s.to_string());
             tracing::info!(%spiffe_id, serial = %issued.serial, parent = %presented, ?superseded, "svid.renew");
-            state
-                .audit(vec![AuditEvent::now(
-                    spiffe_id.to_string(),
-                    "svid.renew",
-                    issued.serial.to_string(),
-                    json!({
-                        "spiffe_id": spiffe_id,
-                        "parent_serial": presented.to_string(),
-                        "superseded": superseded,
-                        "not_after": crate::rfc3339::format(issued.not_after),
-                    }),
-                )])
-                .await;
             Ok(Json(svid_response(&state, &issued)?))
         }
         RenewalOutcome::Fork { revoked, crls } => {
             state.crls.post(crls);
-            let revoked: Vec<String> = revoked.iter().map(ToString::to_string).collect();
             tracing::warn!(%spiffe_id, %presented, ?revoked, "identity.ban: lineage fork, two parties renew one identity");
-            state
-                .audit(vec![AuditEvent::now(
-                    state.namespace.server().to_string(),
-                    "identity.ban",
-                    spiffe_id.to_string(),
-                    json!({
-                        "reason": "lineage_fork",
-                        "why": "a certificate its line had moved on from was renewed: two parties hold the identity",
-                        "presented_serial": presented.to_string(),
-                        "revoked": revoked,
-                    }),
-                )])
-                .await;
             Err(ApiError::lineage_fork(&spiffe_id))
         }
         RenewalOutcome::Revoked => Err(ApiError::revoked(format!(

@@ -18,7 +18,7 @@ use crate::ca::Serial;
 use crate::revocation::{CrlSigner, ReasonCode};
 use crate::rfc3339;
 use crate::store::{
-    CertificateQuery, RevocationOutcome, RevocationRequest, RevocationTarget, StatusFilter,
+    AuditFn, CertificateQuery, RevocationOutcome, RevocationRequest, RevocationTarget, StatusFilter,
 };
 
 /// The most certificates one page lists.
@@ -50,6 +50,25 @@ pub(super) async fn revoke(
         None => ReasonCode::Unspecified,
     };
     let signer: Arc<dyn CrlSigner> = state.issuance.ca().clone();
+    let (action, subject) = match &target {
+        RevocationTarget::Serial(serial) => ("certificate.revoke", serial.to_string()),
+        RevocationTarget::Identity(id) => ("identity.ban", id.to_string()),
+    };
+    let actor = admin.spiffe_id().to_string();
+    let audited_subject = subject.clone();
+    let audit: AuditFn<RevocationOutcome> = Box::new(move |outcome| match outcome {
+        RevocationOutcome::Revoked { serials, crls } => vec![AuditEvent::now(
+            actor,
+            action,
+            audited_subject,
+            json!({
+                "reason": reason.to_string(),
+                "revoked": serials.iter().map(Serial::to_string).collect::<Vec<_>>(),
+                "crl_numbers": crls.iter().map(|crl| crl.number).collect::<Vec<_>>(),
+            }),
+        )],
+        RevocationOutcome::UnknownSerial => Vec::new(),
+    });
     let outcome = state
         .issuance
         .store()
@@ -61,6 +80,7 @@ pub(super) async fn revoke(
                 now: OffsetDateTime::now_utc(),
             },
             signer,
+            audit,
         )
         .await?;
     let RevocationOutcome::Revoked { serials, crls } = outcome else {
@@ -68,22 +88,9 @@ pub(super) async fn revoke(
             "no certificate has that serial",
         ));
     };
-    let numbers: Vec<u64> = crls.iter().map(|crl| crl.number).collect();
     state.crls.post(crls);
     let revoked: Vec<String> = serials.iter().map(Serial::to_string).collect();
-    let (action, subject) = match &target {
-        RevocationTarget::Serial(serial) => ("certificate.revoke", serial.to_string()),
-        RevocationTarget::Identity(id) => ("identity.ban", id.to_string()),
-    };
     tracing::info!(admin = %admin.spiffe_id(), %subject, %reason, revoked = ?revoked, action);
-    state
-        .audit(vec![AuditEvent::now(
-            admin.spiffe_id().to_string(),
-            action,
-            subject,
-            json!({"reason": reason.to_string(), "revoked": revoked, "crl_numbers": numbers}),
-        )])
-        .await;
     Ok(Json(RevokeResponse { revoked }))
 }
 
@@ -116,18 +123,16 @@ pub(super) async fn lift_ban(
     let id: SpiffeId = id
         .parse()
         .map_err(|e| ApiError::invalid_spiffe_id(format!("{e}")))?;
-    if !state.issuance.store().lift_ban(id.clone()).await? {
+    let audit = vec![AuditEvent::now(
+        admin.spiffe_id().to_string(),
+        "identity.unban",
+        id.to_string(),
+        json!({}),
+    )];
+    if !state.issuance.store().lift_ban(id.clone(), audit).await? {
         return Err(ApiError::not_found_message(format!("{id} is not banned")));
     }
     tracing::info!(admin = %admin.spiffe_id(), spiffe_id = %id, "identity.unban");
-    state
-        .audit(vec![AuditEvent::now(
-            admin.spiffe_id().to_string(),
-            "identity.unban",
-            id.to_string(),
-            json!({}),
-        )])
-        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

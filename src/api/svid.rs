@@ -96,19 +96,8 @@ pub(super) async fn issue(
         ip_addresses: &grant.ip_addresses,
         ttl,
     };
-    let issued = state
-        .issuance
-        .issue_for_join_token(&leaf, &token_id, token_hash)
-        .await?
-        .map_err(refused)?;
-    tracing::info!(
-        spiffe_id = %issued.spiffe_id,
-        serial = %issued.serial,
-        not_after = %rfc3339::format(issued.not_after),
-        "svid.issue"
-    );
-    state
-        .audit(vec![AuditEvent::now(
+    let audit = |issued: &IssuedCertificate| {
+        vec![AuditEvent::now(
             issued.spiffe_id.to_string(),
             "svid.issue",
             issued.serial.to_string(),
@@ -119,8 +108,19 @@ pub(super) async fn issue(
                 "not_after": rfc3339::format(issued.not_after),
                 "source": source.map(|ip| ip.to_string()),
             }),
-        )])
-        .await;
+        )]
+    };
+    let issued = state
+        .issuance
+        .issue_for_join_token(&leaf, &token_id, token_hash, &audit)
+        .await?
+        .map_err(refused)?;
+    tracing::info!(
+        spiffe_id = %issued.spiffe_id,
+        serial = %issued.serial,
+        not_after = %rfc3339::format(issued.not_after),
+        "svid.issue"
+    );
     Ok(Json(svid_response(&state, &issued)?))
 }
 

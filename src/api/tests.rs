@@ -22,7 +22,7 @@ use crate::issuance::{Issuance, TtlPolicy};
 use crate::join_token::{self, TokenHash};
 use crate::revocation::{CrlSigner, SignedCrl};
 use crate::store::{
-    CertificateQuery, CertificateRecord, NewJoinToken, Redemption, RenewalOutcome,
+    AuditFn, CertificateQuery, CertificateRecord, NewJoinToken, Redemption, RenewalOutcome,
     RevocationOutcome, RevocationRequest, SqliteStore, Store, StoreError, StoreFuture,
     StoredCertificate, TokenGrant,
 };
@@ -44,9 +44,13 @@ impl FlakyStore {
 }
 
 impl Store for FlakyStore {
-    fn record_certificate(&self, record: CertificateRecord) -> StoreFuture<'_, ()> {
+    fn record_certificate(
+        &self,
+        record: CertificateRecord,
+        audit: Vec<AuditEvent>,
+    ) -> StoreFuture<'_, ()> {
         self.refuse()
-            .unwrap_or_else(|| self.inner.record_certificate(record))
+            .unwrap_or_else(|| self.inner.record_certificate(record, audit))
     }
 
     fn find_certificate(&self, serial: Serial) -> StoreFuture<'_, Option<StoredCertificate>> {
@@ -64,9 +68,10 @@ impl Store for FlakyStore {
         &self,
         request: RevocationRequest,
         signer: Arc<dyn CrlSigner>,
+        audit: AuditFn<RevocationOutcome>,
     ) -> StoreFuture<'_, RevocationOutcome> {
         self.refuse()
-            .unwrap_or_else(|| self.inner.revoke(request, signer))
+            .unwrap_or_else(|| self.inner.revoke(request, signer, audit))
     }
 
     fn renew(
@@ -74,9 +79,10 @@ impl Store for FlakyStore {
         certificate: CertificateRecord,
         now: OffsetDateTime,
         signer: Arc<dyn CrlSigner>,
+        audit: AuditFn<RenewalOutcome>,
     ) -> StoreFuture<'_, RenewalOutcome> {
         self.refuse()
-            .unwrap_or_else(|| self.inner.renew(certificate, now, signer))
+            .unwrap_or_else(|| self.inner.renew(certificate, now, signer, audit))
     }
 
     fn append_audit(&self, events: Vec<AuditEvent>) -> StoreFuture<'_, Vec<AuditRecord>> {
@@ -95,8 +101,8 @@ impl Store for FlakyStore {
         self.inner.latest_checkpoint()
     }
 
-    fn lift_ban(&self, spiffe_id: SpiffeId) -> StoreFuture<'_, bool> {
-        self.inner.lift_ban(spiffe_id)
+    fn lift_ban(&self, spiffe_id: SpiffeId, audit: Vec<AuditEvent>) -> StoreFuture<'_, bool> {
+        self.inner.lift_ban(spiffe_id, audit)
     }
 
     fn is_banned(&self, spiffe_id: SpiffeId) -> StoreFuture<'_, bool> {
@@ -116,8 +122,12 @@ impl Store for FlakyStore {
         self.inner.current_crls()
     }
 
-    fn create_join_token(&self, token: NewJoinToken) -> StoreFuture<'_, ()> {
-        self.inner.create_join_token(token)
+    fn create_join_token(
+        &self,
+        token: NewJoinToken,
+        audit: Vec<AuditEvent>,
+    ) -> StoreFuture<'_, ()> {
+        self.inner.create_join_token(token, audit)
     }
 
     fn peek_join_token(
@@ -135,10 +145,11 @@ impl Store for FlakyStore {
         presented: TokenHash,
         now: OffsetDateTime,
         certificate: CertificateRecord,
+        audit: Vec<AuditEvent>,
     ) -> StoreFuture<'_, Redemption> {
         self.refuse().unwrap_or_else(|| {
             self.inner
-                .redeem_join_token(id, presented, now, certificate)
+                .redeem_join_token(id, presented, now, certificate, audit)
         })
     }
 
@@ -190,19 +201,22 @@ async fn no_certificate_leaves_the_ca_when_the_store_cannot_commit_it_and_the_to
     .unwrap();
     let minted = join_token::mint().unwrap();
     store
-        .create_join_token(NewJoinToken {
-            id: minted.id.clone(),
-            hash: minted.hash,
-            grant: TokenGrant {
-                spiffe_id: "spiffe://example.org/agent".parse().unwrap(),
-                dns_names: vec![],
-                ip_addresses: vec![],
+        .create_join_token(
+            NewJoinToken {
+                id: minted.id.clone(),
+                hash: minted.hash,
+                grant: TokenGrant {
+                    spiffe_id: "spiffe://example.org/agent".parse().unwrap(),
+                    dns_names: vec![],
+                    ip_addresses: vec![],
+                },
+                uses: 1,
+                expires_at: OffsetDateTime::now_utc() + Duration::from_secs(600),
+                created_at: OffsetDateTime::now_utc(),
+                created_by: "spiffe://example.org/sigil/admin/a".parse().unwrap(),
             },
-            uses: 1,
-            expires_at: OffsetDateTime::now_utc() + Duration::from_secs(600),
-            created_at: OffsetDateTime::now_utc(),
-            created_by: "spiffe://example.org/sigil/admin/a".parse().unwrap(),
-        })
+            vec![],
+        )
         .await
         .unwrap();
     let request = || {

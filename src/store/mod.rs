@@ -23,6 +23,11 @@ use crate::ca::Serial;
 use crate::join_token::TokenHash;
 use crate::revocation::{CrlSigner, ReasonCode, SignedCrl};
 
+/// Builds an operation's audit records from its outcome. The store calls
+/// it inside the operation's transaction and appends what it returns, so a
+/// change and its audit records commit together or not at all.
+pub type AuditFn<T> = Box<dyn FnOnce(&T) -> Vec<AuditEvent> + Send>;
+
 /// What every store operation returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
@@ -262,9 +267,14 @@ pub struct CertificateQuery {
 
 /// The store interface. Every method is one atomic operation.
 pub trait Store: Send + Sync + 'static {
-    /// Records an issued certificate. Called before the certificate leaves
-    /// the CA; a repeated serial is a [`StoreError::Conflict`].
-    fn record_certificate(&self, record: CertificateRecord) -> StoreFuture<'_, ()>;
+    /// Records an issued certificate, and its audit records. Called before
+    /// the certificate leaves the CA; a repeated serial is a
+    /// [`StoreError::Conflict`].
+    fn record_certificate(
+        &self,
+        record: CertificateRecord,
+        audit: Vec<AuditEvent>,
+    ) -> StoreFuture<'_, ()>;
 
     /// Finds a certificate, and its state, by serial.
     fn find_certificate(&self, serial: Serial) -> StoreFuture<'_, Option<StoredCertificate>>;
@@ -281,6 +291,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         request: RevocationRequest,
         signer: Arc<dyn CrlSigner>,
+        audit: AuditFn<RevocationOutcome>,
     ) -> StoreFuture<'_, RevocationOutcome>;
 
     /// Renews the presented certificate: records `certificate` (whose
@@ -295,6 +306,7 @@ pub trait Store: Send + Sync + 'static {
         certificate: CertificateRecord,
         now: OffsetDateTime,
         signer: Arc<dyn CrlSigner>,
+        audit: AuditFn<RenewalOutcome>,
     ) -> StoreFuture<'_, RenewalOutcome>;
 
     /// Appends events to the audit log, chaining each to the one before, in
@@ -310,8 +322,9 @@ pub trait Store: Send + Sync + 'static {
     /// The newest checkpoint, if any.
     fn latest_checkpoint(&self) -> StoreFuture<'_, Option<Checkpoint>>;
 
-    /// Lifts a ban; false if the identity was not banned.
-    fn lift_ban(&self, spiffe_id: SpiffeId) -> StoreFuture<'_, bool>;
+    /// Lifts a ban (recording `audit` with it); false if the identity was
+    /// not banned.
+    fn lift_ban(&self, spiffe_id: SpiffeId, audit: Vec<AuditEvent>) -> StoreFuture<'_, bool>;
 
     /// Whether an identity is banned.
     fn is_banned(&self, spiffe_id: SpiffeId) -> StoreFuture<'_, bool>;
@@ -329,7 +342,8 @@ pub trait Store: Send + Sync + 'static {
     fn current_crls(&self) -> StoreFuture<'_, Vec<SignedCrl>>;
 
     /// Stores a new join token.
-    fn create_join_token(&self, token: NewJoinToken) -> StoreFuture<'_, ()>;
+    fn create_join_token(&self, token: NewJoinToken, audit: Vec<AuditEvent>)
+    -> StoreFuture<'_, ()>;
 
     /// What a join token would grant now, without taking a use: the
     /// presented hash must match (compared in constant time), the token must
@@ -343,7 +357,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'_, Redemption>;
 
     /// Takes one use of a join token and records the certificate issued for
-    /// it, in one transaction: either both happen or neither. Concurrent
+    /// it and `audit`, in one transaction: all of it happens or none. Concurrent
     /// redemptions of the last use have exactly one winner; the losers'
     /// certificates are not recorded (and must not be handed out). A
     /// certificate for another identity than the token grants is a
@@ -354,6 +368,7 @@ pub trait Store: Send + Sync + 'static {
         presented: TokenHash,
         now: OffsetDateTime,
         certificate: CertificateRecord,
+        audit: Vec<AuditEvent>,
     ) -> StoreFuture<'_, Redemption>;
 
     /// Succeeds when the store can be read and written.

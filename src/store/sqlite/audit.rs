@@ -14,6 +14,19 @@ pub(super) fn append(
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(unavailable)?;
+    let written = append_in(&tx, events)?;
+    tx.commit().map_err(unavailable)?;
+    Ok(written)
+}
+
+/// Appends events inside the caller's (write) transaction.
+pub(super) fn append_in(
+    tx: &Connection,
+    events: Vec<AuditEvent>,
+) -> Result<Vec<AuditRecord>, StoreError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
     let head: Option<(i64, String)> = tx
         .query_row(
             "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
@@ -69,7 +82,6 @@ pub(super) fn append(
             prev_hash: std::mem::replace(&mut prev_hash, hash),
         });
     }
-    tx.commit().map_err(unavailable)?;
     Ok(written)
 }
 

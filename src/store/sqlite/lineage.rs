@@ -8,14 +8,15 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use sigil_core::SpiffeId;
 use time::OffsetDateTime;
 
+use super::audit;
 use super::certificates::insert_certificate;
 use super::columns::{parse_column, unavailable};
 use super::revocations::{publish_in, revoke_in};
 use crate::ca::Serial;
 use crate::revocation::{CrlSigner, ReasonCode};
 use crate::store::{
-    CertificateRecord, RenewalOutcome, RevocationOutcome, RevocationRequest, RevocationTarget,
-    StoreError,
+    AuditFn, CertificateRecord, RenewalOutcome, RevocationOutcome, RevocationRequest,
+    RevocationTarget, StoreError,
 };
 
 pub(super) fn renew(
@@ -23,15 +24,35 @@ pub(super) fn renew(
     certificate: CertificateRecord,
     now: OffsetDateTime,
     signer: Arc<dyn CrlSigner>,
+    audit: AuditFn<RenewalOutcome>,
+) -> Result<RenewalOutcome, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(unavailable)?;
+    let outcome = renew_in(&tx, certificate, now, signer.as_ref())?;
+    // A refusal changed nothing; a renewal or a fork commits with its
+    // audit records.
+    if matches!(
+        outcome,
+        RenewalOutcome::Renewed { .. } | RenewalOutcome::Fork { .. }
+    ) {
+        audit::append_in(&tx, audit(&outcome))?;
+        tx.commit().map_err(unavailable)?;
+    }
+    Ok(outcome)
+}
+
+fn renew_in(
+    tx: &Connection,
+    certificate: CertificateRecord,
+    now: OffsetDateTime,
+    signer: &dyn CrlSigner,
 ) -> Result<RenewalOutcome, StoreError> {
     let Some(presented) = certificate.parent_serial else {
         return Err(StoreError::Conflict(
             "a renewed certificate names the certificate it renews".to_owned(),
         ));
     };
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(unavailable)?;
     let row = tx
         .query_row(
             "SELECT c.spiffe_id, c.line_id,
@@ -79,7 +100,7 @@ pub(super) fn renew(
 
     let superseded = if head == presented {
         None
-    } else if is_first_retry(&tx, presented, head)? {
+    } else if is_first_retry(tx, presented, head)? {
         Some(head)
     } else {
         let fork = RevocationRequest {
@@ -88,13 +109,11 @@ pub(super) fn renew(
             by: lineage_actor(&certificate.spiffe_id)?,
             now,
         };
-        let RevocationOutcome::Revoked { serials, crls } = revoke_in(&tx, &fork, signer.as_ref())?
-        else {
+        let RevocationOutcome::Revoked { serials, crls } = revoke_in(tx, &fork, signer)? else {
             return Err(StoreError::Corrupt(
                 "revoking an identity found no serial".to_owned(),
             ));
         };
-        tx.commit().map_err(unavailable)?;
         return Ok(RenewalOutcome::Fork {
             revoked: serials,
             crls,
@@ -122,9 +141,9 @@ pub(super) fn renew(
             ],
         )
         .map_err(unavailable)?;
-        crls.push(publish_in(&tx, &issuer, now, signer.as_ref())?);
+        crls.push(publish_in(tx, &issuer, now, signer)?);
     }
-    insert_certificate(&tx, &certificate)?;
+    insert_certificate(tx, &certificate)?;
     let moved = tx
         .execute(
             "UPDATE lines SET head_serial = ?1 WHERE line_id = ?2 AND head_serial = ?3",
@@ -136,7 +155,6 @@ pub(super) fn renew(
             "the line of {presented} moved on"
         )));
     }
-    tx.commit().map_err(unavailable)?;
     Ok(RenewalOutcome::Renewed { superseded, crls })
 }
 

@@ -21,7 +21,7 @@ mod tokens;
 use columns::unavailable;
 
 use super::{
-    CertificateQuery, CertificateRecord, NewJoinToken, Redemption, RenewalOutcome,
+    AuditFn, CertificateQuery, CertificateRecord, NewJoinToken, Redemption, RenewalOutcome,
     RevocationOutcome, RevocationRequest, Store, StoreError, StoreFuture, StoredCertificate,
     schema,
 };
@@ -110,8 +110,19 @@ fn create_owner_only(path: &Path) -> Result<(), StoreError> {
 }
 
 impl Store for SqliteStore {
-    fn record_certificate(&self, record: CertificateRecord) -> StoreFuture<'_, ()> {
-        self.run(move |conn| certificates::insert_certificate(conn, &record))
+    fn record_certificate(
+        &self,
+        record: CertificateRecord,
+        events: Vec<AuditEvent>,
+    ) -> StoreFuture<'_, ()> {
+        self.run(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            certificates::insert_certificate(&tx, &record)?;
+            audit::append_in(&tx, events)?;
+            tx.commit().map_err(unavailable)
+        })
     }
 
     fn find_certificate(&self, serial: Serial) -> StoreFuture<'_, Option<StoredCertificate>> {
@@ -129,8 +140,9 @@ impl Store for SqliteStore {
         &self,
         request: RevocationRequest,
         signer: Arc<dyn CrlSigner>,
+        audit: AuditFn<RevocationOutcome>,
     ) -> StoreFuture<'_, RevocationOutcome> {
-        self.run(move |conn| revocations::revoke(conn, request, signer))
+        self.run(move |conn| revocations::revoke(conn, request, signer, audit))
     }
 
     fn renew(
@@ -138,8 +150,9 @@ impl Store for SqliteStore {
         certificate: CertificateRecord,
         now: OffsetDateTime,
         signer: Arc<dyn CrlSigner>,
+        audit: AuditFn<RenewalOutcome>,
     ) -> StoreFuture<'_, RenewalOutcome> {
-        self.run(move |conn| lineage::renew(conn, certificate, now, signer))
+        self.run(move |conn| lineage::renew(conn, certificate, now, signer, audit))
     }
 
     fn append_audit(&self, events: Vec<AuditEvent>) -> StoreFuture<'_, Vec<AuditRecord>> {
@@ -158,8 +171,8 @@ impl Store for SqliteStore {
         self.run(|conn| audit::latest_checkpoint(conn))
     }
 
-    fn lift_ban(&self, spiffe_id: SpiffeId) -> StoreFuture<'_, bool> {
-        self.run(move |conn| revocations::lift_ban(conn, &spiffe_id))
+    fn lift_ban(&self, spiffe_id: SpiffeId, events: Vec<AuditEvent>) -> StoreFuture<'_, bool> {
+        self.run(move |conn| revocations::lift_ban(conn, &spiffe_id, events))
     }
 
     fn is_banned(&self, spiffe_id: SpiffeId) -> StoreFuture<'_, bool> {
@@ -179,8 +192,12 @@ impl Store for SqliteStore {
         self.run(|conn| revocations::current(conn))
     }
 
-    fn create_join_token(&self, token: NewJoinToken) -> StoreFuture<'_, ()> {
-        self.run(move |conn| tokens::create(conn, token))
+    fn create_join_token(
+        &self,
+        token: NewJoinToken,
+        events: Vec<AuditEvent>,
+    ) -> StoreFuture<'_, ()> {
+        self.run(move |conn| tokens::create(conn, token, events))
     }
 
     fn peek_join_token(
@@ -198,8 +215,9 @@ impl Store for SqliteStore {
         presented: TokenHash,
         now: OffsetDateTime,
         certificate: CertificateRecord,
+        events: Vec<AuditEvent>,
     ) -> StoreFuture<'_, Redemption> {
-        self.run(move |conn| tokens::redeem(conn, id, presented, now, certificate))
+        self.run(move |conn| tokens::redeem(conn, id, presented, now, certificate, events))
     }
 
     fn check_ready(&self) -> StoreFuture<'_, ()> {

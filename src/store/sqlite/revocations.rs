@@ -9,10 +9,12 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use sigil_core::SpiffeId;
 use time::OffsetDateTime;
 
+use super::audit;
 use super::columns::{from_unix, parse_column, unavailable, unix};
+use crate::audit::AuditEvent;
 use crate::ca::Serial;
 use crate::revocation::{CrlSigner, RevokedEntry, SignedCrl};
-use crate::store::{RevocationOutcome, RevocationRequest, RevocationTarget, StoreError};
+use crate::store::{AuditFn, RevocationOutcome, RevocationRequest, RevocationTarget, StoreError};
 
 /// A revoked certificate stays on its CRL this long after it expires.
 const CRL_PRUNE_GRACE: Duration = Duration::from_secs(3600);
@@ -21,11 +23,16 @@ pub(super) fn revoke(
     conn: &mut Connection,
     request: RevocationRequest,
     signer: Arc<dyn CrlSigner>,
+    audit: AuditFn<RevocationOutcome>,
 ) -> Result<RevocationOutcome, StoreError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(unavailable)?;
     let outcome = revoke_in(&tx, &request, signer.as_ref())?;
+    if outcome == RevocationOutcome::UnknownSerial {
+        return Ok(outcome);
+    }
+    audit::append_in(&tx, audit(&outcome))?;
     tx.commit().map_err(unavailable)?;
     Ok(outcome)
 }
@@ -202,14 +209,26 @@ pub(super) fn current(conn: &Connection) -> Result<Vec<SignedCrl>, StoreError> {
     rows.collect::<Result<_, _>>().map_err(unavailable)
 }
 
-pub(super) fn lift_ban(conn: &Connection, spiffe_id: &SpiffeId) -> Result<bool, StoreError> {
-    let removed = conn
+pub(super) fn lift_ban(
+    conn: &mut Connection,
+    spiffe_id: &SpiffeId,
+    events: Vec<AuditEvent>,
+) -> Result<bool, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(unavailable)?;
+    let removed = tx
         .execute(
             "DELETE FROM bans WHERE spiffe_id = ?1",
             [spiffe_id.as_str()],
         )
         .map_err(unavailable)?;
-    Ok(removed > 0)
+    if removed == 0 {
+        return Ok(false);
+    }
+    audit::append_in(&tx, events)?;
+    tx.commit().map_err(unavailable)?;
+    Ok(true)
 }
 
 pub(super) fn is_banned(conn: &Connection, spiffe_id: &SpiffeId) -> Result<bool, StoreError> {

@@ -61,7 +61,10 @@ fn token(uses: u32, expires_at: OffsetDateTime) -> (Secret, NewJoinToken) {
 async fn recorded_certificates_are_found_by_serial() {
     let (_dir, store) = open();
     let serial = Serial::random().unwrap();
-    store.record_certificate(record(serial)).await.unwrap();
+    store
+        .record_certificate(record(serial), vec![])
+        .await
+        .unwrap();
     let found = store.find_certificate(serial).await.unwrap().unwrap();
     assert_eq!(found.record, record(serial));
     assert_eq!((found.revocation, found.banned), (None, false));
@@ -73,10 +76,13 @@ async fn recorded_certificates_are_found_by_serial() {
 async fn a_repeated_serial_is_refused_and_the_first_record_kept() {
     let (_dir, store) = open();
     let serial = Serial::random().unwrap();
-    store.record_certificate(record(serial)).await.unwrap();
+    store
+        .record_certificate(record(serial), vec![])
+        .await
+        .unwrap();
     let mut second = record(serial);
     second.der = vec![9];
-    let error = store.record_certificate(second).await.unwrap_err();
+    let error = store.record_certificate(second, vec![]).await.unwrap_err();
     assert!(matches!(error, StoreError::Conflict(_)), "{error}");
     assert_eq!(
         store
@@ -100,7 +106,7 @@ fn certificate_for(grant_id: &str) -> CertificateRecord {
 async fn stored_token(store: &SqliteStore, uses: u32, ttl: Duration) -> (String, TokenHash) {
     let (secret, new) = token(uses, now() + ttl);
     let token_id = new.id.clone();
-    store.create_join_token(new).await.unwrap();
+    store.create_join_token(new, vec![]).await.unwrap();
     (token_id, join_token::hash(&secret))
 }
 
@@ -119,7 +125,7 @@ async fn a_token_grants_exactly_its_uses_and_peeking_takes_none() {
         let certificate = certificate_for("spiffe://example.org/agent");
         let serial = certificate.serial;
         let outcome = store
-            .redeem_join_token(token_id.clone(), hash, now(), certificate)
+            .redeem_join_token(token_id.clone(), hash, now(), certificate, vec![])
             .await
             .unwrap();
         let Redemption::Granted(grant) = outcome else {
@@ -131,7 +137,7 @@ async fn a_token_grants_exactly_its_uses_and_peeking_takes_none() {
     let certificate = certificate_for("spiffe://example.org/agent");
     let serial = certificate.serial;
     let outcome = store
-        .redeem_join_token(token_id.clone(), hash, now(), certificate)
+        .redeem_join_token(token_id.clone(), hash, now(), certificate, vec![])
         .await
         .unwrap();
     assert_eq!(outcome, Redemption::UsedUp);
@@ -165,7 +171,7 @@ async fn expired_unknown_and_mismatched_tokens_grant_nothing_and_keep_their_uses
     ] {
         let certificate = certificate_for("spiffe://example.org/agent");
         let outcome = store
-            .redeem_join_token(token, presented, at, certificate)
+            .redeem_join_token(token, presented, at, certificate, vec![])
             .await
             .unwrap();
         assert_eq!(outcome, expected);
@@ -177,6 +183,7 @@ async fn expired_unknown_and_mismatched_tokens_grant_nothing_and_keep_their_uses
             hash,
             now(),
             certificate_for("spiffe://example.org/agent"),
+            vec![],
         )
         .await
         .unwrap();
@@ -184,17 +191,28 @@ async fn expired_unknown_and_mismatched_tokens_grant_nothing_and_keep_their_uses
 }
 
 #[tokio::test]
-async fn a_redemption_whose_certificate_cannot_be_recorded_keeps_the_use() {
+async fn a_redemption_whose_certificate_cannot_be_recorded_keeps_the_use_and_audits_nothing() {
+    let event = || {
+        vec![crate::audit::AuditEvent::now(
+            "spiffe://example.org/agent",
+            "svid.issue",
+            "serial",
+            serde_json::json!({}),
+        )]
+    };
     let (_dir, store) = open();
     let (token_id, hash) = stored_token(&store, 1, Duration::from_secs(600)).await;
     let taken = Serial::random().unwrap();
-    store.record_certificate(record(taken)).await.unwrap();
+    store
+        .record_certificate(record(taken), vec![])
+        .await
+        .unwrap();
 
     // The certificate's serial is already recorded: nothing commits.
     let mut duplicate = certificate_for("spiffe://example.org/agent");
     duplicate.serial = taken;
     let error = store
-        .redeem_join_token(token_id.clone(), hash, now(), duplicate)
+        .redeem_join_token(token_id.clone(), hash, now(), duplicate, event())
         .await
         .unwrap_err();
     assert!(matches!(error, StoreError::Conflict(_)), "{error}");
@@ -202,10 +220,15 @@ async fn a_redemption_whose_certificate_cannot_be_recorded_keeps_the_use() {
     // A certificate for another identity than the token grants.
     let other = certificate_for("spiffe://example.org/someone-else");
     let error = store
-        .redeem_join_token(token_id.clone(), hash, now(), other)
+        .redeem_join_token(token_id.clone(), hash, now(), other, event())
         .await
         .unwrap_err();
     assert!(matches!(error, StoreError::Conflict(_)), "{error}");
+
+    assert!(
+        store.audit_page(0, 10).await.unwrap().is_empty(),
+        "nothing committed, nothing audited"
+    );
 
     let outcome = store
         .redeem_join_token(
@@ -213,6 +236,7 @@ async fn a_redemption_whose_certificate_cannot_be_recorded_keeps_the_use() {
             hash,
             now(),
             certificate_for("spiffe://example.org/agent"),
+            event(),
         )
         .await
         .unwrap();
@@ -220,6 +244,13 @@ async fn a_redemption_whose_certificate_cannot_be_recorded_keeps_the_use() {
         matches!(outcome, Redemption::Granted(_)),
         "the use was kept"
     );
+    let audited = store.audit_page(0, 10).await.unwrap();
+    assert_eq!(
+        audited.len(),
+        1,
+        "the issuance and its record commit together"
+    );
+    assert_eq!(audited[0].action, "svid.issue");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,7 +270,7 @@ async fn concurrent_redemptions_through_two_stores_on_one_file_have_one_winner()
             tokio::spawn(async move {
                 let certificate = certificate_for("spiffe://example.org/agent");
                 store
-                    .redeem_join_token(token_id, hash, now(), certificate)
+                    .redeem_join_token(token_id, hash, now(), certificate, vec![])
                     .await
             })
         })
@@ -267,8 +298,8 @@ async fn two_open_stores_on_one_file_see_each_others_writes() {
     let first = SqliteStore::open(&path).unwrap();
     let second = SqliteStore::open(&path).unwrap();
     let (a, b) = (Serial::random().unwrap(), Serial::random().unwrap());
-    first.record_certificate(record(a)).await.unwrap();
-    second.record_certificate(record(b)).await.unwrap();
+    first.record_certificate(record(a), vec![]).await.unwrap();
+    second.record_certificate(record(b), vec![]).await.unwrap();
     assert!(second.find_certificate(a).await.unwrap().is_some());
     assert!(first.find_certificate(b).await.unwrap().is_some());
     let conn = Connection::open(&path).unwrap();
@@ -329,12 +360,16 @@ async fn revoking_a_serial_publishes_a_crl_listing_it_once() {
     use crate::store::{RevocationOutcome, RevocationTarget};
     let (_dir, store) = open();
     let (a, b) = (Serial::random().unwrap(), Serial::random().unwrap());
-    store.record_certificate(record(a)).await.unwrap();
-    store.record_certificate(record(b)).await.unwrap();
+    store.record_certificate(record(a), vec![]).await.unwrap();
+    store.record_certificate(record(b), vec![]).await.unwrap();
     let signer = Arc::new(ListingSigner);
 
     let outcome = store
-        .revoke(revocation(RevocationTarget::Serial(a)), signer.clone())
+        .revoke(
+            revocation(RevocationTarget::Serial(a)),
+            signer.clone(),
+            Box::new(|_| Vec::new()),
+        )
         .await
         .unwrap();
     let RevocationOutcome::Revoked { serials, crls } = outcome else {
@@ -347,7 +382,11 @@ async fn revoking_a_serial_publishes_a_crl_listing_it_once() {
 
     // Again: idempotent, and no new CRL.
     let again = store
-        .revoke(revocation(RevocationTarget::Serial(a)), signer.clone())
+        .revoke(
+            revocation(RevocationTarget::Serial(a)),
+            signer.clone(),
+            Box::new(|_| Vec::new()),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -376,13 +415,18 @@ async fn revoking_a_serial_publishes_a_crl_listing_it_once() {
         .revoke(
             revocation(RevocationTarget::Serial(Serial::random().unwrap())),
             signer.clone(),
+            Box::new(|_| Vec::new()),
         )
         .await
         .unwrap();
     assert_eq!(unknown, RevocationOutcome::UnknownSerial);
 
     let outcome = store
-        .revoke(revocation(RevocationTarget::Serial(b)), signer)
+        .revoke(
+            revocation(RevocationTarget::Serial(b)),
+            signer,
+            Box::new(|_| Vec::new()),
+        )
         .await
         .unwrap();
     let RevocationOutcome::Revoked { crls, .. } = outcome else {
@@ -406,10 +450,16 @@ async fn revoking_an_identity_revokes_its_live_certificates_and_bans_it_until_li
     use crate::store::{RevocationOutcome, RevocationTarget};
     let (_dir, store) = open();
     let live = Serial::random().unwrap();
-    store.record_certificate(record(live)).await.unwrap();
+    store
+        .record_certificate(record(live), vec![])
+        .await
+        .unwrap();
     let mut expired = record(Serial::random().unwrap());
     expired.not_after = now() - Duration::from_secs(10);
-    store.record_certificate(expired.clone()).await.unwrap();
+    store
+        .record_certificate(expired.clone(), vec![])
+        .await
+        .unwrap();
     let (token_id, hash) = stored_token(&store, 1, Duration::from_secs(600)).await;
 
     let agent = id("spiffe://example.org/agent");
@@ -417,6 +467,7 @@ async fn revoking_an_identity_revokes_its_live_certificates_and_bans_it_until_li
         .revoke(
             revocation(RevocationTarget::Identity(agent.clone())),
             Arc::new(ListingSigner),
+            Box::new(|_| Vec::new()),
         )
         .await
         .unwrap();
@@ -439,13 +490,14 @@ async fn revoking_an_identity_revokes_its_live_certificates_and_bans_it_until_li
             hash,
             now(),
             certificate_for("spiffe://example.org/agent"),
+            vec![],
         )
         .await
         .unwrap();
     assert_eq!(refused, Redemption::Banned(agent.clone()));
 
-    assert!(store.lift_ban(agent.clone()).await.unwrap());
-    assert!(!store.lift_ban(agent.clone()).await.unwrap());
+    assert!(store.lift_ban(agent.clone(), vec![]).await.unwrap());
+    assert!(!store.lift_ban(agent.clone(), vec![]).await.unwrap());
     assert!(matches!(
         store.peek_join_token(token_id, hash, now()).await.unwrap(),
         Redemption::Granted(_)

@@ -4,17 +4,26 @@
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use time::OffsetDateTime;
 
+use super::audit;
 use super::certificates::insert_certificate;
 use super::columns::{is_unique_violation, json_column, parse_column, unavailable, unix};
+use crate::audit::AuditEvent;
 use crate::join_token::{self, TokenHash};
 use crate::store::{CertificateRecord, NewJoinToken, Redemption, StoreError, TokenGrant};
 
-pub(super) fn create(conn: &mut Connection, token: NewJoinToken) -> Result<(), StoreError> {
+pub(super) fn create(
+    conn: &mut Connection,
+    token: NewJoinToken,
+    events: Vec<AuditEvent>,
+) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(unavailable)?;
     let dns = serde_json::to_string(&token.grant.dns_names)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let ips = serde_json::to_string(&token.grant.ip_addresses)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    conn.execute(
+    tx.execute(
         "INSERT INTO join_tokens (id, hash, spiffe_id, dns_names, ip_addresses, uses,
                                           uses_left, expires_at, created_at, created_by)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)",
@@ -37,7 +46,8 @@ pub(super) fn create(conn: &mut Connection, token: NewJoinToken) -> Result<(), S
             unavailable(e)
         }
     })?;
-    Ok(())
+    audit::append_in(&tx, events)?;
+    tx.commit().map_err(unavailable)
 }
 
 pub(super) fn peek(
@@ -58,6 +68,7 @@ pub(super) fn redeem(
     presented: TokenHash,
     now: OffsetDateTime,
     certificate: CertificateRecord,
+    events: Vec<AuditEvent>,
 ) -> Result<Redemption, StoreError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -85,6 +96,7 @@ pub(super) fn redeem(
         return Ok(Redemption::UsedUp);
     }
     insert_certificate(&tx, &certificate)?;
+    audit::append_in(&tx, events)?;
     tx.commit().map_err(unavailable)?;
     Ok(Redemption::Granted(grant))
 }
