@@ -134,6 +134,39 @@ fn every_state_changing_call_leaves_exactly_the_expected_records() {
         );
     }
 
+    // `sigil audit tail` shows the same log, readable or as JSON lines.
+    let tail = sigil(&[
+        "audit",
+        "tail",
+        "--data-dir",
+        dir.arg(),
+        "--limit",
+        "1000",
+        "--json",
+    ]);
+    assert!(tail.status.success(), "{}", stderr(&tail));
+    let lines: Vec<Value> = stdout(&tail)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines, all);
+    let readable = sigil(&[
+        "audit",
+        "tail",
+        "--data-dir",
+        dir.arg(),
+        "--after",
+        "3",
+        "--limit",
+        "1",
+    ]);
+    let text = stdout(&readable);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.contains("token.create") && text.contains(admin),
+        "{text}"
+    );
+
     // At shutdown the refusals become one record, and the head is signed.
     assert!(server.terminate().success());
     let conn = rusqlite::Connection::open(dir.file("sigil.db")).unwrap();

@@ -229,6 +229,25 @@ fn a_revoked_admin_credential_is_refused_as_revoked() {
     ))
     .unwrap();
     assert_error(&response, 403, "revoked");
+
+    // Banning an admin identity also stops minting it locally.
+    let banned = revoke(
+        &server,
+        json!({"spiffe_id": "spiffe://example.org/sigil/admin/second"}),
+    );
+    assert_eq!(banned.status, 200);
+    let refused = sigil(&[
+        "admin",
+        "credential",
+        "--data-dir",
+        dir.arg(),
+        "--name",
+        "second",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("banned"), "{}", stderr(&refused));
 }
 
 #[test]
