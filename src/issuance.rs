@@ -8,10 +8,11 @@ use rcgen::KeyPair;
 use time::OffsetDateTime;
 
 use crate::audit::{AuditEvent, LOCAL_ACTOR};
-use crate::ca::{CertificateAuthority, IssuedCertificate, KeyType, LeafRequest, Serial};
+use crate::ca::{CertificateAuthority, IssuedCertificate, KeyType, LeafRequest};
 use crate::csr::VerifiedPublicKey;
 use crate::join_token::TokenHash;
 use crate::revocation::CrlSigner;
+use crate::serial::Serial;
 use crate::store::{
     AttestationKind, CertificateRecord, Redemption, RenewalOutcome, Store, StoreError,
 };

@@ -23,6 +23,7 @@ pub mod join_token;
 pub mod namespace;
 pub mod revocation;
 pub mod rfc3339;
+pub mod serial;
 pub mod server;
 pub mod store;
 pub mod svid;

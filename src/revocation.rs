@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use time::OffsetDateTime;
 
-use crate::ca::Serial;
+use crate::serial::Serial;
 
 /// Why a certificate was revoked (RFC 5280, section 5.3.1). `certificateHold`
 /// and `removeFromCRL` are absent: Sigil revocations are permanent.

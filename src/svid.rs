@@ -5,7 +5,7 @@
 use sigil_core::{SpiffeId, TrustDomain};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
-use crate::ca::Serial;
+use crate::serial::Serial;
 
 /// The one SPIFFE ID a certificate names.
 ///

@@ -14,9 +14,9 @@ use time::OffsetDateTime;
 
 use super::{Admin, ApiError, AppState, JsonBody};
 use crate::audit::AuditEvent;
-use crate::ca::Serial;
 use crate::revocation::{CrlSigner, ReasonCode};
 use crate::rfc3339;
+use crate::serial::Serial;
 use crate::store::{
     AuditFn, CertificateQuery, RevocationOutcome, RevocationRequest, RevocationTarget, StatusFilter,
 };

@@ -15,12 +15,13 @@ use tower::ServiceExt;
 
 use super::{AppState, app};
 use crate::audit::{AuditEvent, AuditRecord, Checkpoint};
-use crate::ca::{CaFiles, CertificateAuthority, KeyType, Serial};
+use crate::ca::{CaFiles, CertificateAuthority, KeyType};
 use crate::crl_board::CrlBoard;
 use crate::csr::KeyPolicy;
 use crate::issuance::{Issuance, TtlPolicy};
 use crate::join_token::{self, TokenHash};
 use crate::revocation::{CrlSigner, SignedCrl};
+use crate::serial::Serial;
 use crate::store::{
     AuditFn, CertificateQuery, CertificateRecord, NewJoinToken, Redemption, RenewalOutcome,
     RevocationOutcome, RevocationRequest, SqliteStore, Store, StoreError, StoreFuture,

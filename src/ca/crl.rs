@@ -97,7 +97,8 @@ mod tests {
     use x509_parser::revocation_list::CertificateRevocationList;
 
     use super::*;
-    use crate::ca::{CaFiles, DEFAULT_ISSUING_LIFETIME, KeyType, Serial};
+    use crate::ca::{CaFiles, DEFAULT_ISSUING_LIFETIME, KeyType};
+    use crate::serial::Serial;
 
     #[test]
     fn crl_numbers_are_minimal_big_endian() {

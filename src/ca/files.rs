@@ -9,8 +9,9 @@ use rcgen::Issuer;
 use sigil_core::TrustDomain;
 use time::OffsetDateTime;
 
-use super::{KeyType, Serial, profile};
+use super::{KeyType, profile};
 use crate::datadir::{self, DataDir};
+use crate::serial::Serial;
 
 /// How long a root CA lives.
 pub const ROOT_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);

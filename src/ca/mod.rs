@@ -8,7 +8,6 @@ mod crl;
 mod files;
 mod key_type;
 mod profile;
-mod serial;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -26,9 +25,9 @@ pub use files::{CaFiles, DEFAULT_ISSUING_LIFETIME, ROOT_LIFETIME};
 pub use key_type::KeyType;
 pub use profile::CLOCK_SKEW_ALLOWANCE;
 pub(crate) use profile::whole_seconds;
-pub use serial::Serial;
 
 use crate::csr::VerifiedPublicKey;
+use crate::serial::Serial;
 
 /// A CA certificate (the root or an issuing CA) with what Sigil needs to know
 /// of it.

@@ -11,7 +11,8 @@ use rcgen::{
 use sigil_core::TrustDomain;
 use time::OffsetDateTime;
 
-use super::{LeafRequest, Serial};
+use super::LeafRequest;
+use crate::serial::Serial;
 
 /// How far before "now" a leaf's validity starts, so that a relying party
 /// whose clock is a little behind accepts it at once.

@@ -19,9 +19,9 @@ use time::OffsetDateTime;
 pub use sqlite::SqliteStore;
 
 use crate::audit::{AuditEvent, AuditRecord, Checkpoint};
-use crate::ca::Serial;
 use crate::join_token::TokenHash;
 use crate::revocation::{CrlSigner, ReasonCode, SignedCrl};
+use crate::serial::Serial;
 
 /// Builds an operation's audit records from its outcome. The store calls
 /// it inside the operation's transaction and appends what it returns, so a

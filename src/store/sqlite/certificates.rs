@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::columns::{from_unix, is_unique_violation, parse_column, unavailable, unix};
-use crate::ca::Serial;
+use crate::serial::Serial;
 use crate::store::{
     CertificateQuery, CertificateRecord, Revocation, StatusFilter, StoreError, StoredCertificate,
 };

@@ -12,8 +12,8 @@ use super::audit;
 use super::certificates::insert_certificate;
 use super::columns::{parse_column, unavailable};
 use super::revocations::{publish_in, revoke_in};
-use crate::ca::Serial;
 use crate::revocation::{CrlSigner, ReasonCode};
+use crate::serial::Serial;
 use crate::store::{
     AuditFn, CertificateRecord, RenewalOutcome, RevocationOutcome, RevocationRequest,
     RevocationTarget, StoreError,

@@ -26,9 +26,9 @@ use super::{
     schema,
 };
 use crate::audit::{AuditEvent, AuditRecord, Checkpoint};
-use crate::ca::Serial;
 use crate::join_token::TokenHash;
 use crate::revocation::{CrlSigner, SignedCrl};
+use crate::serial::Serial;
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 

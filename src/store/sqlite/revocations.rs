@@ -12,8 +12,8 @@ use time::OffsetDateTime;
 use super::audit;
 use super::columns::{from_unix, parse_column, unavailable, unix};
 use crate::audit::AuditEvent;
-use crate::ca::Serial;
 use crate::revocation::{CrlSigner, RevokedEntry, SignedCrl};
+use crate::serial::Serial;
 use crate::store::{AuditFn, RevocationOutcome, RevocationRequest, RevocationTarget, StoreError};
 
 /// A revoked certificate stays on its CRL this long after it expires.
