@@ -299,3 +299,42 @@ fn audit_verify_names_the_first_edited_removed_or_truncated_record() {
     let (ok, output) = verify(&copy);
     assert!(!ok && output.contains("checkpoint"), "{output}");
 }
+
+#[test]
+fn a_log_truncated_behind_the_cas_back_is_not_re_signed() {
+    let dir = DataDir::init();
+    let server = dir.start();
+    for n in 0..6 {
+        let _ = server.token(&format!("spiffe://example.org/agents/b{n}"));
+    }
+    assert!(server.terminate().success());
+    let conn = rusqlite::Connection::open(dir.file("sigil.db")).unwrap();
+    let signed: i64 = conn
+        .query_row("SELECT max(seq) FROM audit_checkpoints", [], |r| r.get(0))
+        .unwrap();
+    // Someone with write access to the file removes the tail, then the CA
+    // keeps working and appends new records over the gap.
+    conn.execute("DELETE FROM audit_events WHERE seq >= 4", [])
+        .unwrap();
+    drop(conn);
+    let server = dir.start();
+    for n in 0..10 {
+        let _ = server.token(&format!("spiffe://example.org/agents/c{n}"));
+    }
+    assert!(server.terminate().success());
+
+    let conn = rusqlite::Connection::open(dir.file("sigil.db")).unwrap();
+    let newest: i64 = conn
+        .query_row("SELECT max(seq) FROM audit_checkpoints", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        newest, signed,
+        "the keeper refused to sign the rewritten log"
+    );
+    let (ok, output) = verify(&dir.path);
+    assert!(!ok, "{output}");
+    assert!(
+        output.contains(&format!("audit record {signed}:")),
+        "{output}"
+    );
+}

@@ -229,7 +229,7 @@ fn a_renewal_from_a_certificate_the_line_moved_on_from_bans_the_identity() {
     for held in [&first, &second, &third] {
         assert!(is_revoked(&server, &held.serial), "{held:?} is still live");
     }
-    assert_error(&renew(&server, &third).unwrap_err(), 403, "revoked");
+    assert_error(&renew(&server, &third).unwrap_err(), 403, "banned");
     let create = block_on(
         server
             .admin()
@@ -277,4 +277,47 @@ fn two_parallel_renewals_of_one_certificate_cannot_both_continue_the_line() {
         .collect();
     assert_eq!(continued.len(), 1, "exactly one renewal heads the line");
     assert!(renew(&server, &continued[0]).is_ok());
+}
+
+#[test]
+fn a_thief_who_retries_from_the_parent_is_caught_when_the_agent_renews_its_superseded_head() {
+    let dir = DataDir::init();
+    let server = dir.start();
+    let id = "spiffe://example.org/agents/parent-stolen";
+    let parent = attest(&server, id);
+    let agents_head = renew(&server, &parent).unwrap();
+    // The thief holds `parent` and renews: it looks like a retry.
+    let thiefs_head = renew(&server, &parent).unwrap();
+    assert!(is_revoked(&server, &agents_head.serial));
+    // The agent renews its (superseded) head: that proves two holders.
+    assert_error(
+        &renew(&server, &agents_head).unwrap_err(),
+        403,
+        "lineage_fork",
+    );
+    assert!(
+        is_revoked(&server, &thiefs_head.serial),
+        "the thief's line is revoked"
+    );
+    assert_error(&renew(&server, &thiefs_head).unwrap_err(), 403, "banned");
+}
+
+#[test]
+fn a_parent_cannot_retry_past_a_head_an_admin_revoked() {
+    let dir = DataDir::init();
+    let server = dir.start();
+    let parent = attest(&server, "spiffe://example.org/agents/compromised");
+    let head = renew(&server, &parent).unwrap();
+    let response = block_on(server.admin().post_json(
+        "/admin/v1/revocations",
+        &json!({"serial": head.serial, "reason": "keyCompromise"}),
+    ))
+    .unwrap();
+    assert_eq!(response.status, 200);
+    assert_error(&renew(&server, &parent).unwrap_err(), 403, "lineage_fork");
+    assert!(
+        certificates(&server, "live")
+            .iter()
+            .all(|c| c["spiffe_id"] != "spiffe://example.org/agents/compromised")
+    );
 }

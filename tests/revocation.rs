@@ -135,10 +135,28 @@ fn a_revoked_svid_is_refused_by_openssl_and_webpki_and_the_other_accepted() {
     );
     assert_eq!(webpki_verdict(&dir, &kept, &crls_after), Ok(()));
 
-    // Revoking again is idempotent and signs no new CRL.
-    let again = revoke(&server, json!({"serial": revoked.serial}));
+    // Revoking again is idempotent: no new CRL, no new audit record, and
+    // the first reason stands.
+    let audit_len = |server: &Server| {
+        let body: Value = block_on(server.admin().get("/admin/v1/audit?limit=1000"))
+            .unwrap()
+            .json()
+            .unwrap();
+        body["events"].as_array().unwrap().len()
+    };
+    let records = audit_len(&server);
+    let again = revoke(
+        &server,
+        json!({"serial": revoked.serial, "reason": "superseded"}),
+    );
     assert_eq!(again.status, 200);
     assert_eq!(crls(&server).0, after);
+    assert_eq!(audit_len(&server), records);
+    let listed: Value = block_on(server.admin().get("/admin/v1/certificates?status=revoked"))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(listed["certificates"][0]["reason"], "keyCompromise");
 }
 
 #[test]
@@ -505,4 +523,60 @@ fn the_cli_revokes_lists_and_unbans() {
         !both.status.success(),
         "--serial and --spiffe-id together are refused"
     );
+}
+
+#[test]
+fn the_admin_routes_refuse_an_agent_and_odd_paths_and_queries_get_json() {
+    let dir = DataDir::init();
+    let server = dir.start();
+    let token = server.token("spiffe://example.org/agents/nosy");
+    let (key, csr) = p256_csr();
+    let issued: Value = server.redeem(&token, &csr).json().unwrap();
+    let agent = server.client_as(
+        issued["cert_chain_pem"].as_str().unwrap(),
+        &key.serialize_pem(),
+    );
+    let revoke = block_on(agent.post_json(
+        "/admin/v1/revocations",
+        &json!({"serial": issued["serial"]}),
+    ))
+    .unwrap();
+    assert_error(&revoke, 403, "forbidden");
+    for path in ["/admin/v1/certificates", "/admin/v1/audit"] {
+        assert_error(&block_on(agent.get(path)).unwrap(), 403, "forbidden");
+    }
+    let unban = block_on(agent.request(
+        http::Method::DELETE,
+        "/admin/v1/bans/spiffe%3A%2F%2Fexample.org%2Fa",
+        None,
+        Vec::new(),
+    ))
+    .unwrap();
+    assert_error(&unban, 403, "forbidden");
+
+    let admin = server.admin();
+    let bad_path =
+        block_on(admin.request(http::Method::DELETE, "/admin/v1/bans/%FF", None, Vec::new()))
+            .unwrap();
+    assert_error(&bad_path, 400, "invalid_request");
+    assert_error(
+        &block_on(server.anonymous().get("/v1/crl/%FF")).unwrap(),
+        400,
+        "invalid_request",
+    );
+    let far: Value = block_on(admin.get("/admin/v1/audit?after=18446744073709551615"))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(far["events"], json!([]));
+    let own = revoke_as(
+        &server,
+        json!({"spiffe_id": "spiffe://example.org/sigil/admin/admin"}),
+    );
+    assert_error(&own, 403, "forbidden");
+    assert_eq!(dir.count("bans"), 0);
+}
+
+fn revoke_as(server: &Server, body: Value) -> sigil::client::Response {
+    block_on(server.admin().post_json("/admin/v1/revocations", &body)).unwrap()
 }

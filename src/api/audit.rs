@@ -16,6 +16,8 @@ const MAX_PAGE: u32 = 1000;
 pub(super) struct PageQuery {
     after: Option<u64>,
     limit: Option<u32>,
+    /// The newest `last` records instead of those after `after`.
+    last: Option<u32>,
 }
 
 pub(super) async fn page(
@@ -25,17 +27,26 @@ pub(super) async fn page(
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) =
         query.map_err(|e| ApiError::invalid_request(format!("query: {}", e.body_text())))?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::invalid_request(format!(
-            "limit must lie between 1 and {MAX_PAGE}"
-        )));
-    }
-    let records = state
-        .issuance
-        .store()
-        .audit_page(query.after.unwrap_or(0), limit)
-        .await?;
+    let store = state.issuance.store();
+    let records = match (query.after, query.limit, query.last) {
+        (_, _, None) => {
+            let limit = query.limit.unwrap_or(100);
+            if !(1..=MAX_PAGE).contains(&limit) {
+                return Err(ApiError::invalid_request(format!(
+                    "limit must lie between 1 and {MAX_PAGE}"
+                )));
+            }
+            store.audit_page(query.after.unwrap_or(0), limit).await?
+        }
+        (None, None, Some(last)) if (1..=MAX_PAGE).contains(&last) => {
+            store.audit_tail(last).await?
+        }
+        _ => {
+            return Err(ApiError::invalid_request(format!(
+                "last (1 to {MAX_PAGE}) goes alone, without after or limit"
+            )));
+        }
+    };
     let events: Vec<Value> = records
         .into_iter()
         .map(|record| {

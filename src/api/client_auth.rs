@@ -137,6 +137,23 @@ pub async fn authenticate(
     state: &AppState,
     peer: Option<&PeerCertificates>,
 ) -> Result<Caller, ApiError> {
+    authenticate_with(state, peer, Revoked::Refuse).await
+}
+
+/// Whether a revoked certificate is refused at once, or passed on for the
+/// renewal line to judge (a certificate superseded by a retry that renews
+/// anyway reveals a second holder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Revoked {
+    Refuse,
+    LetLineageJudge,
+}
+
+async fn authenticate_with(
+    state: &AppState,
+    peer: Option<&PeerCertificates>,
+    revoked: Revoked,
+) -> Result<Caller, ApiError> {
     let chain = match peer {
         Some(PeerCertificates(chain)) if !chain.is_empty() => chain,
         _ => return Err(ApiError::client_certificate_required()),
@@ -157,13 +174,14 @@ pub async fn authenticate(
         .ok_or_else(|| {
             ApiError::invalid_client_certificate("client certificate was not issued by this CA")
         })?;
-    if stored.revocation.is_some() {
+    // A ban revokes every live certificate too; name the ban, the cause.
+    if stored.banned {
+        return Err(ApiError::banned(&spiffe_id));
+    }
+    if stored.revocation.is_some() && revoked == Revoked::Refuse {
         return Err(ApiError::revoked(format!(
             "certificate {serial} is revoked"
         )));
-    }
-    if stored.banned {
-        return Err(ApiError::banned(&spiffe_id));
     }
     Ok(Caller {
         spiffe_id,
@@ -176,6 +194,22 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         authenticate(state, parts.extensions.get::<PeerCertificates>()).await
+    }
+}
+
+/// A caller renewing its SVID: authenticated like a [`Caller`], except that
+/// revocation is left to the renewal line (see `Store::renew`).
+#[derive(Debug, Clone)]
+pub(super) struct RenewingCaller(pub(super) Caller);
+
+impl FromRequestParts<AppState> for RenewingCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let peer = parts.extensions.get::<PeerCertificates>();
+        authenticate_with(state, peer, Revoked::LetLineageJudge)
+            .await
+            .map(Self)
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -38,7 +39,14 @@ fn not_modified(headers: &HeaderMap, tag: &HeaderValue) -> bool {
 fn der_response(headers: &HeaderMap, crl: &SignedCrl) -> Response {
     let tag = etag(&format!("crl-{}", crl.number));
     if not_modified(headers, &tag) {
-        return (StatusCode::NOT_MODIFIED, [(ETAG, tag)]).into_response();
+        return (
+            StatusCode::NOT_MODIFIED,
+            [
+                (ETAG, tag),
+                (CACHE_CONTROL, HeaderValue::from_static(CACHE_POLICY)),
+            ],
+        )
+            .into_response();
     }
     (
         [
@@ -56,19 +64,28 @@ fn der_response(headers: &HeaderMap, crl: &SignedCrl) -> Response {
 
 /// `GET /v1/crl`: the active issuing CA's CRL, DER.
 pub(super) async fn active(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let key_id = state.issuance.ca().issuing().key_id().to_owned();
-    by_issuer(State(state), Path(key_id), headers).await
+    let key_id = state.issuance.ca().issuing().key_id();
+    crl_of(&state, key_id, &headers)
 }
 
 /// `GET /v1/crl/{issuer-key-id}`: that CA's CRL, DER.
 pub(super) async fn by_issuer(
     State(state): State<AppState>,
-    Path(key_id): Path<String>,
+    key_id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
-    match state.crls.snapshot().get(&key_id) {
-        Some(crl) => der_response(&headers, crl),
-        None => ApiError::not_found().into_response(),
+    match key_id {
+        Ok(Path(key_id)) => crl_of(&state, &key_id, &headers),
+        Err(rejection) => {
+            ApiError::invalid_request(format!("path: {}", rejection.body_text())).into_response()
+        }
+    }
+}
+
+fn crl_of(state: &AppState, key_id: &str, headers: &HeaderMap) -> Response {
+    match state.crls.snapshot().get(key_id) {
+        Some(crl) => der_response(headers, crl),
+        None => ApiError::not_found_message(format!("no CRL for issuer {key_id}")).into_response(),
     }
 }
 
@@ -113,11 +130,16 @@ pub(super) async fn all(
         }
     };
     let highest = snapshot.highest();
-    let tag = etag(&format!("crls-{highest}"));
+    let numbers: Vec<String> = snapshot.iter().map(|crl| crl.number.to_string()).collect();
+    let tag = etag(&format!("crls-{}", numbers.join("-")));
     if not_modified(&headers, &tag) {
         return (
             StatusCode::NOT_MODIFIED,
-            [(ETAG, tag), (CRL_NUMBER_HEADER, HeaderValue::from(highest))],
+            [
+                (ETAG, tag),
+                (CACHE_CONTROL, HeaderValue::from_static(CACHE_POLICY)),
+                (CRL_NUMBER_HEADER, HeaderValue::from(highest)),
+            ],
         )
             .into_response();
     }

@@ -9,8 +9,9 @@ use axum::extract::State;
 use serde_json::json;
 use sigil_core::wire::{RenewRequest, SvidResponse};
 
+use super::client_auth::RenewingCaller;
 use super::svid::svid_response;
-use super::{ApiError, AppState, Caller, JsonBody};
+use super::{ApiError, AppState, JsonBody, SourceIp};
 use crate::audit::AuditEvent;
 use crate::ca::LeafRequest;
 use crate::csr::verify_csr_pem;
@@ -19,7 +20,8 @@ use crate::store::RenewalOutcome;
 
 pub(super) async fn renew(
     State(state): State<AppState>,
-    caller: Caller,
+    SourceIp(source): SourceIp,
+    RenewingCaller(caller): RenewingCaller,
     JsonBody(request): JsonBody<RenewRequest>,
 ) -> Result<Json<SvidResponse>, ApiError> {
     let spiffe_id = caller.spiffe_id().clone();
@@ -84,9 +86,14 @@ pub(super) async fn renew(
             tracing::warn!(%spiffe_id, %presented, ?revoked, "identity.ban: lineage fork, two parties renew one identity");
             Err(ApiError::lineage_fork(&spiffe_id))
         }
-        RenewalOutcome::Revoked => Err(ApiError::revoked(format!(
-            "certificate {presented} is revoked"
-        ))),
+        RenewalOutcome::Revoked => {
+            state
+                .refusals
+                .count("renewal of a revoked certificate", source);
+            Err(ApiError::revoked(format!(
+                "certificate {presented} is revoked"
+            )))
+        }
         RenewalOutcome::Banned => Err(ApiError::banned(&spiffe_id)),
         RenewalOutcome::Unknown => Err(ApiError::invalid_client_certificate(
             "client certificate was not issued by this CA",

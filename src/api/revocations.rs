@@ -36,7 +36,15 @@ pub(super) async fn revoke(
                 .parse::<Serial>()
                 .map_err(|e| ApiError::invalid_request(format!("serial: {e}")))?,
         ),
-        (None, Some(id)) => RevocationTarget::Identity(bannable_id(&state, id)?),
+        (None, Some(id)) => {
+            let id = bannable_id(&state, id)?;
+            if id == *admin.spiffe_id() {
+                return Err(ApiError::forbidden(
+                    "an admin cannot ban its own identity; ask another admin",
+                ));
+            }
+            RevocationTarget::Identity(id)
+        }
         _ => {
             return Err(ApiError::invalid_request(
                 "give exactly one of serial and spiffe_id",
@@ -57,7 +65,11 @@ pub(super) async fn revoke(
     let actor = admin.spiffe_id().to_string();
     let audited_subject = subject.clone();
     let audit: AuditFn<RevocationOutcome> = Box::new(move |outcome| match outcome {
-        RevocationOutcome::Revoked { serials, crls } => vec![AuditEvent::now(
+        RevocationOutcome::Revoked {
+            serials,
+            crls,
+            changed: true,
+        } => vec![AuditEvent::now(
             actor,
             action,
             audited_subject,
@@ -67,7 +79,10 @@ pub(super) async fn revoke(
                 "crl_numbers": crls.iter().map(|crl| crl.number).collect::<Vec<_>>(),
             }),
         )],
-        RevocationOutcome::UnknownSerial => Vec::new(),
+        // A repeated revocation changed nothing and records nothing.
+        RevocationOutcome::Revoked { changed: false, .. } | RevocationOutcome::UnknownSerial => {
+            Vec::new()
+        }
     });
     let outcome = state
         .issuance
@@ -83,7 +98,7 @@ pub(super) async fn revoke(
             audit,
         )
         .await?;
-    let RevocationOutcome::Revoked { serials, crls } = outcome else {
+    let RevocationOutcome::Revoked { serials, crls, .. } = outcome else {
         return Err(ApiError::not_found_message(
             "no certificate has that serial",
         ));
@@ -118,8 +133,9 @@ fn bannable_id(state: &AppState, text: &str) -> Result<SpiffeId, ApiError> {
 pub(super) async fn lift_ban(
     State(state): State<AppState>,
     admin: Admin,
-    Path(id): Path<String>,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<StatusCode, ApiError> {
+    let Path(id) = id.map_err(|e| ApiError::invalid_request(format!("path: {}", e.body_text())))?;
     let id: SpiffeId = id
         .parse()
         .map_err(|e| ApiError::invalid_spiffe_id(format!("{e}")))?;

@@ -94,12 +94,20 @@ impl Store for FlakyStore {
         self.inner.audit_page(after, limit)
     }
 
+    fn audit_tail(&self, limit: u32) -> StoreFuture<'_, Vec<AuditRecord>> {
+        self.inner.audit_tail(limit)
+    }
+
     fn record_checkpoint(&self, checkpoint: Checkpoint) -> StoreFuture<'_, ()> {
         self.inner.record_checkpoint(checkpoint)
     }
 
     fn latest_checkpoint(&self) -> StoreFuture<'_, Option<Checkpoint>> {
         self.inner.latest_checkpoint()
+    }
+
+    fn checkpoints(&self) -> StoreFuture<'_, Vec<Checkpoint>> {
+        self.inner.checkpoints()
     }
 
     fn lift_ban(&self, spiffe_id: SpiffeId, audit: Vec<AuditEvent>) -> StoreFuture<'_, bool> {

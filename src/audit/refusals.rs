@@ -21,6 +21,24 @@ struct Tally {
     since: Option<OffsetDateTime>,
 }
 
+/// At most this many (reason, source) pairs are told apart per period;
+/// beyond it, refusals are counted under source "other".
+const MAX_SOURCES: usize = 1000;
+
+/// The source a refusal is counted under: IPv6 addresses by their /64, the
+/// smallest block one client is usually given, so that rotating addresses
+/// does not make new sources.
+fn source_key(source: Option<IpAddr>) -> Option<IpAddr> {
+    match source {
+        Some(IpAddr::V6(ip)) => {
+            let mut octets = ip.octets();
+            octets[8..].fill(0);
+            Some(IpAddr::from(octets))
+        }
+        other => other,
+    }
+}
+
 /// Counts refusals until they are drained into audit events.
 #[derive(Debug, Default)]
 pub struct RefusalCounter {
@@ -31,7 +49,11 @@ impl RefusalCounter {
     /// Counts one refusal.
     pub fn count(&self, reason: &str, source: Option<IpAddr>) {
         if let Ok(mut counts) = self.counts.lock() {
-            let tally = counts.entry((reason.to_owned(), source)).or_default();
+            let mut key = (reason.to_owned(), source_key(source));
+            if !counts.contains_key(&key) && counts.len() >= MAX_SOURCES {
+                key = ("other".to_owned(), None);
+            }
+            let tally = counts.entry(key).or_default();
             tally.count += 1;
             tally.since.get_or_insert_with(OffsetDateTime::now_utc);
         }
@@ -80,5 +102,24 @@ mod tests {
             .map(|e| e.details["count"].clone());
         assert_eq!(flood, Some(json!(10_000)));
         assert!(counter.drain().is_empty());
+    }
+
+    #[test]
+    fn rotating_sources_cannot_grow_the_log_without_bound() {
+        let counter = RefusalCounter::default();
+        for i in 0..5_000u32 {
+            // One /64, many addresses: one source.
+            let ip = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, (i >> 16) as u16, i as u16);
+            counter.count("unknown join token", Some(IpAddr::V6(ip)));
+            // Many IPv4 sources: capped.
+            counter.count("unknown join token", Some(IpAddr::from(i.to_be_bytes())));
+        }
+        let events = counter.drain();
+        assert!(events.len() <= MAX_SOURCES + 1, "{}", events.len());
+        let total: u64 = events
+            .iter()
+            .map(|e| e.details["count"].as_u64().unwrap_or(0))
+            .sum();
+        assert_eq!(total, 10_000, "every refusal is counted");
     }
 }

@@ -21,16 +21,16 @@ impl fmt::Display for ChainBreak {
     }
 }
 
-/// Verifies records (in sequence order, from the first) against the latest
-/// checkpoint, if any.
+/// Verifies records (in sequence order, from the first) against every
+/// signed checkpoint.
 ///
 /// # Errors
 ///
-/// The first record that breaks the chain, or the checkpoint that no
+/// The first record that breaks the chain, or the first checkpoint that no
 /// longer matches.
 pub fn verify_chain(
     records: &[AuditRecord],
-    checkpoint: Option<&Checkpoint>,
+    checkpoints: &[Checkpoint],
     key: &AuditKey,
 ) -> Result<(), ChainBreak> {
     let mut prev_hash = GENESIS_HASH.to_owned();
@@ -58,7 +58,7 @@ pub fn verify_chain(
         }
         prev_hash.clone_from(&record.hash);
     }
-    if let Some(checkpoint) = checkpoint {
+    for checkpoint in checkpoints {
         if !key.verifies(checkpoint) {
             return Err(ChainBreak {
                 seq: checkpoint.seq,

@@ -20,9 +20,10 @@ pub(super) enum AuditCommand {
     Verify,
     /// Print the audit log
     Tail {
-        /// Only records after this sequence number
-        #[arg(long, default_value_t = 0)]
-        after: u64,
+        /// Records after this sequence number, oldest first [default: the
+        /// newest records]
+        #[arg(long)]
+        after: Option<u64>,
         /// At most this many records
         #[arg(long, default_value_t = 100)]
         limit: u32,
@@ -61,11 +62,11 @@ async fn verify(dir: &DataDir) -> anyhow::Result<()> {
         }
         records.extend(page);
     }
-    let checkpoint = store.latest_checkpoint().await?;
-    if let Err(broken) = verify_chain(&records, checkpoint.as_ref(), &key) {
+    let checkpoints = store.checkpoints().await?;
+    if let Err(broken) = verify_chain(&records, &checkpoints, &key) {
         bail!("the audit log does not verify: {broken}");
     }
-    match checkpoint {
+    match checkpoints.last() {
         Some(checkpoint) => println!(
             "audit log verified: {} records, signed checkpoint at record {}",
             records.len(),
@@ -81,14 +82,18 @@ async fn verify(dir: &DataDir) -> anyhow::Result<()> {
 
 async fn tail(
     dir: &DataDir,
-    after: u64,
+    after: Option<u64>,
     limit: u32,
     json: bool,
     connection: &AdminConnection,
 ) -> anyhow::Result<()> {
     let client = connection.client(dir)?;
+    let query = match after {
+        Some(after) => format!("after={after}&limit={limit}"),
+        None => format!("last={limit}"),
+    };
     let response = client
-        .get(&format!("/admin/v1/audit?after={after}&limit={limit}"))
+        .get(&format!("/admin/v1/audit?{query}"))
         .await?
         .success()?;
     let body: Value = response.json()?;

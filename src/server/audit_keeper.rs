@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::audit::{AuditKey, Checkpoint, RefusalCounter};
+use crate::audit::{AuditKey, Checkpoint, GENESIS_HASH, RefusalCounter};
 use crate::store::Store;
 
 /// How often refusals are written and the head is checkpointed.
@@ -50,25 +50,57 @@ impl AuditKeeper {
             tracing::error!(%error, "writing refusals to the audit log failed");
         }
         if let Err(error) = self.checkpoint().await {
-            tracing::error!(%error, "checkpointing the audit log failed");
+            tracing::error!(error = %format!("{error:#}"), "checkpointing the audit log failed");
         }
     }
 
-    async fn checkpoint(&self) -> Result<(), crate::store::StoreError> {
-        let covered = self
-            .store
-            .latest_checkpoint()
-            .await?
-            .map_or(0, |checkpoint| checkpoint.seq);
-        let mut head = None;
-        let mut after = covered;
+    /// Signs the head, but only if the log still continues the last signed
+    /// checkpoint: a log edited or truncated behind the CA's back is not
+    /// laundered by a fresh signature.
+    async fn checkpoint(&self) -> anyhow::Result<()> {
+        let latest = self.store.latest_checkpoint().await?;
+        let (mut seq, mut hash) = match &latest {
+            Some(checkpoint) => {
+                if !self.key.verifies(checkpoint) {
+                    anyhow::bail!(
+                        "checkpoint {} is not signed by the audit key; refusing to sign",
+                        checkpoint.seq
+                    );
+                }
+                let covered = self.store.audit_page(checkpoint.seq - 1, 1).await?;
+                match covered.first() {
+                    Some(record)
+                        if record.seq == checkpoint.seq && record.hash == checkpoint.hash => {}
+                    _ => anyhow::bail!(
+                        "audit record {} no longer matches its signed checkpoint; refusing to sign",
+                        checkpoint.seq
+                    ),
+                }
+                (checkpoint.seq, checkpoint.hash.clone())
+            }
+            None => (0, GENESIS_HASH.to_owned()),
+        };
+        let start = seq;
         loop {
-            let page = self.store.audit_page(after, PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            head = Some((last.seq, last.hash.clone()));
+            let page = self.store.audit_page(seq, PAGE).await?;
+            if page.is_empty() {
+                break;
+            }
+            for record in page {
+                if record.seq != seq + 1
+                    || record.prev_hash != hash
+                    || record.hash != record.expected_hash()
+                {
+                    anyhow::bail!(
+                        "audit record {} does not continue the chain; refusing to sign",
+                        seq + 1
+                    );
+                }
+                seq = record.seq;
+                hash = record.hash;
+            }
         }
-        if let Some((seq, hash)) = head {
+        if seq > start {
             let signature = self.key.sign(seq, &hash);
             self.store
                 .record_checkpoint(Checkpoint {

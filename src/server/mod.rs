@@ -83,7 +83,7 @@ pub async fn serve(
     let refusals = Arc::new(RefusalCounter::default());
     let keeper = Arc::new(AuditKeeper::new(
         Arc::clone(issuance.store()),
-        AuditKey::load_or_create(dir)?,
+        audit_key(dir, issuance.store().as_ref()).await?,
         Arc::clone(&refusals),
     ));
     Arc::clone(&keeper).spawn();
@@ -117,6 +117,20 @@ pub async fn serve(
     .await;
     keeper.tick().await;
     Ok(())
+}
+
+/// The data dir's audit key. A missing key is created only for a log that
+/// has never been checkpointed: replacing the key of a signed log would let
+/// anyone re-sign it.
+async fn audit_key(dir: &DataDir, store: &dyn Store) -> anyhow::Result<AuditKey> {
+    if dir.audit_key().exists() || store.latest_checkpoint().await?.is_none() {
+        return AuditKey::load_or_create(dir);
+    }
+    anyhow::bail!(
+        "{} is missing but the audit log has signed checkpoints; restore the key \
+         (without it the log cannot be verified or extended)",
+        dir.audit_key().display()
+    )
 }
 
 /// The address a local admin command dials: the listen address, or

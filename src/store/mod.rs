@@ -208,6 +208,10 @@ pub enum RevocationOutcome {
         serials: Vec<Serial>,
         /// The CRLs that now list them.
         crls: Vec<SignedCrl>,
+        /// Whether anything changed: a certificate newly revoked or an
+        /// identity newly banned. Repeating a revocation changes nothing
+        /// (the first reason stands).
+        changed: bool,
     },
 }
 
@@ -316,11 +320,17 @@ pub trait Store: Send + Sync + 'static {
     /// Up to `limit` audit records after `after`, in order.
     fn audit_page(&self, after: u64, limit: u32) -> StoreFuture<'_, Vec<AuditRecord>>;
 
+    /// The newest `limit` audit records, in order.
+    fn audit_tail(&self, limit: u32) -> StoreFuture<'_, Vec<AuditRecord>>;
+
     /// Stores a signed checkpoint of the log's head.
     fn record_checkpoint(&self, checkpoint: Checkpoint) -> StoreFuture<'_, ()>;
 
     /// The newest checkpoint, if any.
     fn latest_checkpoint(&self) -> StoreFuture<'_, Option<Checkpoint>>;
+
+    /// Every checkpoint, oldest first.
+    fn checkpoints(&self) -> StoreFuture<'_, Vec<Checkpoint>>;
 
     /// Lifts a ban (recording `audit` with it); false if the identity was
     /// not banned.

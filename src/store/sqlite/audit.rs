@@ -90,6 +90,10 @@ pub(super) fn page(
     after: u64,
     limit: u32,
 ) -> Result<Vec<AuditRecord>, StoreError> {
+    // No record has a sequence number beyond i64::MAX.
+    let Ok(after) = i64::try_from(after) else {
+        return Ok(Vec::new());
+    };
     let mut statement = conn
         .prepare_cached(
             "SELECT seq, time, actor, action, subject, details, prev_hash, hash
@@ -97,7 +101,7 @@ pub(super) fn page(
         )
         .map_err(unavailable)?;
     let rows = statement
-        .query_map(params![after as i64, limit], |row| {
+        .query_map(params![after, limit], |row| {
             Ok(AuditRecord {
                 seq: row.get::<_, i64>(0)?.try_into().unwrap_or_default(),
                 time: row.get(1)?,
@@ -111,6 +115,14 @@ pub(super) fn page(
         })
         .map_err(unavailable)?;
     rows.collect::<Result<_, _>>().map_err(unavailable)
+}
+
+pub(super) fn tail(conn: &Connection, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+    let newest: Option<i64> = conn
+        .query_row("SELECT max(seq) FROM audit_events", [], |row| row.get(0))
+        .map_err(unavailable)?;
+    let after = newest.unwrap_or(0).saturating_sub(i64::from(limit));
+    page(conn, u64::try_from(after).unwrap_or(0), limit)
 }
 
 pub(super) fn record_checkpoint(
@@ -131,19 +143,31 @@ pub(super) fn record_checkpoint(
     Ok(())
 }
 
+fn checkpoint_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
+    Ok(Checkpoint {
+        seq: row.get::<_, i64>(0)?.try_into().unwrap_or_default(),
+        hash: row.get(1)?,
+        time: row.get(2)?,
+        signature: row.get(3)?,
+    })
+}
+
 pub(super) fn latest_checkpoint(conn: &Connection) -> Result<Option<Checkpoint>, StoreError> {
     conn.query_row(
         "SELECT seq, hash, time, signature FROM audit_checkpoints ORDER BY seq DESC LIMIT 1",
         [],
-        |row| {
-            Ok(Checkpoint {
-                seq: row.get::<_, i64>(0)?.try_into().unwrap_or_default(),
-                hash: row.get(1)?,
-                time: row.get(2)?,
-                signature: row.get(3)?,
-            })
-        },
+        checkpoint_from_row,
     )
     .optional()
     .map_err(unavailable)
+}
+
+pub(super) fn checkpoints(conn: &Connection) -> Result<Vec<Checkpoint>, StoreError> {
+    let mut statement = conn
+        .prepare_cached("SELECT seq, hash, time, signature FROM audit_checkpoints ORDER BY seq")
+        .map_err(unavailable)?;
+    let rows = statement
+        .query_map([], checkpoint_from_row)
+        .map_err(unavailable)?;
+    rows.collect::<Result<_, _>>().map_err(unavailable)
 }

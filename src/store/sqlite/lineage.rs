@@ -56,7 +56,7 @@ fn renew_in(
     let row = tx
         .query_row(
             "SELECT c.spiffe_id, c.line_id,
-                    EXISTS (SELECT 1 FROM revocations r WHERE r.serial = c.serial),
+                    (SELECT r.revoked_by FROM revocations r WHERE r.serial = c.serial),
                     EXISTS (SELECT 1 FROM bans b WHERE b.spiffe_id = c.spiffe_id)
              FROM certificates c WHERE c.serial = ?1",
             [presented.to_string()],
@@ -64,21 +64,28 @@ fn renew_in(
                 Ok((
                     parse_column::<SpiffeId>(0, &row.get::<_, String>(0)?)?,
                     row.get::<_, Option<String>>(1)?,
-                    row.get::<_, bool>(2)?,
+                    row.get::<_, Option<String>>(2)?,
                     row.get::<_, bool>(3)?,
                 ))
             },
         )
         .optional()
         .map_err(unavailable)?;
-    let Some((spiffe_id, line_id, revoked, banned)) = row else {
+    let Some((spiffe_id, line_id, revoked_by, banned)) = row else {
         return Ok(RenewalOutcome::Unknown);
     };
-    if revoked {
-        return Ok(RenewalOutcome::Revoked);
-    }
     if banned {
         return Ok(RenewalOutcome::Banned);
+    }
+    let lineage = lineage_actor(&spiffe_id)?;
+    match revoked_by {
+        // Superseded by a retry of its parent, yet someone renews it: it was
+        // in use while its parent renewed again. Two holders.
+        Some(by) if by == lineage.as_str() => {
+            return fork(tx, spiffe_id, lineage, now, signer);
+        }
+        Some(_) => return Ok(RenewalOutcome::Revoked),
+        None => {}
     }
     if spiffe_id != certificate.spiffe_id {
         return Err(StoreError::Conflict(format!(
@@ -103,21 +110,7 @@ fn renew_in(
     } else if is_first_retry(tx, presented, head)? {
         Some(head)
     } else {
-        let fork = RevocationRequest {
-            target: RevocationTarget::Identity(spiffe_id),
-            reason: ReasonCode::KeyCompromise,
-            by: lineage_actor(&certificate.spiffe_id)?,
-            now,
-        };
-        let RevocationOutcome::Revoked { serials, crls } = revoke_in(tx, &fork, signer)? else {
-            return Err(StoreError::Corrupt(
-                "revoking an identity found no serial".to_owned(),
-            ));
-        };
-        return Ok(RenewalOutcome::Fork {
-            revoked: serials,
-            crls,
-        });
+        return fork(tx, spiffe_id, lineage, now, signer);
     };
 
     let mut crls = Vec::new();
@@ -158,18 +151,45 @@ fn renew_in(
     Ok(RenewalOutcome::Renewed { superseded, crls })
 }
 
-/// True when `presented` is the parent of `head` and has renewed only once
-/// (into `head`): a retry after a lost response.
+/// Two parties hold the identity: ban it and revoke every live certificate
+/// of it, inside the caller's transaction.
+fn fork(
+    tx: &Connection,
+    spiffe_id: SpiffeId,
+    lineage: SpiffeId,
+    now: OffsetDateTime,
+    signer: &dyn CrlSigner,
+) -> Result<RenewalOutcome, StoreError> {
+    let request = RevocationRequest {
+        target: RevocationTarget::Identity(spiffe_id),
+        reason: ReasonCode::KeyCompromise,
+        by: lineage,
+        now,
+    };
+    let RevocationOutcome::Revoked { serials, crls, .. } = revoke_in(tx, &request, signer)? else {
+        return Err(StoreError::Corrupt(
+            "revoking an identity found no serial".to_owned(),
+        ));
+    };
+    Ok(RenewalOutcome::Fork {
+        revoked: serials,
+        crls,
+    })
+}
+
+/// True when `presented` is the parent of a still unrevoked `head` and has
+/// renewed only once (into `head`): a retry after a lost response.
 fn is_first_retry(tx: &Connection, presented: Serial, head: Serial) -> Result<bool, StoreError> {
-    let (head_parent, children): (Option<String>, i64) = tx
+    let (head_parent, children, head_revoked): (Option<String>, i64, bool) = tx
         .query_row(
             "SELECT (SELECT parent_serial FROM certificates WHERE serial = ?1),
-                    (SELECT count(*) FROM certificates WHERE parent_serial = ?2)",
+                    (SELECT count(*) FROM certificates WHERE parent_serial = ?2),
+                    EXISTS (SELECT 1 FROM revocations WHERE serial = ?1)",
             params![head.to_string(), presented.to_string()],
-            |row| Ok((row.get(0)?, row.get(1)?)),
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )
         .map_err(unavailable)?;
-    Ok(head_parent == Some(presented.to_string()) && children == 1)
+    Ok(head_parent == Some(presented.to_string()) && children == 1 && !head_revoked)
 }
 
 /// Who the store names as the revoker when lineage, not an admin, revokes:

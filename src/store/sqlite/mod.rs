@@ -163,12 +163,20 @@ impl Store for SqliteStore {
         self.run(move |conn| audit::page(conn, after, limit))
     }
 
+    fn audit_tail(&self, limit: u32) -> StoreFuture<'_, Vec<AuditRecord>> {
+        self.run(move |conn| audit::tail(conn, limit))
+    }
+
     fn record_checkpoint(&self, checkpoint: Checkpoint) -> StoreFuture<'_, ()> {
         self.run(move |conn| audit::record_checkpoint(conn, &checkpoint))
     }
 
     fn latest_checkpoint(&self) -> StoreFuture<'_, Option<Checkpoint>> {
         self.run(|conn| audit::latest_checkpoint(conn))
+    }
+
+    fn checkpoints(&self) -> StoreFuture<'_, Vec<Checkpoint>> {
+        self.run(|conn| audit::checkpoints(conn))
     }
 
     fn lift_ban(&self, spiffe_id: SpiffeId, events: Vec<AuditEvent>) -> StoreFuture<'_, bool> {

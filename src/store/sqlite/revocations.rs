@@ -51,6 +51,7 @@ pub(super) fn revoke_in(
         now,
     } = request;
     let (reason, now) = (*reason, *now);
+    let mut newly_banned = false;
     let targets: Vec<(String, String)> = match &target {
         RevocationTarget::Serial(serial) => {
             let issuer: Option<String> = tx
@@ -67,17 +68,18 @@ pub(super) fn revoke_in(
             vec![(serial.to_string(), issuer)]
         }
         RevocationTarget::Identity(spiffe_id) => {
-            tx.execute(
-                "INSERT INTO bans (spiffe_id, banned_at, reason, banned_by)
+            newly_banned = 0 < tx
+                .execute(
+                    "INSERT INTO bans (spiffe_id, banned_at, reason, banned_by)
                  VALUES (?1, ?2, ?3, ?4) ON CONFLICT (spiffe_id) DO NOTHING",
-                params![
-                    spiffe_id.as_str(),
-                    unix(now),
-                    reason.to_string(),
-                    by.as_str()
-                ],
-            )
-            .map_err(unavailable)?;
+                    params![
+                        spiffe_id.as_str(),
+                        unix(now),
+                        reason.to_string(),
+                        by.as_str()
+                    ],
+                )
+                .map_err(unavailable)?;
             let mut live = tx
                 .prepare(
                     "SELECT c.serial, c.issuer_key_id FROM certificates c
@@ -114,7 +116,12 @@ pub(super) fn revoke_in(
     for issuer in changed_issuers {
         crls.push(publish_in(tx, &issuer, now, signer)?);
     }
-    Ok(RevocationOutcome::Revoked { serials, crls })
+    let changed = newly_banned || !crls.is_empty();
+    Ok(RevocationOutcome::Revoked {
+        serials,
+        crls,
+        changed,
+    })
 }
 
 pub(super) fn publish(

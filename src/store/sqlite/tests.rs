@@ -372,7 +372,7 @@ async fn revoking_a_serial_publishes_a_crl_listing_it_once() {
         )
         .await
         .unwrap();
-    let RevocationOutcome::Revoked { serials, crls } = outcome else {
+    let RevocationOutcome::Revoked { serials, crls, .. } = outcome else {
         panic!("{outcome:?}")
     };
     assert_eq!(serials, [a]);
@@ -393,7 +393,8 @@ async fn revoking_a_serial_publishes_a_crl_listing_it_once() {
         again,
         RevocationOutcome::Revoked {
             serials: vec![a],
-            crls: vec![]
+            crls: vec![],
+            changed: false,
         }
     );
     let stored = store.find_certificate(a).await.unwrap().unwrap();
@@ -528,5 +529,139 @@ async fn crl_numbers_keep_growing_across_reopening_the_store() {
     assert_eq!(
         current.iter().map(|crl| crl.number).collect::<Vec<_>>(),
         [b.number, c.number]
+    );
+}
+
+fn renewal_of(parent: &CertificateRecord) -> CertificateRecord {
+    CertificateRecord {
+        parent_serial: Some(parent.serial),
+        attestation: AttestationKind::Renewal,
+        ..record(Serial::random().unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_renewals_of_one_certificate_through_two_stores_continue_the_line_once() {
+    use crate::store::RenewalOutcome;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sigil.db");
+    let stores = [
+        Arc::new(SqliteStore::open(&path).unwrap()),
+        Arc::new(SqliteStore::open(&path).unwrap()),
+    ];
+    let first = record(Serial::random().unwrap());
+    stores[0]
+        .record_certificate(first.clone(), vec![])
+        .await
+        .unwrap();
+    let attempts: Vec<_> = (0..2)
+        .map(|i| {
+            let store = Arc::clone(&stores[i]);
+            let renewal = renewal_of(&first);
+            tokio::spawn(async move {
+                let serial = renewal.serial;
+                let outcome = store
+                    .renew(
+                        renewal,
+                        now(),
+                        Arc::new(ListingSigner),
+                        Box::new(|_| Vec::new()),
+                    )
+                    .await
+                    .unwrap();
+                (serial, outcome)
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for attempt in attempts {
+        results.push(attempt.await.unwrap());
+    }
+    // One continues the line; the other arrived as a retry and revoked it,
+    // or found the line moved on: never two live heads.
+    let live: Vec<Serial> = {
+        let mut live = Vec::new();
+        for (serial, outcome) in &results {
+            if matches!(outcome, RenewalOutcome::Renewed { .. })
+                && store_revocation(&stores[0], *serial).await.is_none()
+            {
+                live.push(*serial);
+            }
+        }
+        live
+    };
+    assert_eq!(live.len(), 1, "{results:?}");
+}
+
+async fn store_revocation(store: &SqliteStore, serial: Serial) -> Option<crate::store::Revocation> {
+    store
+        .find_certificate(serial)
+        .await
+        .unwrap()
+        .and_then(|c| c.revocation)
+}
+
+#[tokio::test]
+async fn lineage_moves_the_head_and_a_stale_certificate_forks_the_identity() {
+    use crate::store::RenewalOutcome;
+    let (_dir, store) = open();
+    let first = record(Serial::random().unwrap());
+    store
+        .record_certificate(first.clone(), vec![])
+        .await
+        .unwrap();
+    let second = renewal_of(&first);
+    let outcome = store
+        .renew(
+            second.clone(),
+            now(),
+            Arc::new(ListingSigner),
+            Box::new(|_| Vec::new()),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        outcome,
+        RenewalOutcome::Renewed {
+            superseded: None,
+            ..
+        }
+    ));
+    let third = renewal_of(&second);
+    store
+        .renew(
+            third.clone(),
+            now(),
+            Arc::new(ListingSigner),
+            Box::new(|_| Vec::new()),
+        )
+        .await
+        .unwrap();
+    // `first` renews again: the line is two steps ahead.
+    let audited = Box::new(|outcome: &RenewalOutcome| {
+        vec![crate::audit::AuditEvent::now(
+            "x",
+            if matches!(outcome, RenewalOutcome::Fork { .. }) {
+                "identity.ban"
+            } else {
+                "svid.renew"
+            },
+            "s",
+            serde_json::json!({}),
+        )]
+    });
+    let outcome = store
+        .renew(renewal_of(&first), now(), Arc::new(ListingSigner), audited)
+        .await
+        .unwrap();
+    let RenewalOutcome::Fork { revoked, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(revoked.len(), 3, "every live certificate of the identity");
+    assert!(store.is_banned(first.spiffe_id.clone()).await.unwrap());
+    let audit = store.audit_page(0, 10).await.unwrap();
+    assert_eq!(
+        audit.iter().map(|r| r.action.as_str()).collect::<Vec<_>>(),
+        ["identity.ban"]
     );
 }
