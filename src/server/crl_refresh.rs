@@ -62,3 +62,55 @@ async fn refresh_due(issuance: &Issuance, board: &CrlBoard) -> anyhow::Result<()
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::ca::{CaFiles, CertificateAuthority, DEFAULT_ISSUING_LIFETIME, KeyType};
+    use crate::store::{SqliteStore, Store};
+
+    #[tokio::test]
+    async fn crls_are_published_at_start_and_re_signed_after_half_their_validity() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = CaFiles::generate(
+            &"example.org".parse().unwrap(),
+            KeyType::P256,
+            DEFAULT_ISSUING_LIFETIME,
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+        let ca = CertificateAuthority::load(&files, "https://localhost:8443")
+            .unwrap()
+            .with_crl_validity(Duration::from_secs(2));
+        let (issuing, root) = (
+            ca.issuing().key_id().to_owned(),
+            ca.root().key_id().to_owned(),
+        );
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        let issuance = Issuance::new(Arc::new(ca), store);
+        let board = CrlBoard::default();
+
+        refresh_due(&issuance, &board).await.unwrap();
+        let first = board.snapshot();
+        let number = |set: &crate::crl_board::CrlSet, key: &str| set.get(key).map(|c| c.number);
+        assert!(number(&first, &issuing).is_some() && number(&first, &root).is_some());
+
+        // Nothing is due yet.
+        refresh_due(&issuance, &board).await.unwrap();
+        assert_eq!(board.snapshot().highest(), first.highest());
+
+        // Past half of the issuing CRL's 2 s: it, and only it, is re-signed.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        refresh_due(&issuance, &board).await.unwrap();
+        let second = board.snapshot();
+        assert!(number(&second, &issuing) > number(&first, &issuing));
+        assert_eq!(
+            number(&second, &root),
+            number(&first, &root),
+            "the root key rests"
+        );
+    }
+}

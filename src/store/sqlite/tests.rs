@@ -665,3 +665,42 @@ async fn lineage_moves_the_head_and_a_stale_certificate_forks_the_identity() {
         ["identity.ban"]
     );
 }
+
+#[tokio::test]
+async fn a_crl_drops_entries_whose_certificate_expired_more_than_the_grace_ago() {
+    use crate::store::RevocationTarget;
+    let (_dir, store) = open();
+    let live = record(Serial::random().unwrap());
+    let mut long_gone = record(Serial::random().unwrap());
+    long_gone.not_after = now() - Duration::from_secs(2 * 3600);
+    let mut just_expired = record(Serial::random().unwrap());
+    just_expired.not_after = now() - Duration::from_secs(60);
+    for cert in [&live, &long_gone, &just_expired] {
+        store
+            .record_certificate(cert.clone(), vec![])
+            .await
+            .unwrap();
+        store
+            .revoke(
+                revocation(RevocationTarget::Serial(cert.serial)),
+                Arc::new(ListingSigner),
+                Box::new(|_| Vec::new()),
+            )
+            .await
+            .unwrap();
+    }
+    let crl = store
+        .publish_crl("ab".to_owned(), now(), Arc::new(ListingSigner))
+        .await
+        .unwrap();
+    let listed: Vec<&[u8]> = crl.der.chunks(16).collect();
+    assert!(listed.contains(&live.serial.as_bytes().as_slice()));
+    assert!(
+        listed.contains(&just_expired.serial.as_bytes().as_slice()),
+        "within the grace"
+    );
+    assert!(
+        !listed.contains(&long_gone.serial.as_bytes().as_slice()),
+        "pruned"
+    );
+}
