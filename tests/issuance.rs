@@ -204,15 +204,7 @@ fn a_csr_cannot_ask_for_ca_extensions_sans_or_a_foreign_identity() {
         "no subject from the CSR"
     );
     assert!(!leaf.is_ca());
-    let sans: Vec<String> = leaf
-        .subject_alternative_name()
-        .unwrap()
-        .unwrap()
-        .value
-        .general_names
-        .iter()
-        .map(|n| format!("{n:?}"))
-        .collect();
+    let sans = sans_of(&chain[0]);
     assert_eq!(sans, [r#"URI("spiffe://example.org/agents/a")"#]);
     assert!(
         leaf.extensions()
@@ -435,16 +427,7 @@ fn names_bound_by_the_admin_appear_and_names_from_the_csr_do_not() {
         .pem()
         .unwrap();
     let (_, chain) = issued_chain(&server, &token, &csr);
-    let (_, leaf) = X509Certificate::from_der(&chain[0]).unwrap();
-    let sans: Vec<String> = leaf
-        .subject_alternative_name()
-        .unwrap()
-        .unwrap()
-        .value
-        .general_names
-        .iter()
-        .map(|n| format!("{n:?}"))
-        .collect();
+    let sans = sans_of(&chain[0]);
     assert_eq!(
         sans,
         [

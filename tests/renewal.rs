@@ -83,16 +83,7 @@ fn a_live_svid_renews_into_a_new_svid_of_the_same_identity_linked_to_it() {
     assert_ne!(second.serial, first.serial);
 
     let der = chain_der(&second.chain_pem);
-    let (_, leaf) = x509_parser::parse_x509_certificate(&der[0]).unwrap();
-    let sans: Vec<String> = leaf
-        .subject_alternative_name()
-        .unwrap()
-        .unwrap()
-        .value
-        .general_names
-        .iter()
-        .map(|n| format!("{n:?}"))
-        .collect();
+    let sans = sans_of(&der[0]);
     assert_eq!(
         sans,
         [

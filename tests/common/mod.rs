@@ -292,3 +292,19 @@ pub fn openssl(args: &[&str], dir: &Path) -> Output {
         .output()
         .expect("openssl is installed (see .ci/run)")
 }
+
+/// The subject alternative names of a certificate, DER, as x509-parser
+/// debug-prints them (`URI("spiffe://…")`, `DNSName("…")`, …).
+pub fn sans_of(der: &[u8]) -> Vec<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    cert.subject_alternative_name()
+        .unwrap()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .map(|n| format!("{n:?}"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
