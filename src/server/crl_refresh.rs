@@ -84,7 +84,7 @@ mod tests {
         .unwrap();
         let ca = CertificateAuthority::load(&files, "https://localhost:8443")
             .unwrap()
-            .with_crl_validity(Duration::from_secs(2));
+            .with_crl_validity(Duration::from_secs(4));
         let (issuing, root) = (
             ca.issuing().key_id().to_owned(),
             ca.root().key_id().to_owned(),
@@ -102,8 +102,9 @@ mod tests {
         refresh_due(&issuance, &board).await.unwrap();
         assert_eq!(board.snapshot().highest(), first.highest());
 
-        // Past half of the issuing CRL's 2 s: it, and only it, is re-signed.
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        // Past half of the issuing CRL's 4 s (CRL times are whole seconds,
+        // so allow for one lost to rounding): it, and only it, is re-signed.
+        tokio::time::sleep(Duration::from_millis(2100)).await;
         refresh_due(&issuance, &board).await.unwrap();
         let second = board.snapshot();
         assert!(number(&second, &issuing) > number(&first, &issuing));
