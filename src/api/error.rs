@@ -219,6 +219,7 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Unavailable(_) => Self::unavailable(error),
+            StoreError::Banned(spiffe_id) => Self::banned(&spiffe_id),
             other => Self::internal(other),
         }
     }

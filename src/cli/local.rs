@@ -12,9 +12,9 @@ use clap::Subcommand;
 use crate::ca::{CaFiles, CertificateAuthority, IssuedCertificate};
 use crate::datadir::{self, DataDir};
 use crate::duration::HumanDuration;
-use crate::issuance::Issuance;
+use crate::issuance::{Issuance, IssuanceError};
 use crate::namespace::Namespace;
-use crate::store::SqliteStore;
+use crate::store::{SqliteStore, StoreError};
 
 /// An admin credential lives this long unless asked otherwise.
 pub(super) const DEFAULT_ADMIN_TTL: Duration = Duration::from_secs(8 * 3600);
@@ -73,12 +73,15 @@ pub(super) async fn write_admin_credential(
     }
     let issuance = local_issuance(dir)?;
     let spiffe_id = Namespace::new(issuance.ca().trust_domain()).admin(name)?;
-    if issuance.store().is_banned(spiffe_id.clone()).await? {
-        bail!("{spiffe_id} is banned; lift the ban with `sigil unban` first");
-    }
-    let (issued, key) = issuance
+    let (issued, key) = match issuance
         .mint_local("admin.credential", &spiffe_id, &[], &[], ttl)
-        .await?;
+        .await
+    {
+        Err(IssuanceError::Store(StoreError::Banned(_))) => {
+            bail!("{spiffe_id} is banned; another admin can lift the ban with `sigil unban`")
+        }
+        minted => minted?,
+    };
     datadir::write_secret(&out.join("svid.key"), key.serialize_pem().as_bytes())?;
     datadir::write_public(
         &out.join("svid.pem"),

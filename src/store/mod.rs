@@ -47,6 +47,9 @@ pub enum StoreError {
     /// Signing a CRL failed; the change that needed it was not committed.
     #[error("signing a CRL: {0}")]
     Signing(String),
+    /// The identity is banned; no certificate was recorded.
+    #[error("{0} is banned")]
+    Banned(SpiffeId),
 }
 
 /// How a certificate's subject proved what it is.
@@ -273,7 +276,7 @@ pub struct CertificateQuery {
 pub trait Store: Send + Sync + 'static {
     /// Records an issued certificate, and its audit records. Called before
     /// the certificate leaves the CA; a repeated serial is a
-    /// [`StoreError::Conflict`].
+    /// [`StoreError::Conflict`], a banned identity [`StoreError::Banned`].
     fn record_certificate(
         &self,
         record: CertificateRecord,

@@ -119,6 +119,11 @@ impl Store for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(unavailable)?;
+            // No path gives a banned identity a certificate: checked here,
+            // in the transaction that would record it.
+            if revocations::is_banned(&tx, &record.spiffe_id)? {
+                return Err(StoreError::Banned(record.spiffe_id.clone()));
+            }
             certificates::insert_certificate(&tx, &record)?;
             audit::append_in(&tx, events)?;
             tx.commit().map_err(unavailable)

@@ -704,3 +704,28 @@ async fn a_crl_drops_entries_whose_certificate_expired_more_than_the_grace_ago()
         "pruned"
     );
 }
+
+#[tokio::test]
+async fn no_certificate_is_recorded_for_a_banned_identity() {
+    use crate::store::RevocationTarget;
+    let (_dir, store) = open();
+    let banned = id("spiffe://example.org/agent");
+    store
+        .revoke(
+            revocation(RevocationTarget::Identity(banned.clone())),
+            Arc::new(ListingSigner),
+            Box::new(|_| Vec::new()),
+        )
+        .await
+        .unwrap();
+    let serial = Serial::random().unwrap();
+    let error = store
+        .record_certificate(record(serial), vec![])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::Banned(ref who) if *who == banned),
+        "{error}"
+    );
+    assert!(store.find_certificate(serial).await.unwrap().is_none());
+}
