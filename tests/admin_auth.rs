@@ -132,22 +132,7 @@ fn a_validly_signed_admin_certificate_that_is_not_in_the_store_is_refused() {
 fn an_expired_admin_credential_is_refused() {
     let dir = DataDir::init();
     let server = dir.start();
-    let out = dir.temp.path().join("short");
-    let minted = sigil(&[
-        "admin",
-        "credential",
-        "--data-dir",
-        dir.arg(),
-        "--name",
-        "brief",
-        "--ttl",
-        "1s",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(minted.status.success(), "{}", stderr(&minted));
-    let chain = std::fs::read_to_string(out.join("svid.pem")).unwrap();
-    let key = std::fs::read_to_string(out.join("svid.key")).unwrap();
+    let (chain, key, _out) = dir.admin_credential("short", &["--ttl", "1s"]);
     std::thread::sleep(std::time::Duration::from_millis(2100));
     assert_error(
         &create_token(&server.client_as(&chain, &key)),
@@ -160,25 +145,13 @@ fn an_expired_admin_credential_is_refused() {
 fn admin_credential_mints_a_fresh_short_lived_admin_svid_with_a_private_key_file() {
     let dir = DataDir::init();
     let server = dir.start();
-    let out = dir.temp.path().join("alice");
-    let minted = sigil(&[
-        "admin",
-        "credential",
-        "--data-dir",
-        dir.arg(),
-        "--name",
-        "alice",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(minted.status.success(), "{}", stderr(&minted));
+    let (chain, key, out) = dir.admin_credential("alice", &[]);
     let mode = std::fs::metadata(out.join("svid.key"))
         .unwrap()
         .permissions()
         .mode()
         & 0o777;
     assert_eq!(mode, 0o600);
-    let chain = std::fs::read_to_string(out.join("svid.pem")).unwrap();
     let der = chain_der(&chain);
     let (_, leaf) = X509Certificate::from_der(&der[0]).unwrap();
     let lifetime =
@@ -187,7 +160,6 @@ fn admin_credential_mints_a_fresh_short_lived_admin_svid_with_a_private_key_file
         (8 * 3600 - 60..=8 * 3600).contains(&lifetime),
         "default 8h, got {lifetime}s"
     );
-    let key = std::fs::read_to_string(out.join("svid.key")).unwrap();
     assert_eq!(create_token(&server.client_as(&chain, &key)).status, 201);
 
     for (ttl, name) in [("25h", "alice"), ("8h", "a/../b")] {

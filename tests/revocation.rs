@@ -220,20 +220,7 @@ fn revoking_an_identity_revokes_all_its_svids_and_bans_it_until_the_ban_is_lifte
 fn a_revoked_admin_credential_is_refused_as_revoked() {
     let dir = DataDir::init();
     let server = dir.start();
-    let out = dir.temp.path().join("second");
-    let minted = sigil(&[
-        "admin",
-        "credential",
-        "--data-dir",
-        dir.arg(),
-        "--name",
-        "second",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(minted.status.success(), "{}", stderr(&minted));
-    let chain = std::fs::read_to_string(out.join("svid.pem")).unwrap();
-    let key = std::fs::read_to_string(out.join("svid.key")).unwrap();
+    let (chain, key, out) = dir.admin_credential("second", &[]);
     let serial = {
         let der = chain_der(&chain);
         let (_, leaf) = x509_parser::parse_x509_certificate(&der[0]).unwrap();

@@ -85,6 +85,28 @@ impl DataDir {
         .unwrap()
     }
 
+    /// Mints an admin credential with `sigil admin credential --name NAME`
+    /// (plus `extra` flags) into `DIR/../NAME`; returns (chain PEM, key PEM,
+    /// output dir).
+    pub fn admin_credential(&self, name: &str, extra: &[&str]) -> (String, String, PathBuf) {
+        let out = self.temp.path().join(name);
+        let mut args = vec![
+            "admin",
+            "credential",
+            "--data-dir",
+            self.arg(),
+            "--name",
+            name,
+        ];
+        args.extend_from_slice(extra);
+        args.extend(["--out", out.to_str().unwrap()]);
+        let minted = sigil(&args);
+        assert!(minted.status.success(), "{}", stderr(&minted));
+        let chain = std::fs::read_to_string(out.join("svid.pem")).unwrap();
+        let key = std::fs::read_to_string(out.join("svid.key")).unwrap();
+        (chain, key, out)
+    }
+
     pub fn start(&self) -> Server {
         Server::start(self, &[])
     }
