@@ -16,12 +16,6 @@ impl HumanDuration {
     }
 }
 
-impl From<Duration> for HumanDuration {
-    fn from(duration: Duration) -> Self {
-        Self(duration)
-    }
-}
-
 impl FromStr for HumanDuration {
     type Err = String;
 

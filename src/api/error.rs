@@ -174,16 +174,6 @@ impl ApiError {
             "the CA cannot serve this now; retry shortly",
         )
     }
-
-    /// The HTTP status.
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
-    /// The stable code.
-    pub fn code(&self) -> &'static str {
-        self.code
-    }
 }
 
 impl IntoResponse for ApiError {
