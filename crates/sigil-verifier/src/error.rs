@@ -1,0 +1,46 @@
+//! The one error type of this crate.
+
+/// Why trust material, a policy or a connection to the CA could not be set
+/// up. Handshake refusals are `rustls::Error`s instead (see
+/// [`crate::SpiffeClientVerifier`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A PEM text did not parse, or held nothing of the expected kind.
+    #[error("PEM: {0}")]
+    Pem(String),
+    /// A certificate in the trust material is unusable.
+    #[error("certificate: {0}")]
+    Certificate(String),
+    /// A CRL is malformed, unsigned by a known issuer, or older than the
+    /// one held.
+    #[error("CRL: {0}")]
+    Crl(String),
+    /// A policy pattern is not a SPIFFE ID or pattern.
+    #[error("policy: {0}")]
+    Policy(String),
+    /// The root fingerprint is not `sha256:` and 64 hex digits, or no root
+    /// the CA served matches it.
+    #[error("fingerprint: {0}")]
+    Fingerprint(String),
+    /// The CA could not be reached or gave an unusable answer.
+    #[error("CA at {url}: {message}")]
+    Fetch {
+        /// The CA's URL.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A TLS configuration could not be built.
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}

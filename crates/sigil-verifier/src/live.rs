@@ -1,0 +1,381 @@
+//! Trust material kept fresh from a Sigil CA: bootstrapped from a bundle
+//! file or a pinned root fingerprint, then the CRLs by long poll (so a
+//! revocation arrives within a second) and the bundle now and then.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+use crate::Error;
+use crate::bundle::{Bundle, certificates_from_pem, fingerprint};
+use crate::config::client_config;
+use crate::crl::crls_from_pem;
+use crate::fetch::{CaUrl, Fetched};
+use crate::policy::Policy;
+use crate::trust::{TrustSource, WeakTrustSource};
+use crate::verifier::SpiffeServerVerifier;
+
+/// The header in which the CA names the highest CRL number it served.
+const CRL_NUMBER_HEADER: &str = "sigil-crl-number";
+
+/// How the first roots are obtained.
+#[derive(Clone)]
+enum Anchor {
+    /// Only the root with this SHA-256 fingerprint, from the CA's bundle.
+    Fingerprint([u8; 32]),
+    /// The roots of a bundle the caller already trusts.
+    BundlePem(Vec<u8>),
+}
+
+/// Configures trust material that follows a Sigil CA.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), sigil_verifier::Error> {
+/// use sigil_verifier::LiveSource;
+///
+/// let source = LiveSource::from_fingerprint(
+///     "https://ca.internal:8443",
+///     "sha256:3f2a…",
+/// )?
+/// .start()
+/// .await?;
+/// # let _ = source;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// [`LiveSource::start`] fetches the bundle and every CRL once, and then
+/// keeps them fresh in a background task on the current tokio runtime:
+/// - CRLs by long poll (`GET /v1/crls?after=N&wait=S`): the CA answers as
+///   soon as it signs a newer CRL;
+/// - the bundle every [`LiveSource::bundle_refresh`], over TLS verified
+///   against the roots already held (never from an unauthenticated fetch);
+/// - a failed fetch, or a CRL that does not verify, keeps the last good
+///   material and retries with backoff.
+///
+/// The task ends once every clone of the returned [`TrustSource`] is gone.
+#[derive(Clone)]
+pub struct LiveSource {
+    url: String,
+    anchor: Anchor,
+    bundle_refresh: Duration,
+    poll_wait: Duration,
+    request_timeout: Duration,
+}
+
+impl std::fmt::Debug for LiveSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveSource")
+            .field("url", &self.url)
+            .field("bundle_refresh", &self.bundle_refresh)
+            .field("poll_wait", &self.poll_wait)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses `sha256:<64 hex digits>` (case-insensitive hex).
+fn parse_fingerprint(text: &str) -> Result<[u8; 32], Error> {
+    let invalid = || Error::Fingerprint(format!("'{text}' is not sha256:<64 hex digits>"));
+    let hex = text.strip_prefix("sha256:").ok_or_else(invalid)?;
+    if hex.len() != 64 || !hex.is_ascii() {
+        return Err(invalid());
+    }
+    let mut bytes = [0u8; 32];
+    for (index, byte) in bytes.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * index..2 * index + 2], 16).map_err(|_| invalid())?;
+    }
+    Ok(bytes)
+}
+
+impl LiveSource {
+    fn new(url: &str, anchor: Anchor) -> Result<Self, Error> {
+        CaUrl::parse(url)?;
+        Ok(Self {
+            url: url.to_owned(),
+            anchor,
+            bundle_refresh: Duration::from_secs(300),
+            poll_wait: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(30),
+        })
+    }
+
+    /// Follows the CA at `url`, trusting at first only the root whose
+    /// SHA-256 fingerprint is `fingerprint` (as `sigil init` prints it).
+    ///
+    /// # Errors
+    ///
+    /// The URL is not `https://host:port`, or the fingerprint is not
+    /// `sha256:` and 64 hex digits.
+    pub fn from_fingerprint(url: &str, fingerprint: &str) -> Result<Self, Error> {
+        Self::new(url, Anchor::Fingerprint(parse_fingerprint(fingerprint)?))
+    }
+
+    /// Follows the CA at `url`, trusting at first the roots of `bundle_pem`.
+    ///
+    /// # Errors
+    ///
+    /// The URL is not `https://host:port`.
+    pub fn from_bundle_pem(url: &str, bundle_pem: &[u8]) -> Result<Self, Error> {
+        Self::new(url, Anchor::BundlePem(bundle_pem.to_vec()))
+    }
+
+    /// How often the bundle is fetched again (default 5 minutes).
+    pub fn bundle_refresh(mut self, every: Duration) -> Self {
+        self.bundle_refresh = every.max(Duration::from_secs(1));
+        self
+    }
+
+    /// How long each CRL long poll asks the CA to wait (default 30 s; the
+    /// CA caps it at 60 s).
+    pub fn poll_wait(mut self, wait: Duration) -> Self {
+        self.poll_wait = wait.clamp(Duration::from_secs(1), Duration::from_secs(60));
+        self
+    }
+
+    /// Fetches the bundle and CRLs, and starts keeping them fresh.
+    ///
+    /// # Errors
+    ///
+    /// The CA cannot be reached, no root it serves matches the
+    /// fingerprint, or its bundle or CRLs are refused.
+    pub async fn start(self) -> Result<TrustSource, Error> {
+        let url = CaUrl::parse(&self.url)?;
+        let bundle = match &self.anchor {
+            Anchor::BundlePem(pem) => Bundle::from_pem(pem, None)?,
+            Anchor::Fingerprint(pinned) => self.pinned_root(&url, pinned).await?,
+        };
+        let source = TrustSource::from_bundle(bundle);
+        let refresher = Refresher {
+            url,
+            settings: self,
+            source: source.downgrade(),
+        };
+        refresher.refresh_bundle(&source).await?;
+        let after = refresher.fetch_crls(&source, None).await?;
+        tokio::spawn(refresher.run(after));
+        Ok(source)
+    }
+
+    /// The first, unauthenticated fetch: only the pinned root is kept.
+    async fn pinned_root(&self, url: &CaUrl, pinned: &[u8; 32]) -> Result<Bundle, Error> {
+        let config =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()?
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(UnauthenticatedBootstrap::default()))
+                .with_no_client_auth();
+        let answer = url
+            .get(Arc::new(config), "/v1/bundle", self.request_timeout)
+            .await?;
+        let served = certificates_from_pem(&success(url, answer)?.body)?;
+        let wanted = format!(
+            "sha256:{}",
+            pinned
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        let root = served
+            .into_iter()
+            .find(|der| fingerprint(der) == wanted)
+            .ok_or_else(|| {
+                Error::Fingerprint(format!(
+                    "no root the CA at {} serves has fingerprint {wanted}",
+                    url.as_str()
+                ))
+            })?;
+        Bundle::new(vec![root], None)
+    }
+}
+
+fn success(url: &CaUrl, answer: Fetched) -> Result<Fetched, Error> {
+    match answer.status {
+        StatusCode::OK | StatusCode::NOT_MODIFIED => Ok(answer),
+        status => Err(Error::Fetch {
+            url: url.as_str().to_owned(),
+            message: format!("answered {status}"),
+        }),
+    }
+}
+
+/// The background task's state.
+struct Refresher {
+    url: CaUrl,
+    settings: LiveSource,
+    source: WeakTrustSource,
+}
+
+impl Refresher {
+    /// A client configuration that accepts only the CA's own SVID,
+    /// `spiffe://<td>/sigil/server`, chained to the roots held now.
+    fn ca_config(&self, source: &TrustSource) -> Result<Arc<ClientConfig>, Error> {
+        let server_id = source
+            .trust_domain()
+            .spiffe_id("/sigil/server")
+            .map_err(|e| Error::Certificate(format!("{e}")))?;
+        let verifier =
+            SpiffeServerVerifier::builder(source.clone(), Policy::deny_all().allow_id(server_id))
+                // The CA's own certificate is checked against the CRLs held,
+                // but at bootstrap there are none yet.
+                .allow_missing_crls()
+                .server_verifier();
+        Ok(Arc::new(client_config(verifier, None)?))
+    }
+
+    /// Fetches the bundle over verified TLS and adopts it.
+    async fn refresh_bundle(&self, source: &TrustSource) -> Result<(), Error> {
+        let config = self.ca_config(source)?;
+        let answer = self
+            .url
+            .get(config, "/v1/bundle", self.settings.request_timeout)
+            .await?;
+        let bundle = Bundle::from_pem(&success(&self.url, answer)?.body, None)?;
+        if bundle.trust_domain != source.trust_domain() {
+            return Err(Error::Certificate(format!(
+                "the CA now serves roots of trust domain {}, not {}",
+                bundle.trust_domain,
+                source.trust_domain()
+            )));
+        }
+        source.replace_bundle(bundle);
+        Ok(())
+    }
+
+    /// Fetches CRLs (newer than `after`, by long poll, if given) and loads
+    /// them. Returns the CRL number to poll after next.
+    async fn fetch_crls(&self, source: &TrustSource, after: Option<u128>) -> Result<u128, Error> {
+        let config = self.ca_config(source)?;
+        let (path, timeout) = match after {
+            Some(after) => (
+                format!(
+                    "/v1/crls?after={after}&wait={}",
+                    self.settings.poll_wait.as_secs()
+                ),
+                self.settings.request_timeout + self.settings.poll_wait,
+            ),
+            None => ("/v1/crls".to_owned(), self.settings.request_timeout),
+        };
+        let answer = success(&self.url, self.url.get(config, &path, timeout).await?)?;
+        if answer.status == StatusCode::NOT_MODIFIED {
+            return Ok(after.unwrap_or(0));
+        }
+        let served = answer
+            .headers
+            .get(CRL_NUMBER_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u128>().ok());
+        source.update_crls(crls_from_pem(&answer.body)?)?;
+        let held = source.crl_number().unwrap_or(0);
+        // Poll after what the CA served even if it was refused, so that a
+        // bad CRL is not fetched again in a tight loop.
+        Ok(served.unwrap_or(held).max(held))
+    }
+
+    async fn run(self, mut after: u128) {
+        let mut backoff = Duration::from_millis(250);
+        let mut bundle_due = tokio::time::Instant::now() + self.settings.bundle_refresh;
+        loop {
+            let Some(source) = self.source.upgrade() else {
+                return;
+            };
+            if tokio::time::Instant::now() >= bundle_due {
+                bundle_due = tokio::time::Instant::now() + self.settings.bundle_refresh;
+                if let Err(error) = self.refresh_bundle(&source).await {
+                    tracing::warn!(%error, "bundle refresh failed; keeping the roots held");
+                }
+            }
+            match self.fetch_crls(&source, Some(after)).await {
+                Ok(next) => {
+                    after = next;
+                    backoff = Duration::from_millis(250);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "CRL refresh failed; keeping the CRLs held");
+                    drop(source);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+}
+
+/// Accepts any server certificate. Used only for the first bundle fetch
+/// from a fingerprint: what that fetch returns is trusted only if its hash
+/// matches the pinned fingerprint, so the connection needs no
+/// authentication.
+#[derive(Debug)]
+struct UnauthenticatedBootstrap {
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl Default for UnauthenticatedBootstrap {
+    fn default() -> Self {
+        Self {
+            algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        }
+    }
+}
+
+impl ServerCertVerifier for UnauthenticatedBootstrap {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_must_be_sha256_and_64_hex_digits() {
+        let good = format!("sha256:{}", "ab".repeat(32));
+        assert!(parse_fingerprint(&good).is_ok());
+        assert!(parse_fingerprint(&good.to_uppercase().replace("SHA256", "sha256")).is_ok());
+        for bad in [
+            "ab".repeat(32),
+            format!("sha1:{}", "ab".repeat(32)),
+            format!("sha256:{}", "ab".repeat(31)),
+            format!("sha256:{}zz", "ab".repeat(31)),
+            format!("sha256:{}é", "ab".repeat(31)),
+        ] {
+            assert!(
+                matches!(parse_fingerprint(&bad), Err(Error::Fingerprint(_))),
+                "{bad}"
+            );
+        }
+    }
+}
