@@ -8,12 +8,9 @@ use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use sigil_core::SpiffeId;
+use rustls::pki_types::{CertificateDer, ServerName};
 use sigil_core::wire::ErrorBody;
+use sigil_verifier::{Credentials, Policy, SpiffeServerVerifier, TrustSource};
 
 use crate::hostname::{Host, HttpsUrl};
 use tokio::net::TcpStream;
@@ -122,40 +119,23 @@ impl CaClient {
                 .with_context(|| format!("'{host}' is not a server name"))?,
         };
 
-        let bundle = pem_certificates(bundle_pem).context("trust bundle")?;
-        let mut roots = RootCertStore::empty();
-        for cert in &bundle {
-            roots.add(cert.clone()).context("trust bundle root")?;
-        }
-        let server_id = crate::svid::trust_domain_of_root(
-            bundle
-                .first()
-                .context("the trust bundle holds no certificate")?,
-        )
-        .map_err(anyhow::Error::msg)?
-        .spiffe_id("/sigil/server")?;
-        let provider = crate::crypto_provider::crypto_provider();
-        let webpki =
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-                .build()
-                .context("trust bundle")?;
-        let builder = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(CaServerVerifier { webpki, server_id }));
-        let config = match identity {
-            Some(identity) => {
-                let chain = pem_certificates(identity.chain_pem).context("client certificate")?;
-                let key = PrivateKeyDer::try_from(
-                    pem::parse(identity.key_pem)
-                        .context("client key is not PEM")?
-                        .into_contents(),
-                )
-                .map_err(|e| anyhow::anyhow!("client key: {e}"))?;
-                builder.with_client_auth_cert(chain, key)?
-            }
-            None => builder.with_no_client_auth(),
-        };
+        let source =
+            TrustSource::from_pem(bundle_pem.as_bytes()).context("trust bundle")?;
+        let server_id = source.trust_domain().spiffe_id("/sigil/server")?;
+        // The CA is known by its own SVID, not by the name dialled: an
+        // agent's SVID that an admin bound to `localhost` or to the CA's
+        // address would pass a DNS-name check, but is not the CA. The
+        // bundle comes without CRLs; the admin's connection is short.
+        let verifier = SpiffeServerVerifier::builder(source, Policy::deny_all().allow_id(server_id))
+            .allow_missing_crls()
+            .server_verifier();
+        let credentials = identity
+            .map(|identity| {
+                Credentials::from_pem(identity.chain_pem.as_bytes(), identity.key_pem.as_bytes())
+            })
+            .transpose()
+            .context("client certificate")?;
+        let config = sigil_verifier::client_config(verifier, credentials)?;
         Ok(Self {
             host,
             port,
@@ -289,64 +269,6 @@ impl CaClient {
         let body = serde_json::to_vec(body)?;
         self.request(Method::POST, path, Some("application/json"), body)
             .await
-    }
-}
-
-/// Verifies the CA's server certificate as webpki does (chain to the
-/// bundle, the name dialled), and then that it is the CA's own SVID,
-/// `spiffe://<td>/sigil/server`. An agent's SVID that an admin bound to
-/// `localhost` or to the CA's address is valid for the name, but is not the
-/// CA.
-#[derive(Debug)]
-struct CaServerVerifier {
-    webpki: Arc<WebPkiServerVerifier>,
-    server_id: SpiffeId,
-}
-
-impl ServerCertVerifier for CaServerVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let verified = self.webpki.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        )?;
-        match crate::svid::read_svid(end_entity) {
-            Ok((id, _)) if id == self.server_id => Ok(verified),
-            _ => Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            )),
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
     }
 }
 

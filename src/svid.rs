@@ -7,31 +7,8 @@ use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use crate::serial::Serial;
 
-/// The one SPIFFE ID a certificate names.
-///
-/// # Errors
-///
-/// The certificate does not parse, or has no or several URI SANs, or its
-/// URI SAN is not a SPIFFE ID.
-pub fn spiffe_id_of(cert: &X509Certificate<'_>) -> Result<SpiffeId, String> {
-    let san = cert
-        .subject_alternative_name()
-        .map_err(|e| format!("subject alternative name: {e}"))?
-        .ok_or_else(|| "certificate names no SPIFFE ID".to_owned())?;
-    let mut uris = san
-        .value
-        .general_names
-        .iter()
-        .filter_map(|name| match name {
-            GeneralName::URI(uri) => Some(*uri),
-            _ => None,
-        });
-    let (Some(uri), None) = (uris.next(), uris.next()) else {
-        return Err("a SPIFFE certificate has exactly one URI SAN".to_owned());
-    };
-    uri.parse()
-        .map_err(|e| format!("certificate URI SAN is not a SPIFFE ID: {e}"))
-}
+/// The one SPIFFE ID a certificate names (exactly one URI SAN).
+pub use sigil_verifier::spiffe_id_of;
 
 /// The SPIFFE ID and serial of an X509-SVID, DER.
 ///
