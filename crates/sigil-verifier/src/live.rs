@@ -11,6 +11,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::Error;
+use crate::check::StaleCrls;
 use crate::bundle::{Bundle, certificates_from_pem, fingerprint};
 use crate::config::client_config;
 use crate::crl::crls_from_pem;
@@ -220,8 +221,10 @@ impl Refresher {
         let verifier =
             SpiffeServerVerifier::builder(source.clone(), Policy::deny_all().allow_id(server_id))
                 // The CA's own certificate is checked against the CRLs held,
-                // but at bootstrap there are none yet.
+                // but at bootstrap there are none yet, and after an outage
+                // they are stale: refusing the CA then would keep them so.
                 .allow_missing_crls()
+                .stale_crls(StaleCrls::UseLastKnown)
                 .server_verifier();
         Ok(Arc::new(client_config(verifier, None)?))
     }
