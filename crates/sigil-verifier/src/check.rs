@@ -41,20 +41,11 @@ impl Default for StaleCrls {
 }
 
 /// The revocation settings of a verifier.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct RevocationSettings {
     pub(crate) stale: StaleCrls,
     /// Whether an issuer without any CRL is accepted.
     pub(crate) allow_missing: bool,
-}
-
-impl Default for RevocationSettings {
-    fn default() -> Self {
-        Self {
-            stale: StaleCrls::default(),
-            allow_missing: false,
-        }
-    }
 }
 
 /// Everything one verifier checks.
@@ -187,12 +178,11 @@ impl Checker {
         }
         if let (StaleCrls::Refuse { grace }, Some(next_update)) =
             (self.revocation.stale, crl.next_update)
+            && now > next_update + grace
         {
-            if now > next_update + grace {
-                return Err(rustls::Error::InvalidCertificate(
-                    CertificateError::ExpiredRevocationList,
-                ));
-            }
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::ExpiredRevocationList,
+            ));
         }
         if crl.contains(serial) {
             return Err(rustls::Error::InvalidCertificate(CertificateError::Revoked));

@@ -8,6 +8,9 @@ use sigil_core::SpiffeId;
 
 use crate::svid::{Link, Svid};
 
+/// A certificate as a CRL names it: its issuer's name (DER) and its serial.
+type IssuerAndSerial = (Box<[u8]>, Box<[u8]>);
+
 /// The identity a peer proved in the handshake: its SPIFFE ID, the serial
 /// and expiry of its X509-SVID, and (privately) its chain's issuers, so
 /// that [`crate::TrustSource::is_revoked`] can answer later.
@@ -16,8 +19,8 @@ pub struct PeerIdentity {
     spiffe_id: SpiffeId,
     serial: Box<[u8]>,
     not_after: SystemTime,
-    /// (issuer name, serial) for the leaf and each CA certificate above it.
-    links: Arc<[(Box<[u8]>, Box<[u8]>)]>,
+    /// The leaf and each CA certificate above it.
+    links: Arc<[IssuerAndSerial]>,
 }
 
 impl std::fmt::Debug for PeerIdentity {

@@ -11,8 +11,8 @@ use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::Error;
-use crate::check::StaleCrls;
 use crate::bundle::{Bundle, certificates_from_pem, fingerprint};
+use crate::check::StaleCrls;
 use crate::config::client_config;
 use crate::crl::crls_from_pem;
 use crate::fetch::{CaUrl, Fetched};

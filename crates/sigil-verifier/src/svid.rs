@@ -51,10 +51,10 @@ impl Svid {
         if cert.is_ca() {
             return Err("an X509-SVID leaf must not be a CA".to_owned());
         }
-        if let Some(usage) = cert.key_usage().map_err(|e| format!("key usage: {e}"))? {
-            if usage.value.key_cert_sign() || usage.value.crl_sign() {
-                return Err("an X509-SVID leaf must not carry keyCertSign or cRLSign".to_owned());
-            }
+        if let Some(usage) = cert.key_usage().map_err(|e| format!("key usage: {e}"))?
+            && (usage.value.key_cert_sign() || usage.value.crl_sign())
+        {
+            return Err("an X509-SVID leaf must not carry keyCertSign or cRLSign".to_owned());
         }
         let not_after = u64::try_from(cert.validity().not_after.timestamp())
             .map(|seconds| std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds))

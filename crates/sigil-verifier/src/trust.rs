@@ -50,12 +50,15 @@ pub struct TrustSource {
     shared: Arc<Shared>,
 }
 
+/// Public keys (SPKI, DER) by subject name (DER).
+type KeysByIssuer = HashMap<Box<[u8]>, Box<[u8]>>;
+
 struct Shared {
     snapshot: ArcSwap<Snapshot>,
     updates: watch::Sender<u64>,
     /// Issuing-CA keys seen in verified paths, by subject name, so that
     /// later CRLs from those issuers are checked when they are loaded.
-    issuer_keys: Mutex<HashMap<Box<[u8]>, Box<[u8]>>>,
+    issuer_keys: Mutex<KeysByIssuer>,
     /// Serialises writers, so that two updates never lose each other's CRLs.
     writer: Mutex<()>,
 }
