@@ -76,7 +76,9 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("TLS handshake")?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
-    tokio::spawn(connection);
+    // The connection's own error (such as the server's TLS alert) says more
+    // than the request's "connection closed".
+    let connection = tokio::spawn(connection);
     let path = args
         .url
         .path_and_query()
@@ -88,10 +90,17 @@ async fn main() -> anyhow::Result<()> {
             args.url.authority().map_or("", |a| a.as_str()),
         )
         .body(Empty::<Bytes>::new())?;
-    let response = sender
-        .send_request(request)
-        .await
-        .context("the server refused the request (or the connection)")?;
+    let response = match sender.send_request(request).await {
+        Ok(response) => response,
+        Err(error) => {
+            let error = anyhow::Error::new(error);
+            return Err(match connection.await {
+                Ok(Err(cause)) => anyhow::Error::new(cause).context(format!("{error:#}")),
+                _ => error,
+            }
+            .context("the server refused the request"));
+        }
+    };
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
     print!("{}", String::from_utf8_lossy(&body));

@@ -97,7 +97,8 @@ impl VerifierBuilder {
 ///
 /// A client certificate is required. Refusals map to TLS alerts:
 /// `certificate_revoked`, `certificate_expired`, `unknown_ca`,
-/// `access_denied` (policy), `bad_certificate` (SVID rules).
+/// `access_denied` (policy), `certificate_unknown` (SVID rules and trust
+/// domain, with the reason in the server-side error).
 ///
 /// TLS session resumption skips client verification, so a revoked client
 /// could come back on an old session: the configs this crate builds
