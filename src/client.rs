@@ -119,16 +119,16 @@ impl CaClient {
                 .with_context(|| format!("'{host}' is not a server name"))?,
         };
 
-        let source =
-            TrustSource::from_pem(bundle_pem.as_bytes()).context("trust bundle")?;
+        let source = TrustSource::from_pem(bundle_pem.as_bytes()).context("trust bundle")?;
         let server_id = source.trust_domain().spiffe_id("/sigil/server")?;
         // The CA is known by its own SVID, not by the name dialled: an
         // agent's SVID that an admin bound to `localhost` or to the CA's
         // address would pass a DNS-name check, but is not the CA. The
         // bundle comes without CRLs; the admin's connection is short.
-        let verifier = SpiffeServerVerifier::builder(source, Policy::deny_all().allow_id(server_id))
-            .allow_missing_crls()
-            .server_verifier();
+        let verifier =
+            SpiffeServerVerifier::builder(source, Policy::deny_all().allow_id(server_id))
+                .allow_missing_crls()
+                .server_verifier();
         let credentials = identity
             .map(|identity| {
                 Credentials::from_pem(identity.chain_pem.as_bytes(), identity.key_pem.as_bytes())
