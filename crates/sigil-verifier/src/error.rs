@@ -31,6 +31,15 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// The CA answered, but not with what was asked for.
+    #[error("the CA answered {status}: {message}")]
+    Answer {
+        /// The HTTP status.
+        status: u16,
+        /// The CA's error code and message, or what was wrong with the
+        /// answer.
+        message: String,
+    },
     /// A TLS configuration could not be built.
     #[error("TLS: {0}")]
     Tls(#[from] rustls::Error),

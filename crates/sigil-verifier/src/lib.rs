@@ -68,12 +68,12 @@
 #[cfg(feature = "axum")]
 pub mod axum;
 mod bundle;
+pub mod ca;
 mod check;
 mod config;
 mod crl;
 pub mod danger;
 mod error;
-mod fetch;
 mod identity;
 mod live;
 mod policy;

@@ -12,13 +12,9 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::Error;
 use crate::bundle::{Bundle, certificates_from_pem, fingerprint};
-use crate::check::StaleCrls;
-use crate::config::client_config;
+use crate::ca::{CaClient, CaResponse};
 use crate::crl::crls_from_pem;
-use crate::fetch::{CaUrl, Fetched};
-use crate::policy::Policy;
 use crate::trust::{TrustSource, WeakTrustSource};
-use crate::verifier::SpiffeServerVerifier;
 
 /// The header in which the CA names the highest CRL number it served.
 const CRL_NUMBER_HEADER: &str = "sigil-crl-number";
@@ -94,7 +90,8 @@ fn parse_fingerprint(text: &str) -> Result<[u8; 32], Error> {
 
 impl LiveSource {
     fn new(url: &str, anchor: Anchor) -> Result<Self, Error> {
-        CaUrl::parse(url)?;
+        // Refuse a bad URL now rather than at start.
+        CaClient::unauthenticated(url, bootstrap_config()?)?;
         Ok(Self {
             url: url.to_owned(),
             anchor,
@@ -144,14 +141,12 @@ impl LiveSource {
     /// The CA cannot be reached, no root it serves matches the
     /// fingerprint, or its bundle or CRLs are refused.
     pub async fn start(self) -> Result<TrustSource, Error> {
-        let url = CaUrl::parse(&self.url)?;
         let bundle = match &self.anchor {
             Anchor::BundlePem(pem) => Bundle::from_pem(pem, None)?,
-            Anchor::Fingerprint(pinned) => self.pinned_root(&url, pinned).await?,
+            Anchor::Fingerprint(pinned) => self.pinned_root(pinned).await?,
         };
         let source = TrustSource::from_bundle(bundle);
         let refresher = Refresher {
-            url,
             settings: self,
             source: source.downgrade(),
         };
@@ -162,17 +157,10 @@ impl LiveSource {
     }
 
     /// The first, unauthenticated fetch: only the pinned root is kept.
-    async fn pinned_root(&self, url: &CaUrl, pinned: &[u8; 32]) -> Result<Bundle, Error> {
-        let config =
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()?
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(UnauthenticatedBootstrap::default()))
-                .with_no_client_auth();
-        let answer = url
-            .get(Arc::new(config), "/v1/bundle", self.request_timeout)
-            .await?;
-        let served = certificates_from_pem(&success(url, answer)?.body)?;
+    async fn pinned_root(&self, pinned: &[u8; 32]) -> Result<Bundle, Error> {
+        let ca = CaClient::unauthenticated(&self.url, bootstrap_config()?)?
+            .with_timeout(self.request_timeout);
+        let served = certificates_from_pem(&success(ca.get("/v1/bundle").await?)?.body)?;
         let wanted = format!(
             "sha256:{}",
             pinned
@@ -186,57 +174,49 @@ impl LiveSource {
             .ok_or_else(|| {
                 Error::Fingerprint(format!(
                     "no root the CA at {} serves has fingerprint {wanted}",
-                    url.as_str()
+                    self.url
                 ))
             })?;
         Bundle::new(vec![root], None)
     }
 }
 
-fn success(url: &CaUrl, answer: Fetched) -> Result<Fetched, Error> {
+/// The configuration of the one unauthenticated fetch.
+fn bootstrap_config() -> Result<ClientConfig, Error> {
+    Ok(
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(UnauthenticatedBootstrap::default()))
+            .with_no_client_auth(),
+    )
+}
+
+/// A 200 or a 304; anything else is the CA's error.
+fn success(answer: CaResponse) -> Result<CaResponse, Error> {
     match answer.status {
-        StatusCode::OK | StatusCode::NOT_MODIFIED => Ok(answer),
-        status => Err(Error::Fetch {
-            url: url.as_str().to_owned(),
-            message: format!("answered {status}"),
-        }),
+        StatusCode::NOT_MODIFIED => Ok(answer),
+        _ => answer.success(),
     }
 }
 
 /// The background task's state.
 struct Refresher {
-    url: CaUrl,
     settings: LiveSource,
     source: WeakTrustSource,
 }
 
 impl Refresher {
-    /// A client configuration that accepts only the CA's own SVID,
-    /// `spiffe://<td>/sigil/server`, chained to the roots held now.
-    fn ca_config(&self, source: &TrustSource) -> Result<Arc<ClientConfig>, Error> {
-        let server_id = source
-            .trust_domain()
-            .spiffe_id("/sigil/server")
-            .map_err(|e| Error::Certificate(format!("{e}")))?;
-        let verifier =
-            SpiffeServerVerifier::builder(source.clone(), Policy::deny_all().allow_id(server_id))
-                // The CA's own certificate is checked against the CRLs held,
-                // but at bootstrap there are none yet, and after an outage
-                // they are stale: refusing the CA then would keep them so.
-                .allow_missing_crls()
-                .stale_crls(StaleCrls::UseLastKnown)
-                .server_verifier();
-        Ok(Arc::new(client_config(verifier, None)?))
+    /// A client of the CA verified against the roots held now.
+    fn ca(&self, source: &TrustSource) -> Result<CaClient, Error> {
+        Ok(CaClient::new(&self.settings.url, source, None)?
+            .with_timeout(self.settings.request_timeout))
     }
 
     /// Fetches the bundle over verified TLS and adopts it.
     async fn refresh_bundle(&self, source: &TrustSource) -> Result<(), Error> {
-        let config = self.ca_config(source)?;
-        let answer = self
-            .url
-            .get(config, "/v1/bundle", self.settings.request_timeout)
-            .await?;
-        let bundle = Bundle::from_pem(&success(&self.url, answer)?.body, None)?;
+        let answer = self.ca(source)?.get("/v1/bundle").await?;
+        let bundle = Bundle::from_pem(&answer.success()?.body, None)?;
         if bundle.trust_domain != source.trust_domain() {
             return Err(Error::Certificate(format!(
                 "the CA now serves roots of trust domain {}, not {}",
@@ -251,7 +231,6 @@ impl Refresher {
     /// Fetches CRLs (newer than `after`, by long poll, if given) and loads
     /// them. Returns the CRL number to poll after next.
     async fn fetch_crls(&self, source: &TrustSource, after: Option<u128>) -> Result<u128, Error> {
-        let config = self.ca_config(source)?;
         let (path, timeout) = match after {
             Some(after) => (
                 format!(
@@ -262,7 +241,8 @@ impl Refresher {
             ),
             None => ("/v1/crls".to_owned(), self.settings.request_timeout),
         };
-        let answer = success(&self.url, self.url.get(config, &path, timeout).await?)?;
+        let ca = self.ca(source)?.with_timeout(timeout);
+        let answer = success(ca.get(&path).await?)?;
         if answer.status == StatusCode::NOT_MODIFIED {
             return Ok(after.unwrap_or(0));
         }
