@@ -354,7 +354,7 @@ fn main() {
         let verifier = SpiffeClientVerifier::builder(source.clone(), policy).client_verifier();
         let credentials =
             Credentials::from_pem(echo.chain_pem.as_bytes(), echo.key_pem.as_bytes()).unwrap();
-        let config = sigil_verifier::server_config(verifier, credentials).unwrap();
+        let config = sigil_verifier::server_config(Arc::clone(&verifier), credentials).unwrap();
         let app = axum::Router::new()
             .fallback(|peer: PeerIdentity| async move { peer.spiffe_id().to_string() });
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
@@ -362,7 +362,7 @@ fn main() {
         tokio::spawn(sigil_verifier::axum::serve(
             listener,
             Arc::new(config),
-            source.clone(),
+            verifier,
             app,
         ));
         let mut updates = source.subscribe();

@@ -79,7 +79,7 @@ impl Echo {
         let task = tokio::spawn(sigil_verifier::axum::serve(
             listener,
             Arc::new(config),
-            source.clone(),
+            verifier.clone(),
             app,
         ));
         Self {

@@ -50,8 +50,8 @@ async fn main() -> anyhow::Result<()> {
         .start()
         .await
         .context("fetching the trust bundle and CRLs")?;
-    let verifier = SpiffeClientVerifier::builder(source.clone(), policy).client_verifier();
-    let config = sigil_verifier::server_config(verifier, credentials)?;
+    let verifier = SpiffeClientVerifier::builder(source, policy).client_verifier();
+    let config = sigil_verifier::server_config(Arc::clone(&verifier), credentials)?;
 
     let app = axum::Router::new()
         .fallback(|peer: PeerIdentity| async move { format!("{}\n", peer.spiffe_id()) });
@@ -59,6 +59,6 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     println!("listening on https://{}", listener.local_addr()?);
-    sigil_verifier::axum::serve(listener, Arc::new(config), source, app).await?;
+    sigil_verifier::axum::serve(listener, Arc::new(config), verifier, app).await?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Serving an axum router over mutual TLS with this crate's verifier:
 //! handlers get the caller's [`PeerIdentity`] as an extractor, and a
-//! connection whose peer is revoked is closed as soon as the CRL says so,
-//! keep-alive and HTTP/2 included.
+//! connection whose peer no longer passes (revoked, expired, no longer
+//! allowed) is closed at once, keep-alive and HTTP/2 included.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,17 +11,20 @@ use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::ServerConfig;
+use rustls::pki_types::{CertificateDer, UnixTime};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::identity::PeerIdentity;
-use crate::trust::TrustSource;
+use crate::verifier::SpiffeClientVerifier;
 
-/// How long a client has to finish the TLS handshake.
+/// How long a client has to finish the TLS handshake, and to send a
+/// request's headers.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl<S: Send + Sync> FromRequestParts<S> for PeerIdentity {
@@ -36,20 +39,26 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerIdentity {
 }
 
 /// Serves `router` on `listener` with `config` (see
-/// [`crate::server_config`]) until the task is dropped.
+/// [`crate::server_config`], built with `verifier`) until the task is
+/// dropped.
 ///
 /// Each connection:
-/// - is refused if the client's identity is revoked right after the
-///   handshake, which also covers TLS sessions resumed under a
-///   configuration that allows resumption;
+/// - runs `verifier`'s full check once more right after the handshake,
+///   which also covers TLS sessions resumed under a configuration that
+///   allows resumption;
 /// - carries the client's [`PeerIdentity`] into every request, for handlers
 ///   to extract;
-/// - is closed when `source` reports that its peer has been revoked.
+/// - is checked again, fully (revocation, roots, stale CRLs, policy), each
+///   time the trust material changes, and closed when it no longer passes;
+/// - is closed when the client's certificate expires.
+///
+/// At most 4,096 connections are served at once; a client has 10 s for
+/// the handshake and for each request's headers.
 ///
 /// ```no_run
 /// # async fn run(
 /// #     config: rustls::ServerConfig,
-/// #     source: sigil_verifier::TrustSource,
+/// #     verifier: std::sync::Arc<sigil_verifier::SpiffeClientVerifier>,
 /// # ) -> std::io::Result<()> {
 /// use axum::{Router, routing::get};
 /// use sigil_verifier::PeerIdentity;
@@ -59,7 +68,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerIdentity {
 ///     get(|peer: PeerIdentity| async move { peer.spiffe_id().to_string() }),
 /// );
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8444").await?;
-/// sigil_verifier::axum::serve(listener, std::sync::Arc::new(config), source, app).await
+/// sigil_verifier::axum::serve(listener, std::sync::Arc::new(config), verifier, app).await
 /// # }
 /// ```
 ///
@@ -70,11 +79,16 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerIdentity {
 pub async fn serve(
     listener: TcpListener,
     config: Arc<ServerConfig>,
-    source: TrustSource,
+    verifier: Arc<SpiffeClientVerifier>,
     router: Router,
 ) -> std::io::Result<()> {
     let acceptor = TlsAcceptor::from(config);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
+        // Wait for a free slot before taking the next connection.
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return Ok(());
+        };
         let (tcp, _) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
@@ -85,9 +99,10 @@ pub async fn serve(
             }
         };
         let acceptor = acceptor.clone();
-        let source = source.clone();
+        let verifier = Arc::clone(&verifier);
         let router = router.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(error)) => {
@@ -96,39 +111,73 @@ pub async fn serve(
                 }
                 Err(_) => return,
             };
-            let Some(identity) = PeerIdentity::from_connection(tls.get_ref().1) else {
-                return;
+            let chain: Vec<CertificateDer<'static>> = match tls.get_ref().1.peer_certificates() {
+                Some(chain) if !chain.is_empty() => {
+                    chain.iter().map(|cert| cert.clone().into_owned()).collect()
+                }
+                _ => return,
             };
-            serve_connection(tls, identity, source, router).await;
+            let identity = match check(&verifier, &chain) {
+                Ok(identity) => identity,
+                Err(error) => {
+                    tracing::info!(%error, "refused a peer after its handshake");
+                    return;
+                }
+            };
+            serve_connection(tls, identity, chain, verifier, router).await;
         });
     }
+}
+
+/// The most connections served at once.
+const MAX_CONNECTIONS: usize = 4096;
+
+fn check(
+    verifier: &SpiffeClientVerifier,
+    chain: &[CertificateDer<'static>],
+) -> Result<PeerIdentity, rustls::Error> {
+    verifier.verify(&chain[0], &chain[1..], UnixTime::now())
 }
 
 async fn serve_connection(
     tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     identity: PeerIdentity,
-    source: TrustSource,
+    chain: Vec<CertificateDer<'static>>,
+    verifier: Arc<SpiffeClientVerifier>,
     router: Router,
 ) {
-    let mut updates = source.subscribe();
-    if source.is_revoked(&identity) {
-        tracing::info!(peer = %identity.spiffe_id(), "refused a revoked peer");
-        return;
-    }
-    let app = router.layer(Extension(identity.clone()));
+    let mut updates = verifier.source().subscribe();
+    let expires = tokio::time::Instant::now()
+        + identity
+            .not_after()
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+    let peer = identity.spiffe_id().clone();
+    let app = router.layer(Extension(identity));
     let service =
         hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
             app.clone().oneshot(request.map(axum::body::Body::new))
         });
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HANDSHAKE_TIMEOUT);
     let connection = builder.serve_connection(TokioIo::new(tls), service);
     tokio::pin!(connection);
     loop {
         tokio::select! {
             _ = connection.as_mut() => return,
+            () = tokio::time::sleep_until(expires) => {
+                tracing::info!(%peer, "closing the connection of a peer whose certificate expired");
+                return;
+            }
             changed = updates.changed() => {
-                if changed.is_err() || source.is_revoked(&identity) {
-                    tracing::info!(peer = %identity.spiffe_id(), "closing the connection of a revoked peer");
+                if changed.is_err() {
+                    return;
+                }
+                if let Err(error) = check(&verifier, &chain) {
+                    tracing::info!(%peer, %error, "closing the connection of a peer that no longer passes");
                     return;
                 }
             }

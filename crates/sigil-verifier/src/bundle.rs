@@ -31,7 +31,10 @@ pub(crate) struct Bundle {
 
 impl Bundle {
     /// Reads roots from DER certificates. The trust domain is the one the
-    /// roots name in their URI SAN (`spiffe://<td>`), unless given.
+    /// roots name in their URI SAN (`spiffe://<td>`), or the one given. A
+    /// bundle speaks for one trust domain: roots that name different ones,
+    /// or another than the one given, are refused, since any root could
+    /// otherwise sign IDs of the trust domain the verifier checks.
     pub(crate) fn new(
         ders: Vec<CertificateDer<'static>>,
         trust_domain: Option<TrustDomain>,
@@ -41,7 +44,7 @@ impl Bundle {
                 "the trust bundle holds no certificate".to_owned(),
             ));
         }
-        let mut named = None;
+        let mut named: Option<TrustDomain> = trust_domain;
         let mut roots = Vec::with_capacity(ders.len());
         for der in ders {
             let (_, cert) = X509Certificate::from_der(&der)
@@ -52,7 +55,16 @@ impl Bundle {
                 ));
             }
             if let Ok(id) = spiffe_id_of(&cert) {
-                named.get_or_insert(id.trust_domain().clone());
+                match &named {
+                    Some(td) if td != id.trust_domain() => {
+                        return Err(Error::Certificate(format!(
+                            "the bundle mixes trust domains: a root names {}, not {td}",
+                            id.trust_domain()
+                        )));
+                    }
+                    Some(_) => {}
+                    None => named = Some(id.trust_domain().clone()),
+                }
             }
             let subject = Box::from(cert.subject().as_raw());
             let spki = Box::from(cert.public_key().raw);
@@ -66,7 +78,7 @@ impl Bundle {
                 spki,
             });
         }
-        let trust_domain = trust_domain.or(named).ok_or_else(|| {
+        let trust_domain = named.ok_or_else(|| {
             Error::Certificate(
                 "the bundle's roots name no trust domain (URI SAN spiffe://<td>); set one"
                     .to_owned(),
@@ -88,6 +100,14 @@ impl Bundle {
     /// The root with this subject name, if any.
     pub(crate) fn root_named(&self, subject: &[u8]) -> Option<&Root> {
         self.roots.iter().find(|root| *root.subject == *subject)
+    }
+
+    /// The root behind a trust anchor webpki ended a path at.
+    pub(crate) fn root_of(&self, anchor: &TrustAnchor<'_>) -> Option<&Root> {
+        self.roots.iter().find(|root| {
+            root.anchor.subject_public_key_info == anchor.subject_public_key_info
+                && root.anchor.subject == anchor.subject
+        })
     }
 
     /// The roots, PEM.

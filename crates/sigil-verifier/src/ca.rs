@@ -66,7 +66,8 @@ impl CaResponse {
             status: self.status.as_u16(),
             message: format!(
                 "unexpected body ({e}): {}",
-                String::from_utf8_lossy(&self.body)
+                // Enough to recognise it; a body can be large.
+                String::from_utf8_lossy(&self.body[..self.body.len().min(512)])
             ),
         })
     }

@@ -129,19 +129,23 @@ impl Checker {
             .collect::<Result<Vec<_>, _>>()
             .map_err(other)?;
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(now.as_secs());
-        // The leaf, signed by the first intermediate (or by a root).
-        let leaf_issuer_key = match links.first() {
-            Some(issuer) => &issuer.spki,
-            None => &root_key(&snapshot, &svid.issuer)?,
-        };
+        // The root webpki ended the path at (not merely one with its name).
+        let root =
+            snapshot
+                .bundle
+                .root_of(path.anchor())
+                .ok_or(rustls::Error::InvalidCertificate(
+                    CertificateError::UnknownIssuer,
+                ))?;
+        // The leaf, signed by the first intermediate (or by the root).
+        let leaf_issuer_key = links.first().map_or(&root.spki, |issuer| &issuer.spki);
         self.check_not_revoked(&snapshot, &svid.serial, &svid.issuer, leaf_issuer_key, now)?;
-        // Each intermediate, signed by the next one up (or by a root).
+        // Each intermediate, signed by the next one up (or by the root).
         for (index, link) in links.iter().enumerate() {
-            let issuer_key = match links.get(index + 1) {
-                Some(issuer) => issuer.spki.clone(),
-                None => root_key(&snapshot, &link.issuer)?,
-            };
-            self.check_not_revoked(&snapshot, &link.serial, &link.issuer, &issuer_key, now)?;
+            let issuer_key = links
+                .get(index + 1)
+                .map_or(&root.spki, |issuer| &issuer.spki);
+            self.check_not_revoked(&snapshot, &link.serial, &link.issuer, issuer_key, now)?;
         }
         if !self.policy.allows(&svid.spiffe_id) {
             return Err(rustls::Error::InvalidCertificate(
@@ -160,6 +164,9 @@ impl Checker {
         now: SystemTime,
     ) -> Result<(), rustls::Error> {
         let Some(crl) = snapshot.crls.get(issuer) else {
+            // webpki has just verified this issuer's key; a CRL of it that
+            // arrives later is then checked when it is loaded.
+            self.source.learn_issuer_key(issuer, issuer_key);
             return match self.revocation.allow_missing {
                 true => Ok(()),
                 false => Err(rustls::Error::InvalidCertificate(
@@ -176,9 +183,9 @@ impl Checker {
             // Later CRLs of this issuer are then checked when loaded.
             self.source.learn_issuer_key(issuer, issuer_key);
         }
-        if let (StaleCrls::Refuse { grace }, Some(next_update)) =
-            (self.revocation.stale, crl.next_update)
-            && now > next_update + grace
+        if let StaleCrls::Refuse { grace } = self.revocation.stale
+            // A grace too long to add up never expires.
+            && crl.next_update.checked_add(grace).is_some_and(|deadline| now > deadline)
         {
             return Err(rustls::Error::InvalidCertificate(
                 CertificateError::ExpiredRevocationList,
@@ -189,14 +196,4 @@ impl Checker {
         }
         Ok(())
     }
-}
-
-/// The key of the root named `subject`. webpki has just verified a chain
-/// to a root with this name, so it is in the bundle.
-fn root_key(snapshot: &Snapshot, subject: &[u8]) -> Result<Box<[u8]>, rustls::Error> {
-    snapshot
-        .bundle
-        .root_named(subject)
-        .map(|root| root.spki.clone())
-        .ok_or_else(|| rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer))
 }

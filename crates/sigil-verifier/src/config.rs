@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use rustls::client::Resumption;
-use rustls::server::NoServerSessionStorage;
+use rustls::client::{ResolvesClientCert, Resumption};
+use rustls::server::{NoServerSessionStorage, ResolvesServerCert};
 use rustls::{ClientConfig, ServerConfig};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -88,14 +88,36 @@ pub fn server_config(
     verifier: Arc<SpiffeClientVerifier>,
     credentials: Credentials,
 ) -> Result<ServerConfig, Error> {
-    let mut config = ServerConfig::builder_with_provider(provider())
+    let config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
         .with_single_cert(credentials.chain, credentials.key)?;
+    Ok(without_resumption(config))
+}
+
+/// As [`server_config`], but the server's own certificate comes from
+/// `resolver` at each handshake, so that a renewed SVID is presented
+/// without a restart (see the `sigil-agent` crate).
+///
+/// # Errors
+///
+/// The protocol versions cannot be set up.
+pub fn server_config_with_resolver(
+    verifier: Arc<SpiffeClientVerifier>,
+    resolver: Arc<dyn ResolvesServerCert>,
+) -> Result<ServerConfig, Error> {
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(resolver);
+    Ok(without_resumption(config))
+}
+
+fn without_resumption(mut config: ServerConfig) -> ServerConfig {
     config.session_storage = Arc::new(NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
+    config
 }
 
 /// A client configuration that checks the server with `verifier` (by
@@ -117,6 +139,26 @@ pub fn client_config(
         Some(credentials) => builder.with_client_auth_cert(credentials.chain, credentials.key)?,
         None => builder.with_no_client_auth(),
     };
+    config.resumption = Resumption::disabled();
+    Ok(config)
+}
+
+/// As [`client_config`], but the client's certificate comes from
+/// `resolver` at each handshake, so that a renewed SVID is presented
+/// without a restart.
+///
+/// # Errors
+///
+/// The protocol versions cannot be set up.
+pub fn client_config_with_resolver(
+    verifier: Arc<SpiffeServerVerifier>,
+    resolver: Arc<dyn ResolvesClientCert>,
+) -> Result<ClientConfig, Error> {
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_cert_resolver(resolver);
     config.resumption = Resumption::disabled();
     Ok(config)
 }

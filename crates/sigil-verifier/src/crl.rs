@@ -2,7 +2,7 @@
 //! hash set, and the signature verified once per CRL (not per handshake).
 
 use std::collections::HashSet;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo};
@@ -17,15 +17,18 @@ pub(crate) struct Crl {
     /// The CRL number (Sigil draws them from one global sequence).
     pub(crate) number: u128,
     /// When the CRL stops being current.
-    pub(crate) next_update: Option<SystemTime>,
+    pub(crate) next_update: SystemTime,
     /// The revoked serials, as the big-endian bytes of their INTEGERs.
     revoked: HashSet<Box<[u8]>>,
     /// The whole CRL, kept until its signature has been checked.
     der: Arc<[u8]>,
-    /// The issuer key (SPKI, DER) the signature verified with, or why it
-    /// did not. Set once, at load when the issuer is known, else at the
-    /// first handshake that reaches this issuer through a verified path.
-    verified: OnceLock<Result<Box<[u8]>, String>>,
+    /// The issuer key (SPKI, DER) the signature verified with: set once,
+    /// at load when the issuer is known, else at the first handshake that
+    /// reaches this issuer through a verified path.
+    verified: OnceLock<Box<[u8]>>,
+    /// Keys the signature did not verify with (a few at most), so that a
+    /// wrong key costs one check, and never blocks the right one.
+    failed: Mutex<Vec<Box<[u8]>>>,
 }
 
 impl std::fmt::Debug for Crl {
@@ -65,13 +68,25 @@ impl Crl {
         }
         let mut padded = [0u8; 16];
         padded[16 - number.len()..].copy_from_slice(&number);
+        let next_update = crl.next_update().map(to_system_time).ok_or_else(|| {
+            Error::Crl("it has no nextUpdate, so it could never go stale".to_owned())
+        })?;
+        if crl.extensions().iter().any(|ext| {
+            (ext.critical && !is_understood_crl_extension(ext))
+                || ext.oid == x509_parser::oid_registry::OID_X509_EXT_ISSUER_DISTRIBUTION_POINT
+        }) {
+            return Err(Error::Crl(
+                "it carries an extension that changes its scope (such as an issuing \
+                 distribution point) or a critical one this verifier does not understand"
+                    .to_owned(),
+            ));
+        }
         if crl
-            .extensions()
-            .iter()
-            .any(|ext| ext.critical && !is_understood_crl_extension(ext))
+            .iter_revoked_certificates()
+            .any(|entry| entry.extensions().iter().any(|ext| ext.critical))
         {
             return Err(Error::Crl(
-                "it carries a critical extension this verifier does not understand".to_owned(),
+                "an entry carries a critical extension (an indirect CRL?)".to_owned(),
             ));
         }
         let revoked = crl
@@ -81,10 +96,11 @@ impl Crl {
         Ok(Self {
             issuer: Box::from(crl.issuer().as_raw()),
             number: u128::from_be_bytes(padded),
-            next_update: crl.next_update().map(to_system_time),
+            next_update,
             revoked,
             der: Arc::from(der),
             verified: OnceLock::new(),
+            failed: Mutex::new(Vec::new()),
         })
     }
 
@@ -98,27 +114,41 @@ impl Crl {
         self.revoked.len()
     }
 
-    /// Checks the signature with the issuer's key, once: later calls with
-    /// the same key answer from the first result.
+    /// Checks the signature with the issuer's key, once per key: later
+    /// calls with a key already tried answer from the first result.
     pub(crate) fn verify_with(&self, issuer_spki: &[u8]) -> Result<(), String> {
-        let outcome = self.verified.get_or_init(|| {
-            verify_signature(&self.der, issuer_spki).map(|()| Box::from(issuer_spki))
-        });
-        match outcome {
-            Ok(key) if **key == *issuer_spki => Ok(()),
-            // Another key than the one this CRL was checked with: only a
-            // second CA with the same name can get here. Check without
-            // caching.
-            Ok(_) => verify_signature(&self.der, issuer_spki),
-            Err(reason) => Err(reason.clone()),
+        if self.verified.get().is_some_and(|key| **key == *issuer_spki) {
+            return Ok(());
         }
+        let mut failed = self
+            .failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if failed.iter().any(|key| **key == *issuer_spki) {
+            return Err("the CRL's signature does not verify with its issuer's key".to_owned());
+        }
+        let outcome = verify_signature(&self.der, issuer_spki);
+        match &outcome {
+            Ok(()) => {
+                // A second key that also verifies (a re-keyed CA with the
+                // same name) is checked again each time; that never happens
+                // with Sigil, where every CA has its own name.
+                let _ = self.verified.set(Box::from(issuer_spki));
+            }
+            Err(_) if failed.len() < MAX_FAILED_KEYS => failed.push(Box::from(issuer_spki)),
+            Err(_) => {}
+        }
+        outcome
     }
 
     /// Whether the signature was already checked (with any key).
     pub(crate) fn is_verified(&self) -> bool {
-        matches!(self.verified.get(), Some(Ok(_)))
+        self.verified.get().is_some()
     }
 }
+
+/// How many wrong keys a CRL remembers.
+const MAX_FAILED_KEYS: usize = 4;
 
 /// CRL extensions whose meaning this verifier honours when critical.
 fn is_understood_crl_extension(ext: &x509_parser::extensions::X509Extension<'_>) -> bool {

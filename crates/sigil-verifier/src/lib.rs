@@ -29,10 +29,10 @@
 //!     .await?;
 //! // Accept the support agents, and nobody else.
 //! let policy = Policy::deny_all().allow("spiffe://example.org/agents/support/*")?;
-//! let verifier = SpiffeClientVerifier::builder(source.clone(), policy).client_verifier();
+//! let verifier = SpiffeClientVerifier::builder(source, policy).client_verifier();
 //! // This server's own SVID.
 //! let credentials = Credentials::from_files("svid.pem".as_ref(), "svid.key".as_ref())?;
-//! let config = sigil_verifier::server_config(verifier, credentials)?;
+//! let config = sigil_verifier::server_config(Arc::clone(&verifier), credentials)?;
 //!
 //! let app = axum::Router::new().route(
 //!     "/",
@@ -41,7 +41,7 @@
 //!     }),
 //! );
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8444").await?;
-//! sigil_verifier::axum::serve(listener, Arc::new(config), source, app).await?;
+//! sigil_verifier::axum::serve(listener, Arc::new(config), verifier, app).await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -51,10 +51,10 @@
 //! TLS 1.3 session resumption skips certificate verification. The
 //! configurations built by [`server_config`] and [`client_config`] turn it
 //! off, so every new connection runs every check; [`axum::serve`] also
-//! re-checks each connection's identity after its handshake. Connections
-//! that are already open are never re-verified by rustls: watch
-//! [`TrustSource::subscribe`] and ask [`TrustSource::is_revoked`], as
-//! [`axum::serve`] does.
+//! runs the full check again after each handshake. Connections that are
+//! already open are never re-verified by rustls: [`axum::serve`] checks
+//! them again whenever [`TrustSource::subscribe`] ticks and closes them at
+//! the peer's expiry; other servers can ask [`TrustSource::is_revoked`].
 //!
 //! # Stale CRLs
 //!
@@ -82,7 +82,10 @@ mod trust;
 mod verifier;
 
 pub use check::{DEFAULT_STALE_GRACE, StaleCrls};
-pub use config::{Credentials, client_config, server_config};
+pub use config::{
+    Credentials, client_config, client_config_with_resolver, server_config,
+    server_config_with_resolver,
+};
 pub use error::Error;
 pub use identity::PeerIdentity;
 pub use live::LiveSource;

@@ -121,9 +121,10 @@ impl LiveSource {
         Self::new(url, Anchor::BundlePem(bundle_pem.to_vec()))
     }
 
-    /// How often the bundle is fetched again (default 5 minutes).
+    /// How often the bundle is fetched again (default 5 minutes; between
+    /// 1 s and 1 day).
     pub fn bundle_refresh(mut self, every: Duration) -> Self {
-        self.bundle_refresh = every.max(Duration::from_secs(1));
+        self.bundle_refresh = every.clamp(Duration::from_secs(1), Duration::from_secs(86_400));
         self
     }
 
@@ -151,7 +152,7 @@ impl LiveSource {
             source: source.downgrade(),
         };
         refresher.refresh_bundle(&source).await?;
-        let after = refresher.fetch_crls(&source, None).await?;
+        let (after, _) = refresher.fetch_crls(&source, None).await?;
         tokio::spawn(refresher.run(after));
         Ok(source)
     }
@@ -229,8 +230,13 @@ impl Refresher {
     }
 
     /// Fetches CRLs (newer than `after`, by long poll, if given) and loads
-    /// them. Returns the CRL number to poll after next.
-    async fn fetch_crls(&self, source: &TrustSource, after: Option<u128>) -> Result<u128, Error> {
+    /// them, each on its own. Returns the CRL number to poll after next,
+    /// and whether anything new arrived.
+    async fn fetch_crls(
+        &self,
+        source: &TrustSource,
+        after: Option<u128>,
+    ) -> Result<(u128, bool), Error> {
         let (path, timeout) = match after {
             Some(after) => (
                 format!(
@@ -244,22 +250,34 @@ impl Refresher {
         let ca = self.ca(source)?.with_timeout(timeout);
         let answer = success(ca.get(&path).await?)?;
         if answer.status == StatusCode::NOT_MODIFIED {
-            return Ok(after.unwrap_or(0));
+            return Ok((after.unwrap_or(0), false));
         }
         let served = answer
             .headers
             .get(CRL_NUMBER_HEADER)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.parse::<u128>().ok());
-        source.update_crls(crls_from_pem(&answer.body)?)?;
+        let crls = crls_from_pem(&answer.body)?;
+        let replaced = match after {
+            // At start, all or nothing: a CA whose CRLs do not verify is
+            // not one to start from.
+            None => source.update_crls(crls)?,
+            Some(_) => {
+                let (replaced, refused) = source.update_crls_leniently(crls);
+                for error in refused {
+                    tracing::warn!(%error, "refused a CRL from the CA; keeping the one held");
+                }
+                replaced
+            }
+        };
         let held = source.crl_number().unwrap_or(0);
         // Poll after what the CA served even if it was refused, so that a
-        // bad CRL is not fetched again in a tight loop.
-        Ok(served.unwrap_or(held).max(held))
+        // bad CRL is not fetched again and again.
+        Ok((served.unwrap_or(held).max(held), replaced > 0))
     }
 
     async fn run(self, mut after: u128) {
-        let mut backoff = Duration::from_millis(250);
+        let mut backoff = MIN_BACKOFF;
         let mut bundle_due = tokio::time::Instant::now() + self.settings.bundle_refresh;
         loop {
             let Some(source) = self.source.upgrade() else {
@@ -271,21 +289,35 @@ impl Refresher {
                     tracing::warn!(%error, "bundle refresh failed; keeping the roots held");
                 }
             }
-            match self.fetch_crls(&source, Some(after)).await {
-                Ok(next) => {
+            let started = tokio::time::Instant::now();
+            let outcome = self.fetch_crls(&source, Some(after)).await;
+            drop(source);
+            match outcome {
+                Ok((next, news)) => {
                     after = next;
-                    backoff = Duration::from_millis(250);
+                    backoff = MIN_BACKOFF;
+                    // A CA (or a proxy) that answers at once with nothing
+                    // new is not long-polling: do not hammer it.
+                    if !news {
+                        tokio::time::sleep_until(started + MIN_POLL_INTERVAL).await;
+                    }
                 }
                 Err(error) => {
                     tracing::warn!(%error, "CRL refresh failed; keeping the CRLs held");
-                    drop(source);
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
     }
 }
+
+/// The first wait after a failed fetch; it doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(250);
+/// The longest wait between failed fetches.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The shortest time between two polls that bring nothing new.
+const MIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Accepts any server certificate. Used only for the first bundle fetch
 /// from a fingerprint: what that fetch returns is trusted only if its hash

@@ -48,6 +48,11 @@ impl Svid {
         let (_, cert) = X509Certificate::from_der(der)
             .map_err(|e| format!("certificate does not parse: {e}"))?;
         let spiffe_id = spiffe_id_of(&cert)?;
+        if spiffe_id.path().is_empty() {
+            return Err(format!(
+                "{spiffe_id} names a trust domain, not a workload; an X509-SVID leaf has a path"
+            ));
+        }
         if cert.is_ca() {
             return Err("an X509-SVID leaf must not be a CA".to_owned());
         }

@@ -155,10 +155,26 @@ impl TrustSource {
     }
 
     pub(crate) fn update_crls(&self, crls: Vec<Crl>) -> Result<usize, Error> {
+        let (replaced, mut refused) = self.merge_crls(crls, Merge::AllOrNothing);
+        match refused.pop() {
+            Some(error) => Err(error),
+            None => Ok(replaced),
+        }
+    }
+
+    /// Loads each CRL on its own: a refused one leaves the others in.
+    /// Returns how many replaced older ones, and why the others were
+    /// refused.
+    pub(crate) fn update_crls_leniently(&self, crls: Vec<Crl>) -> (usize, Vec<Error>) {
+        self.merge_crls(crls, Merge::EachOnItsOwn)
+    }
+
+    fn merge_crls(&self, crls: Vec<Crl>, mode: Merge) -> (usize, Vec<Error>) {
         let _writer = lock(&self.shared.writer);
         let current = self.shared.snapshot.load_full();
         let mut merged = current.crls.clone();
         let mut replaced = 0;
+        let mut refused = Vec::new();
         for crl in crls {
             if merged
                 .get(&crl.issuer)
@@ -166,7 +182,13 @@ impl TrustSource {
             {
                 continue;
             }
-            self.verify_if_issuer_known(&current, &crl)?;
+            if let Err(error) = self.verify_if_issuer_known(&current, &crl) {
+                refused.push(error);
+                if mode == Merge::AllOrNothing {
+                    return (0, refused);
+                }
+                continue;
+            }
             merged.insert(crl.issuer.clone(), Arc::new(crl));
             replaced += 1;
         }
@@ -176,7 +198,7 @@ impl TrustSource {
                 crls: merged,
             });
         }
-        Ok(replaced)
+        (replaced, refused)
     }
 
     fn verify_if_issuer_known(&self, current: &Snapshot, crl: &Crl) -> Result<(), Error> {
@@ -265,6 +287,13 @@ impl TrustSource {
             })
             .collect()
     }
+}
+
+/// How a batch of CRLs is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Merge {
+    AllOrNothing,
+    EachOnItsOwn,
 }
 
 /// See [`TrustSource::downgrade`].

@@ -4,183 +4,12 @@
 //! query.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
-    RevokedCertParams, SanType, SerialNumber,
-};
-use rustls::pki_types::{CertificateDer, UnixTime};
+mod pki;
+
+use pki::{Pki, certificate_error, verifier, verify};
 use rustls::{CertRevocationListError, CertificateError};
-use sigil_verifier::{Error, PeerIdentity, Policy, SpiffeClientVerifier, StaleCrls, TrustSource};
-use time::{Duration, OffsetDateTime};
-
-struct Ca {
-    params: CertificateParams,
-    key: KeyPair,
-    der: CertificateDer<'static>,
-}
-
-impl Ca {
-    fn issuer(&self) -> Issuer<'_, &KeyPair> {
-        Issuer::from_params(&self.params, &self.key)
-    }
-
-    fn pem(&self) -> String {
-        pem::encode(&pem::Pem::new("CERTIFICATE", self.der.to_vec()))
-    }
-
-    /// A CRL listing `serials`, numbered `number`, current for `valid`.
-    fn crl(&self, number: u64, serials: &[&[u8]], valid: Duration) -> String {
-        let now = OffsetDateTime::now_utc();
-        let params = CertificateRevocationListParams {
-            this_update: now - Duration::days(1),
-            next_update: now + valid,
-            crl_number: SerialNumber::from(number),
-            issuing_distribution_point: None,
-            revoked_certs: serials
-                .iter()
-                .map(|serial| RevokedCertParams {
-                    serial_number: SerialNumber::from_slice(serial),
-                    revocation_time: now - Duration::minutes(1),
-                    reason_code: None,
-                    invalidity_date: None,
-                })
-                .collect(),
-            key_identifier_method: KeyIdMethod::Sha256,
-        };
-        params.signed_by(&self.issuer()).unwrap().pem().unwrap()
-    }
-}
-
-fn ca_params(name: &str, uri: Option<&str>, pathlen: Option<u8>) -> CertificateParams {
-    let mut params = CertificateParams::default();
-    params.distinguished_name = DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = IsCa::Ca(match pathlen {
-        Some(n) => BasicConstraints::Constrained(n),
-        None => BasicConstraints::Unconstrained,
-    });
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    if let Some(uri) = uri {
-        params.subject_alt_names = vec![SanType::URI(uri.try_into().unwrap())];
-    }
-    let now = OffsetDateTime::now_utc();
-    params.not_before = now - Duration::hours(1);
-    params.not_after = now + Duration::days(30);
-    params.serial_number = Some(SerialNumber::from_slice(&random_serial()));
-    params
-}
-
-fn random_serial() -> [u8; 16] {
-    let mut bytes = [0u8; 16];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).unwrap();
-    bytes[0] = 0x01 + bytes[0] % 0x7f;
-    bytes
-}
-
-/// A root (`spiffe://<td>`) and an issuing CA under it.
-struct Pki {
-    root: Ca,
-    issuing: Ca,
-}
-
-impl Pki {
-    fn new(td: &str) -> Self {
-        let root_params = ca_params(&format!("{td} root"), Some(&format!("spiffe://{td}")), None);
-        let root_key = KeyPair::generate().unwrap();
-        let root_der = root_params.self_signed(&root_key).unwrap().der().clone();
-        let root = Ca {
-            params: root_params,
-            key: root_key,
-            der: root_der,
-        };
-        let issuing_params = ca_params(&format!("{td} issuing"), None, Some(0));
-        let issuing_key = KeyPair::generate().unwrap();
-        let issuing_der = issuing_params
-            .signed_by(&issuing_key, &root.issuer())
-            .unwrap()
-            .der()
-            .clone();
-        let issuing = Ca {
-            params: issuing_params,
-            key: issuing_key,
-            der: issuing_der,
-        };
-        Self { root, issuing }
-    }
-
-    /// A leaf signed by the issuing CA, valid from `from` to `until`
-    /// relative to now, naming `uris`; returns the chain and serial.
-    fn leaf_with(
-        &self,
-        uris: &[&str],
-        from: Duration,
-        until: Duration,
-        ca: bool,
-    ) -> (Vec<CertificateDer<'static>>, [u8; 16]) {
-        let serial = random_serial();
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params.subject_alt_names = uris
-            .iter()
-            .map(|uri| SanType::URI((*uri).try_into().unwrap()))
-            .collect();
-        params.is_ca = match ca {
-            true => IsCa::Ca(BasicConstraints::Unconstrained),
-            false => IsCa::ExplicitNoCa,
-        };
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now + from;
-        params.not_after = now + until;
-        params.serial_number = Some(SerialNumber::from_slice(&serial));
-        let key = KeyPair::generate().unwrap();
-        let der = params
-            .signed_by(&key, &self.issuing.issuer())
-            .unwrap()
-            .der()
-            .clone();
-        (vec![der, self.issuing.der.clone()], serial)
-    }
-
-    fn leaf(&self, uri: &str) -> (Vec<CertificateDer<'static>>, [u8; 16]) {
-        self.leaf_with(&[uri], -Duration::minutes(5), Duration::hours(1), false)
-    }
-
-    fn source(&self) -> TrustSource {
-        TrustSource::from_pem(self.root.pem().as_bytes()).unwrap()
-    }
-
-    /// A source holding empty, current CRLs of both CAs.
-    fn source_with_crls(&self) -> TrustSource {
-        let crls = self.root.crl(1, &[], Duration::hours(1))
-            + &self.issuing.crl(2, &[], Duration::hours(1));
-        self.source().with_crls_pem(crls.as_bytes()).unwrap()
-    }
-}
-
-fn verifier(source: &TrustSource, policy: &str) -> std::sync::Arc<SpiffeClientVerifier> {
-    SpiffeClientVerifier::builder(source.clone(), Policy::deny_all().allow(policy).unwrap())
-        .client_verifier()
-}
-
-fn verify(
-    verifier: &SpiffeClientVerifier,
-    chain: &[CertificateDer<'static>],
-) -> Result<PeerIdentity, rustls::Error> {
-    verifier.verify(&chain[0], &chain[1..], UnixTime::now())
-}
-
-fn certificate_error(result: Result<PeerIdentity, rustls::Error>) -> CertificateError {
-    match result {
-        Err(rustls::Error::InvalidCertificate(error)) => error,
-        other => panic!("expected a certificate error, got {other:?}"),
-    }
-}
+use sigil_verifier::{Error, Policy, SpiffeClientVerifier, StaleCrls, TrustSource};
+use time::Duration;
 
 #[test]
 fn an_allowed_svid_passes_and_names_its_identity() {
@@ -450,4 +279,100 @@ fn malformed_trust_material_is_refused_with_a_clear_error() {
         Err(Error::Crl(_))
     ));
     assert_eq!(source.crl_number(), Some(2), "nothing changed");
+}
+
+#[test]
+fn a_bundle_speaks_for_one_trust_domain() {
+    let ours = Pki::new("td.test");
+    let partner = Pki::new("partner.test");
+    let mixed = ours.root.pem() + &partner.root.pem();
+    assert!(matches!(
+        TrustSource::from_pem(mixed.as_bytes()),
+        Err(Error::Certificate(_))
+    ));
+    // Nor may a root naming another domain be claimed for ours.
+    assert!(matches!(
+        TrustSource::from_pem_for(partner.root.pem().as_bytes(), "td.test".parse().unwrap()),
+        Err(Error::Certificate(_))
+    ));
+}
+
+#[test]
+fn a_wrong_issuer_key_never_poisons_the_right_one() {
+    // Two CAs of one trust domain whose issuing CAs share a name: the
+    // first handshake through the impostor must not make the CRL refuse
+    // the genuine issuer's peers.
+    let pki = Pki::new("td.test");
+    let twin = Pki::new("td.test");
+    let bundle = pki.root.pem() + &twin.root.pem();
+    let crls =
+        pki.root.crl(1, &[], Duration::hours(1)) + &pki.issuing.crl(2, &[], Duration::hours(1));
+    let source = TrustSource::from_pem(bundle.as_bytes())
+        .unwrap()
+        .with_crls_pem(crls.as_bytes())
+        .unwrap();
+    let verifier = verifier(&source, "spiffe://td.test/*");
+    let (twin_chain, _) = twin.leaf("spiffe://td.test/twin");
+    assert!(verify(&verifier, &twin_chain).is_err());
+    let (chain, _) = pki.leaf("spiffe://td.test/a");
+    verify(&verifier, &chain).unwrap();
+}
+
+#[test]
+fn a_crl_scoped_by_an_issuing_distribution_point_is_refused() {
+    let pki = Pki::new("td.test");
+    let now = time::OffsetDateTime::now_utc();
+    let scoped = rcgen::CertificateRevocationListParams {
+        this_update: now - Duration::hours(1),
+        next_update: now + Duration::hours(1),
+        crl_number: rcgen::SerialNumber::from(3u64),
+        issuing_distribution_point: Some(rcgen::CrlIssuingDistributionPoint {
+            distribution_point: rcgen::CrlDistributionPoint {
+                uris: vec!["https://elsewhere.test/crl".to_owned()],
+            },
+            scope: None,
+        }),
+        revoked_certs: Vec::new(),
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&pki.issuing.issuer())
+    .unwrap()
+    .pem()
+    .unwrap();
+    let source = pki.source_with_crls();
+    assert!(matches!(
+        source.update_crls_pem(scoped.as_bytes()),
+        Err(Error::Crl(_))
+    ));
+}
+
+#[test]
+fn a_leaf_naming_only_the_trust_domain_is_refused() {
+    let pki = Pki::new("td.test");
+    let (chain, _) = pki.leaf("spiffe://td.test");
+    let lenient = SpiffeClientVerifier::builder(
+        pki.source_with_crls(),
+        sigil_verifier::danger::allow_any_spiffe_id(),
+    )
+    .client_verifier();
+    assert!(matches!(
+        certificate_error(verify(&lenient, &chain)),
+        CertificateError::Other(_)
+    ));
+}
+
+#[test]
+fn an_endless_grace_never_expires_and_never_panics() {
+    let pki = Pki::new("td.test");
+    let (chain, _) = pki.leaf("spiffe://td.test/a");
+    let crls = pki.root.crl(1, &[], -Duration::minutes(10))
+        + &pki.issuing.crl(2, &[], -Duration::minutes(10));
+    let source = pki.source().with_crls_pem(crls.as_bytes()).unwrap();
+    let verifier = SpiffeClientVerifier::builder(
+        source,
+        Policy::deny_all().allow("spiffe://td.test/*").unwrap(),
+    )
+    .stale_crl_grace(std::time::Duration::MAX)
+    .client_verifier();
+    verify(&verifier, &chain).unwrap();
 }
