@@ -104,6 +104,11 @@ impl Crl {
         })
     }
 
+    /// The CRL as it was loaded, DER.
+    pub(crate) fn der(&self) -> &[u8] {
+        &self.der
+    }
+
     /// Whether `serial` (big-endian INTEGER bytes) is on this CRL.
     pub(crate) fn contains(&self, serial: &[u8]) -> bool {
         self.revoked.contains(serial)

@@ -274,6 +274,22 @@ impl TrustSource {
         self.snapshot().crls.values().map(|crl| crl.len()).sum()
     }
 
+    /// The CRLs held (the newest per issuer), PEM, for tools that read
+    /// files: `openssl verify -crl_check_all -CRLfile`, nginx, curl.
+    pub fn crls_pem(&self) -> String {
+        let snapshot = self.snapshot();
+        let mut crls: Vec<_> = snapshot.crls.values().collect();
+        crls.sort_by_key(|crl| crl.number);
+        crls.iter()
+            .map(|crl| {
+                pem::encode_config(
+                    &pem::Pem::new("X509 CRL", crl.der().to_vec()),
+                    pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+                )
+            })
+            .collect()
+    }
+
     /// The roots, PEM.
     pub fn bundle_pem(&self) -> String {
         self.snapshot()

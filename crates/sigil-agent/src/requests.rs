@@ -1,0 +1,88 @@
+//! The two requests that get the agent a certificate: `POST /v1/svid` with
+//! an attestation, and `POST /v1/renew` over mTLS with the current SVID.
+//! Each sends a CSR for a key made just now.
+
+use std::time::{Duration, SystemTime};
+
+use sigil_core::wire::{RenewRequest, SvidRequest, SvidResponse};
+use sigil_verifier::TrustSource;
+use sigil_verifier::ca::{CaClient, CaResponse};
+
+use crate::Error;
+use crate::attestation::Attestor;
+use crate::key::KeyType;
+use crate::svid::Svid;
+
+/// What every request needs.
+pub(crate) struct Requests<'a> {
+    pub(crate) url: &'a str,
+    pub(crate) trust: &'a TrustSource,
+    pub(crate) key_type: KeyType,
+    pub(crate) ttl: Option<Duration>,
+}
+
+/// The error codes after which renewing is over.
+const FINAL_CODES: &[&str] = &["revoked", "banned", "lineage_fork"];
+
+impl Requests<'_> {
+    fn ttl_seconds(&self) -> Option<u64> {
+        self.ttl.map(|ttl| ttl.as_secs().max(1))
+    }
+
+    /// A first SVID, from an attestation.
+    pub(crate) async fn issue(&self, attestor: &dyn Attestor) -> Result<Svid, Error> {
+        let fresh = self.key_type.generate()?;
+        let request = SvidRequest {
+            csr: fresh.csr_pem,
+            attestation: attestor.attestation().await?,
+            ttl_seconds: self.ttl_seconds(),
+        };
+        let ca = CaClient::new(self.url, self.trust, None)?;
+        let answer = ca.post_json("/v1/svid", &request).await?;
+        svid_from(answer, fresh.key.serialize_pem())
+    }
+
+    /// A new SVID with a new key, over mTLS with the current one.
+    pub(crate) async fn renew(&self, current: &Svid) -> Result<Svid, Error> {
+        let fresh = self.key_type.generate()?;
+        let request = RenewRequest {
+            csr: fresh.csr_pem,
+            ttl_seconds: self.ttl_seconds(),
+        };
+        let ca = CaClient::new(self.url, self.trust, Some(current.credentials()?))?;
+        let answer = ca.post_json("/v1/renew", &request).await?;
+        let renewed = svid_from(answer, fresh.key.serialize_pem())?;
+        if renewed.spiffe_id() != current.spiffe_id() {
+            return Err(Error::Answer(format!(
+                "renewing {} returned {}",
+                current.spiffe_id(),
+                renewed.spiffe_id()
+            )));
+        }
+        Ok(renewed)
+    }
+}
+
+fn svid_from(answer: CaResponse, key_pem: String) -> Result<Svid, Error> {
+    if !answer.status.is_success() {
+        let status = answer.status.as_u16();
+        let (code, message) =
+            match serde_json::from_slice::<sigil_core::wire::ErrorBody>(&answer.body) {
+                Ok(body) => (body.error.code, body.error.message),
+                Err(_) => (
+                    "unknown".to_owned(),
+                    format!("answered {} without a Sigil error body", answer.status),
+                ),
+            };
+        if FINAL_CODES.contains(&code.as_str()) {
+            return Err(Error::Revoked { code, message });
+        }
+        return Err(Error::Refused {
+            status,
+            code,
+            message,
+        });
+    }
+    let body: SvidResponse = answer.json().map_err(|e| Error::Answer(format!("{e}")))?;
+    Svid::new(body.cert_chain_pem, key_pem, SystemTime::now())
+}
