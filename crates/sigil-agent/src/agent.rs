@@ -1,7 +1,7 @@
 //! The agent: bootstrap, first SVID, renewal in the background, and rustls
 //! configurations that always present the current SVID.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -138,6 +138,7 @@ impl AgentBuilder {
             ttl: self.ttl,
             files: self.files,
             events: self.events,
+            finished: OnceLock::new(),
         });
         inner.save()?;
         let _ = inner.events.send(event);
@@ -339,9 +340,12 @@ impl Agent {
     }
 
     /// Waits until renewal stops for good (revoked, banned or expired) and
-    /// returns the event that stopped it.
+    /// returns the event that stopped it (at once if it already has).
     pub async fn stopped(&self) -> Event {
         let mut events = self.events();
+        if let Some(event) = self.inner.finished.get() {
+            return event.clone();
+        }
         loop {
             match events.recv().await {
                 Ok(event) if event.is_final() => return event,
@@ -361,6 +365,8 @@ struct Inner {
     ttl: Option<Duration>,
     files: Option<SvidFiles>,
     events: broadcast::Sender<Event>,
+    /// The event that ended renewal for good, sent once.
+    finished: OnceLock<Event>,
 }
 
 /// The first wait after a failed renewal; it doubles up to [`MAX_BACKOFF`].
@@ -389,9 +395,26 @@ impl Inner {
         }
     }
 
+    /// Sends the event that ends renewal, once.
+    fn finish(&self, event: Event) {
+        if self.finished.set(event.clone()).is_ok() {
+            let _ = self.events.send(event);
+        }
+    }
+
     async fn renew_once(&self) -> Result<Arc<Svid>, Error> {
         let previous = self.current.load_full();
-        let renewed = Arc::new(self.requests().renew(&previous).await?);
+        let renewed = match self.requests().renew(&previous).await {
+            Ok(renewed) => Arc::new(renewed),
+            Err(Error::Revoked { code, message }) => {
+                self.finish(Event::Revoked {
+                    code: code.clone(),
+                    message: message.clone(),
+                });
+                return Err(Error::Revoked { code, message });
+            }
+            Err(error) => return Err(error),
+        };
         self.current.store(Arc::clone(&renewed));
         if let Err(error) = self.save() {
             tracing::warn!(%error, "could not write the renewed SVID to its files");
@@ -414,19 +437,20 @@ impl Inner {
                 None => current.renewal_time(0.4 + 0.2 * jitter()),
             };
             sleep_until(due).await;
+            if self.finished.get().is_some() {
+                return;
+            }
             match self.renew_once().await {
                 Ok(_) => backoff = MIN_BACKOFF,
-                Err(Error::Revoked { code, message }) => {
-                    let _ = self.events.send(Event::Revoked { code, message });
-                    return;
-                }
+                // `renew_once` has sent the final event.
+                Err(Error::Revoked { .. }) => return,
                 Err(error) if error.is_transient() => {
                     let left = current
                         .not_after()
                         .duration_since(SystemTime::now())
                         .unwrap_or_default();
                     if left.is_zero() {
-                        let _ = self.events.send(Event::Expired {
+                        self.finish(Event::Expired {
                             serial: current.serial().to_owned(),
                         });
                         return;
@@ -444,7 +468,7 @@ impl Inner {
                         Error::Refused { code, message, .. } => (code, message),
                         other => ("error".to_owned(), other.to_string()),
                     };
-                    let _ = self.events.send(Event::Revoked { code, message });
+                    self.finish(Event::Revoked { code, message });
                     return;
                 }
             }
