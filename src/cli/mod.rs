@@ -1,7 +1,9 @@
 //! The `sigil` command line.
 
 mod admin_connection;
+mod agent;
 mod audit;
+mod demo;
 mod init;
 mod local;
 mod revocation;
@@ -35,6 +37,14 @@ enum Command {
     Init(init::InitArgs),
     /// Serve the CA over HTTPS.
     Serve(serve::ServeArgs),
+    /// Show the whole story in under a second, on 127.0.0.1 with a throwaway
+    /// CA: an agent gets its SVID, an echo server accepts it, an admin
+    /// revokes it, and the next handshake and its renewal are refused.
+    Demo(demo::DemoArgs),
+    /// Get this workload's SVID from a CA and keep it current in files
+    /// (svid.pem, svid.key, bundle.pem, crls.pem); optionally run a hook or
+    /// supervise a program after each rotation.
+    Agent(agent::AgentArgs),
     /// Print the root fingerprint (sha256:<hex>) that agents pin.
     Fingerprint,
     /// Local admin operations.
@@ -92,7 +102,7 @@ pub fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
@@ -100,11 +110,13 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let dir = cli.data_dir();
     match cli.command {
         Command::Init(args) => init::run(&dir, args).await,
         Command::Serve(args) => serve::run(cli.data_dir, args).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Agent(args) => return agent::run(args).await,
         Command::Fingerprint => local::fingerprint(&dir),
         Command::Admin(command) => local::run_admin(&dir, command).await,
         Command::Token(command) => token::run_token(&dir, command).await,
@@ -113,4 +125,5 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Certs(command) => revocation::certs(&dir, command).await,
         Command::Audit(command) => audit::run(&dir, command).await,
     }
+    .map(|()| ExitCode::SUCCESS)
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use rustls::{ClientConfig, ServerConfig};
 use sigil_verifier::{LiveSource, Policy, SpiffeClientVerifier, SpiffeServerVerifier, TrustSource};
-use tokio::sync::broadcast;
+use tokio::sync::{Mutex, broadcast};
 use tokio::task::JoinHandle;
 
 use crate::Error;
@@ -15,6 +15,7 @@ use crate::attestation::{Attestor, JoinToken};
 use crate::event::Event;
 use crate::files::SvidFiles;
 use crate::key::KeyType;
+use crate::renewal::{Inner, RenewalState, keep_trust_files, renewed_event};
 use crate::requests::Requests;
 use crate::resolver::SvidResolver;
 use crate::svid::Svid;
@@ -61,9 +62,13 @@ impl AgentBuilder {
         self
     }
 
-    /// Attests with a join token when there is no valid SVID to renew.
+    /// Attests with a join token when there is no valid SVID to renew. An
+    /// empty token is no token.
     pub fn join_token(self, token: &str) -> Self {
-        self.attestor(Arc::new(JoinToken::new(token)))
+        match token.trim().is_empty() {
+            true => self,
+            false => self.attestor(Arc::new(JoinToken::new(token))),
+        }
     }
 
     /// Attests this way when there is no valid SVID to renew.
@@ -128,8 +133,9 @@ impl AgentBuilder {
             trust: &trust,
             key_type: self.key_type,
             ttl: self.ttl,
+            files: self.files.as_ref(),
         };
-        let (svid, event, retry_soon) = first_svid(&self, &requests).await?;
+        let (svid, event, unanswered) = first_svid(&self, &requests).await?;
         let inner = Arc::new(Inner {
             url: self.url,
             trust,
@@ -139,8 +145,15 @@ impl AgentBuilder {
             files: self.files,
             events: self.events,
             finished: OnceLock::new(),
+            state: Mutex::new(RenewalState {
+                unanswered,
+                unsaved: false,
+            }),
         });
+        // A renewal made just now that cannot be saved is spent: the files
+        // keep its parent, whose one retry the CA allows.
         inner.save()?;
+        let retry_soon = matches!(event, Event::RenewalFailed { .. });
         let _ = inner.events.send(event);
         let renewal = tokio::spawn(Arc::clone(&inner).renew_forever(retry_soon));
         let files = inner
@@ -155,13 +168,19 @@ impl AgentBuilder {
 }
 
 /// The SVID to start from, the event that says where it came from, and
-/// whether to retry renewal soon (the CA was unreachable).
+/// how many renewals of it went unanswered.
 async fn first_svid(
     builder: &AgentBuilder,
     requests: &Requests<'_>,
-) -> Result<(Svid, Event, bool), Error> {
-    let stored = match &builder.files {
-        Some(files) => files.load()?,
+) -> Result<(Svid, Event, u8), Error> {
+    let stored = match builder.files.as_ref().map(SvidFiles::load) {
+        Some(Ok(stored)) => stored,
+        // A torn pair (a crash between the two writes) or a damaged file:
+        // as good as none, and an attestation can still replace it.
+        Some(Err(error)) => {
+            tracing::warn!(%error, "the files hold no usable SVID");
+            None
+        }
         None => None,
     };
     let why_no_svid = match &stored {
@@ -177,17 +196,20 @@ async fn first_svid(
         match requests.renew(&stored).await {
             Ok(renewed) => {
                 let event = renewed_event(&stored, &renewed);
-                return Ok((renewed, event, false));
+                return Ok((renewed, event, 0));
             }
             Err(error) if error.is_transient() => {
                 // Still valid: use it, and renew as soon as the CA answers.
+                let unanswered = u8::from(error.may_have_been_acted_on());
                 let event = Event::RenewalFailed {
                     error: error.to_string(),
                     retry_in: Duration::from_secs(1),
                 };
-                return Ok((stored, event, true));
+                return Ok((stored, event, unanswered));
             }
-            Err(error @ Error::Revoked { .. }) => return Err(error),
+            // Revoked, banned or unknown to the CA: without an attestation
+            // that is the end; with one (an operator's new token after an
+            // unban), attest afresh.
             Err(error) if builder.attestor.is_none() => return Err(error),
             Err(error) => {
                 tracing::warn!(%error, "the CA refused to renew the SVID on disk; attesting again");
@@ -206,7 +228,7 @@ async fn first_svid(
         serial: svid.serial().to_owned(),
         not_after: svid.not_after(),
     };
-    Ok((svid, event, false))
+    Ok((svid, event, 0))
 }
 
 fn dir_of(builder: &AgentBuilder) -> String {
@@ -214,15 +236,6 @@ fn dir_of(builder: &AgentBuilder) -> String {
         || "memory".to_owned(),
         |files| files.dir().display().to_string(),
     )
-}
-
-fn renewed_event(previous: &Svid, renewed: &Svid) -> Event {
-    Event::Renewed {
-        spiffe_id: renewed.spiffe_id().clone(),
-        serial: renewed.serial().to_owned(),
-        previous_serial: previous.serial().to_owned(),
-        not_after: renewed.not_after(),
-    }
 }
 
 /// An agent with a current SVID, renewing it in the background. Dropping
@@ -247,6 +260,7 @@ fn renewed_event(previous: &Svid, renewed: &Svid) -> Event {
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "dropping the Agent stops renewal"]
 pub struct Agent {
     inner: Arc<Inner>,
     tasks: Vec<JoinHandle<()>>,
@@ -336,7 +350,12 @@ impl Agent {
     ///
     /// As a scheduled renewal; the current SVID stays in use.
     pub async fn renew_now(&self) -> Result<Arc<Svid>, Error> {
-        self.inner.renew_once().await
+        // In a task of its own: cancelling the caller must not drop an
+        // answer the CA has committed.
+        let inner = Arc::clone(&self.inner);
+        tokio::spawn(async move { inner.renew_once(None).await })
+            .await
+            .map_err(|e| Error::Stopped(format!("renewal task: {e}")))?
     }
 
     /// Waits until renewal stops for good (revoked, banned or expired) and
@@ -353,151 +372,5 @@ impl Agent {
                 Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
             }
         }
-    }
-}
-
-/// What the agent and its background tasks share.
-struct Inner {
-    url: String,
-    trust: TrustSource,
-    current: Arc<ArcSwap<Svid>>,
-    key_type: KeyType,
-    ttl: Option<Duration>,
-    files: Option<SvidFiles>,
-    events: broadcast::Sender<Event>,
-    /// The event that ended renewal for good, sent once.
-    finished: OnceLock<Event>,
-}
-
-/// The first wait after a failed renewal; it doubles up to [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_secs(1);
-/// The longest wait between failed renewals.
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
-
-impl Inner {
-    fn requests(&self) -> Requests<'_> {
-        Requests {
-            url: &self.url,
-            trust: &self.trust,
-            key_type: self.key_type,
-            ttl: self.ttl,
-        }
-    }
-
-    fn save(&self) -> Result<(), Error> {
-        match &self.files {
-            Some(files) => files.write(
-                &self.current.load(),
-                &self.trust.bundle_pem(),
-                &self.trust.crls_pem(),
-            ),
-            None => Ok(()),
-        }
-    }
-
-    /// Sends the event that ends renewal, once.
-    fn finish(&self, event: Event) {
-        if self.finished.set(event.clone()).is_ok() {
-            let _ = self.events.send(event);
-        }
-    }
-
-    async fn renew_once(&self) -> Result<Arc<Svid>, Error> {
-        let previous = self.current.load_full();
-        let renewed = match self.requests().renew(&previous).await {
-            Ok(renewed) => Arc::new(renewed),
-            Err(Error::Revoked { code, message }) => {
-                self.finish(Event::Revoked {
-                    code: code.clone(),
-                    message: message.clone(),
-                });
-                return Err(Error::Revoked { code, message });
-            }
-            Err(error) => return Err(error),
-        };
-        self.current.store(Arc::clone(&renewed));
-        if let Err(error) = self.save() {
-            tracing::warn!(%error, "could not write the renewed SVID to its files");
-        }
-        let _ = self.events.send(renewed_event(&previous, &renewed));
-        Ok(renewed)
-    }
-
-    /// Renews at about half of each SVID's remaining life (40–60 %, so that
-    /// a fleet started together does not renew together), retrying with
-    /// backoff while the CA is unreachable, until a final refusal or expiry.
-    async fn renew_forever(self: Arc<Self>, retry_soon: bool) {
-        let mut backoff = MIN_BACKOFF;
-        // Set after a failure: the wait before the next attempt.
-        let mut retry_in = retry_soon.then_some(MIN_BACKOFF);
-        loop {
-            let current = self.current.load_full();
-            let due = match retry_in.take() {
-                Some(wait) => SystemTime::now() + wait,
-                None => current.renewal_time(0.4 + 0.2 * jitter()),
-            };
-            sleep_until(due).await;
-            if self.finished.get().is_some() {
-                return;
-            }
-            match self.renew_once().await {
-                Ok(_) => backoff = MIN_BACKOFF,
-                // `renew_once` has sent the final event.
-                Err(Error::Revoked { .. }) => return,
-                Err(error) if error.is_transient() => {
-                    let left = current
-                        .not_after()
-                        .duration_since(SystemTime::now())
-                        .unwrap_or_default();
-                    if left.is_zero() {
-                        self.finish(Event::Expired {
-                            serial: current.serial().to_owned(),
-                        });
-                        return;
-                    }
-                    let wait = backoff.min(left);
-                    let _ = self.events.send(Event::RenewalFailed {
-                        error: error.to_string(),
-                        retry_in: wait,
-                    });
-                    retry_in = Some(wait);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-                Err(error) => {
-                    let (code, message) = match error {
-                        Error::Refused { code, message, .. } => (code, message),
-                        other => ("error".to_owned(), other.to_string()),
-                    };
-                    self.finish(Event::Revoked { code, message });
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// Rewrites `bundle.pem` and `crls.pem` whenever the trust material
-/// changes.
-async fn keep_trust_files(inner: Arc<Inner>, files: SvidFiles) {
-    let mut updates = inner.trust.subscribe();
-    while updates.changed().await.is_ok() {
-        if let Err(error) = files.write_trust(&inner.trust.bundle_pem(), &inner.trust.crls_pem()) {
-            tracing::warn!(%error, "could not write the bundle and CRL files");
-        }
-    }
-}
-
-async fn sleep_until(at: SystemTime) {
-    if let Ok(wait) = at.duration_since(SystemTime::now()) {
-        tokio::time::sleep(wait).await;
-    }
-}
-
-/// A number in [0, 1) from the OS's random source (0.5 if it fails).
-fn jitter() -> f64 {
-    let mut bytes = [0u8; 4];
-    match ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes) {
-        Ok(()) => f64::from(u32::from_be_bytes(bytes)) / (f64::from(u32::MAX) + 1.0),
-        Err(_) => 0.5,
     }
 }

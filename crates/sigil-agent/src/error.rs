@@ -28,6 +28,9 @@ pub enum Error {
         /// The CA's message.
         message: String,
     },
+    /// Renewal has stopped for good (see the final [`crate::Event`]).
+    #[error("renewal has stopped: {0}")]
+    Stopped(String),
     /// There is no valid SVID to renew and no attestation to get a new one.
     #[error("{0}")]
     NoIdentity(String),
@@ -50,12 +53,32 @@ pub enum Error {
 
 impl Error {
     /// Whether retrying later may help (the CA is unreachable, busy or
-    /// failing), as opposed to a refusal that will not change.
+    /// failing, or a file could not be written), as opposed to a refusal
+    /// that will not change.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Trust(sigil_verifier::Error::Fetch { .. }) => true,
-            Self::Refused { status, .. } => *status == 429 || *status >= 500,
+            Self::Trust(
+                sigil_verifier::Error::Fetch { .. } | sigil_verifier::Error::NoAnswer { .. },
+            ) => true,
+            // A proxy's 4xx without a Sigil error body says nothing final.
+            Self::Refused { status, code, .. } => {
+                *status == 429 || *status >= 500 || code == UNKNOWN_CODE
+            }
+            Self::Io { .. } | Self::Answer(_) | Self::Key(_) => true,
             _ => false,
         }
     }
+
+    /// Whether the CA may have acted on the request although no usable
+    /// answer came back (it was sent and the connection broke, or the answer
+    /// did not parse).
+    pub fn may_have_been_acted_on(&self) -> bool {
+        matches!(
+            self,
+            Self::Trust(sigil_verifier::Error::NoAnswer { .. }) | Self::Answer(_)
+        )
+    }
 }
+
+/// The code given to a refusal without a Sigil error body.
+pub(crate) const UNKNOWN_CODE: &str = "unknown";

@@ -36,13 +36,22 @@ pub enum Event {
         /// When the next attempt is.
         retry_in: Duration,
     },
-    /// The CA refused renewal for good: the identity is revoked or banned,
-    /// or the CA no longer accepts the certificate. Renewal has stopped;
-    /// the current SVID is useless or soon will be.
+    /// The CA refused renewal for good: the identity is revoked or banned
+    /// (or two holders of it were seen). Renewal has stopped; the current
+    /// SVID is useless or soon will be.
     Revoked {
         /// The CA's error code (`revoked`, `banned`, `lineage_fork`, …).
         code: String,
         /// The CA's message.
+        message: String,
+    },
+    /// The CA refused renewal for a reason that will not pass by itself
+    /// (such as a lifetime it no longer allows), or renewal could not be
+    /// confirmed safely. Renewal has stopped.
+    Refused {
+        /// The CA's error code, or `unconfirmed_renewal`.
+        code: String,
+        /// What happened.
         message: String,
     },
     /// The SVID expired before a renewal succeeded. Renewal has stopped;
@@ -56,7 +65,10 @@ pub enum Event {
 impl Event {
     /// Whether renewal has stopped after this event.
     pub fn is_final(&self) -> bool {
-        matches!(self, Self::Revoked { .. } | Self::Expired { .. })
+        matches!(
+            self,
+            Self::Revoked { .. } | Self::Refused { .. } | Self::Expired { .. }
+        )
     }
 }
 
@@ -95,6 +107,9 @@ impl std::fmt::Display for Event {
             ),
             Self::Revoked { code, message } => {
                 write!(f, "renewal refused for good ({code}): {message}")
+            }
+            Self::Refused { code, message } => {
+                write!(f, "renewal stopped ({code}): {message}")
             }
             Self::Expired { serial } => {
                 write!(f, "certificate {serial} expired before it could be renewed")

@@ -21,6 +21,10 @@ pub const BUNDLE_FILE: &str = "bundle.pem";
 /// The CRL file.
 pub const CRLS_FILE: &str = "crls.pem";
 
+/// Bytes written by [`SvidFiles::check_writable`]: more than a key and a
+/// chain take.
+const PROBE_SIZE: usize = 16 * 1024;
+
 /// A directory holding an agent's SVID, key, bundle and CRLs.
 #[derive(Debug, Clone)]
 pub struct SvidFiles {
@@ -61,6 +65,20 @@ impl SvidFiles {
         let chain = std::fs::read_to_string(&chain_path).map_err(io_error(&chain_path))?;
         let key = std::fs::read_to_string(&key_path).map_err(io_error(&key_path))?;
         Svid::new(chain, key, SystemTime::now()).map(Some)
+    }
+
+    /// Checks that the directory takes a write of an SVID's size, before a
+    /// request whose answer must be kept is sent.
+    ///
+    /// # Errors
+    ///
+    /// The directory cannot be created or written (full, read-only).
+    pub fn check_writable(&self) -> Result<(), Error> {
+        std::fs::create_dir_all(&self.dir).map_err(io_error(&self.dir))?;
+        let probe = self.dir.join(".write-check");
+        let result = write_atomically(&probe, &" ".repeat(PROBE_SIZE), 0o600);
+        let _ = std::fs::remove_file(&probe);
+        result
     }
 
     /// Writes the key, then the chain, then the bundle and CRLs, each

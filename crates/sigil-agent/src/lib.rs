@@ -47,6 +47,7 @@ mod error;
 mod event;
 mod files;
 mod key;
+mod renewal;
 mod requests;
 mod resolver;
 mod svid;

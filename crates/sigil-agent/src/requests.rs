@@ -10,6 +10,7 @@ use sigil_verifier::ca::{CaClient, CaResponse};
 
 use crate::Error;
 use crate::attestation::Attestor;
+use crate::files::SvidFiles;
 use crate::key::KeyType;
 use crate::svid::Svid;
 
@@ -19,39 +20,48 @@ pub(crate) struct Requests<'a> {
     pub(crate) trust: &'a TrustSource,
     pub(crate) key_type: KeyType,
     pub(crate) ttl: Option<Duration>,
+    /// Where the result goes: checked writable before anything is sent,
+    /// so that a full disk does not spend a renewal.
+    pub(crate) files: Option<&'a SvidFiles>,
 }
 
 /// The error codes after which renewing is over.
-const FINAL_CODES: &[&str] = &["revoked", "banned", "lineage_fork"];
+const FINAL_CODES: &[&str] = &["revoked", "banned", "lineage_fork", "reserved_identity"];
 
 impl Requests<'_> {
+    fn check_files(&self) -> Result<(), Error> {
+        self.files.map_or(Ok(()), SvidFiles::check_writable)
+    }
+
     fn ttl_seconds(&self) -> Option<u64> {
         self.ttl.map(|ttl| ttl.as_secs().max(1))
     }
 
     /// A first SVID, from an attestation.
     pub(crate) async fn issue(&self, attestor: &dyn Attestor) -> Result<Svid, Error> {
+        self.check_files()?;
         let fresh = self.key_type.generate()?;
         let request = SvidRequest {
-            csr: fresh.csr_pem,
+            csr: fresh.csr_pem.clone(),
             attestation: attestor.attestation().await?,
             ttl_seconds: self.ttl_seconds(),
         };
         let ca = CaClient::new(self.url, self.trust, None)?;
         let answer = ca.post_json("/v1/svid", &request).await?;
-        svid_from(answer, fresh.key.serialize_pem())
+        svid_from(answer, fresh.key_pem())
     }
 
     /// A new SVID with a new key, over mTLS with the current one.
     pub(crate) async fn renew(&self, current: &Svid) -> Result<Svid, Error> {
+        self.check_files()?;
         let fresh = self.key_type.generate()?;
         let request = RenewRequest {
-            csr: fresh.csr_pem,
+            csr: fresh.csr_pem.clone(),
             ttl_seconds: self.ttl_seconds(),
         };
         let ca = CaClient::new(self.url, self.trust, Some(current.credentials()?))?;
         let answer = ca.post_json("/v1/renew", &request).await?;
-        let renewed = svid_from(answer, fresh.key.serialize_pem())?;
+        let renewed = svid_from(answer, fresh.key_pem())?;
         if renewed.spiffe_id() != current.spiffe_id() {
             return Err(Error::Answer(format!(
                 "renewing {} returned {}",

@@ -140,12 +140,13 @@ impl Svid {
     }
 
     /// When to renew: `share` (about one half) of the way from receipt to
-    /// expiry.
-    pub(crate) fn renewal_time(&self, share: f64) -> SystemTime {
+    /// expiry, and never sooner than `floor` after receipt (a clock ahead
+    /// of the CA's must not make renewal a loop).
+    pub(crate) fn renewal_time(&self, share: f64, floor: Duration) -> SystemTime {
         let remaining = self
             .not_after
             .duration_since(self.received)
             .unwrap_or_default();
-        self.received + remaining.mul_f64(share.clamp(0.0, 1.0))
+        self.received + remaining.mul_f64(share.clamp(0.0, 1.0)).max(floor)
     }
 }

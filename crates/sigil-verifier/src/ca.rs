@@ -227,9 +227,10 @@ impl CaClient {
     ///
     /// # Errors
     ///
-    /// [`Error::Fetch`]: the connection, the TLS handshake or the exchange
-    /// failed, or the CA did not answer in time. An answer of any status is
-    /// `Ok`.
+    /// [`Error::Fetch`]: the connection or the TLS handshake failed, so
+    /// nothing was sent; [`Error::NoAnswer`]: the request was (or may have
+    /// been) sent but no answer came, in time or at all. An answer of any
+    /// status is `Ok`.
     pub async fn request(
         &self,
         method: Method,
@@ -248,9 +249,10 @@ impl CaClient {
         );
         tokio::time::timeout(self.timeout, exchange)
             .await
+            // The request may have gone out before the time ran out.
             .map_err(|_| {
                 self.url
-                    .error(format!("no answer within {}s", self.timeout.as_secs()))
+                    .no_answer(format!("no answer within {}s", self.timeout.as_secs()))
             })?
     }
 }
@@ -287,6 +289,13 @@ impl CaUrl {
             port,
             server_name,
         })
+    }
+
+    fn no_answer(&self, message: String) -> Error {
+        Error::NoAnswer {
+            url: self.text.clone(),
+            message,
+        }
     }
 
     fn error(&self, message: String) -> Error {
@@ -338,13 +347,13 @@ impl CaUrl {
         let response = sender
             .send_request(request)
             .await
-            .map_err(|e| self.error(format!("sending the request: {e}")))?;
+            .map_err(|e| self.no_answer(format!("sending the request: {e}")))?;
         let status = response.status();
         let headers = response.headers().clone();
         let body = Limited::new(response.into_body(), MAX_BODY)
             .collect()
             .await
-            .map_err(|e| self.error(format!("reading the answer: {e}")))?
+            .map_err(|e| self.no_answer(format!("reading the answer: {e}")))?
             .to_bytes();
         Ok(CaResponse {
             status,

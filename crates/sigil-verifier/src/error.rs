@@ -23,9 +23,19 @@ pub enum Error {
     /// the CA served matches it.
     #[error("fingerprint: {0}")]
     Fingerprint(String),
-    /// The CA could not be reached or gave an unusable answer.
+    /// The CA could not be reached: nothing was sent.
     #[error("CA at {url}: {message}")]
     Fetch {
+        /// The CA's URL.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A request was sent (or may have been), but no answer came back: the
+    /// CA may have acted on it. Retrying a request that is not idempotent
+    /// (a renewal) needs care.
+    #[error("CA at {url}: no answer: {message}")]
+    NoAnswer {
         /// The CA's URL.
         url: String,
         /// What went wrong.

@@ -1,0 +1,221 @@
+//! Renewal, serialised: one renewal at a time, never two from one parent
+//! unless the first went unanswered (the CA allows one such retry; a
+//! second would look like a second holder of the identity and get it
+//! banned), and never further when the files cannot keep up.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use sigil_verifier::TrustSource;
+use tokio::sync::{Mutex, broadcast};
+
+use crate::Error;
+use crate::event::Event;
+use crate::files::SvidFiles;
+use crate::key::KeyType;
+use crate::requests::Requests;
+use crate::svid::Svid;
+
+/// The first wait after a failed renewal; it doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest wait between failed renewals.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Renewal waits at least this long after receipt, whatever the clocks say.
+const MIN_RENEWAL_DELAY: Duration = Duration::from_secs(1);
+
+/// What the agent and its background tasks share.
+pub(crate) struct Inner {
+    pub(crate) url: String,
+    pub(crate) trust: TrustSource,
+    pub(crate) current: Arc<ArcSwap<Svid>>,
+    pub(crate) key_type: KeyType,
+    pub(crate) ttl: Option<Duration>,
+    pub(crate) files: Option<SvidFiles>,
+    pub(crate) events: broadcast::Sender<Event>,
+    /// The event that ended renewal for good, sent once.
+    pub(crate) finished: OnceLock<Event>,
+    /// Held for the whole of a renewal.
+    pub(crate) state: Mutex<RenewalState>,
+}
+
+/// What renewal must remember between attempts.
+#[derive(Debug, Default)]
+pub(crate) struct RenewalState {
+    /// Renewals of the current certificate sent without an answer.
+    pub(crate) unanswered: u8,
+    /// The current SVID is newer than the files.
+    pub(crate) unsaved: bool,
+}
+
+impl Inner {
+    pub(crate) fn requests(&self) -> Requests<'_> {
+        Requests {
+            url: &self.url,
+            trust: &self.trust,
+            key_type: self.key_type,
+            ttl: self.ttl,
+            files: self.files.as_ref(),
+        }
+    }
+
+    pub(crate) fn save(&self) -> Result<(), Error> {
+        match &self.files {
+            Some(files) => files.write(
+                &self.current.load(),
+                &self.trust.bundle_pem(),
+                &self.trust.crls_pem(),
+            ),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends the event that ends renewal, once.
+    pub(crate) fn finish(&self, event: Event) {
+        if self.finished.set(event.clone()).is_ok() {
+            let _ = self.events.send(event);
+        }
+    }
+
+    /// Renews once. With `seen`, a renewal that happened meanwhile (the
+    /// current serial is no longer `seen`) counts as this one.
+    pub(crate) async fn renew_once(&self, seen: Option<&str>) -> Result<Arc<Svid>, Error> {
+        let mut state = self.state.lock().await;
+        if let Some(event) = self.finished.get() {
+            return Err(Error::Stopped(event.to_string()));
+        }
+        let previous = self.current.load_full();
+        if seen.is_some_and(|seen| seen != previous.serial()) {
+            return Ok(previous);
+        }
+        if state.unsaved {
+            // The files are a generation behind: a restart would renew
+            // from the parent. One more would make it a fork.
+            self.save()?;
+            state.unsaved = false;
+        }
+        if state.unanswered >= 2 {
+            self.finish(Event::Refused {
+                code: "unconfirmed_renewal".to_owned(),
+                message: "two renewals went unanswered; a third from the same certificate would \
+                          look like a second holder to the CA. Attest again with a new token."
+                    .to_owned(),
+            });
+            return Err(Error::Stopped("two renewals went unanswered".to_owned()));
+        }
+        let renewed = match self.requests().renew(&previous).await {
+            Ok(renewed) => Arc::new(renewed),
+            Err(error) => {
+                self.judge(&mut state, &error);
+                return Err(error);
+            }
+        };
+        state.unanswered = 0;
+        self.current.store(Arc::clone(&renewed));
+        if let Err(error) = self.save() {
+            tracing::warn!(%error, "could not write the renewed SVID; renewal waits for the files");
+            state.unsaved = true;
+        }
+        let _ = self.events.send(renewed_event(&previous, &renewed));
+        Ok(renewed)
+    }
+
+    /// Records what a failed renewal means for the next one.
+    fn judge(&self, state: &mut RenewalState, error: &Error) {
+        match error {
+            Error::Revoked { code, message } => self.finish(Event::Revoked {
+                code: code.clone(),
+                message: message.clone(),
+            }),
+            error if error.may_have_been_acted_on() => state.unanswered += 1,
+            error if error.is_transient() => {}
+            Error::Refused { code, message, .. } => self.finish(Event::Refused {
+                code: code.clone(),
+                message: message.clone(),
+            }),
+            _ => {}
+        }
+    }
+
+    /// Renews at about half of each SVID's remaining life (40–60 %, so that
+    /// a fleet started together does not renew together), retrying with
+    /// backoff while the CA is unreachable, until a final refusal or expiry.
+    pub(crate) async fn renew_forever(self: Arc<Self>, retry_soon: bool) {
+        let mut backoff = MIN_BACKOFF;
+        // Set after a failure: the wait before the next attempt.
+        let mut retry_in = retry_soon.then_some(MIN_BACKOFF);
+        loop {
+            let current = self.current.load_full();
+            let due = match retry_in.take() {
+                Some(wait) => SystemTime::now() + wait,
+                None => current.renewal_time(0.4 + 0.2 * jitter(), MIN_RENEWAL_DELAY),
+            };
+            sleep_until(due).await;
+            match self.renew_once(Some(current.serial())).await {
+                Ok(_) => backoff = MIN_BACKOFF,
+                Err(_) if self.finished.get().is_some() => return,
+                Err(error) => {
+                    let current = self.current.load_full();
+                    let left = current
+                        .not_after()
+                        .duration_since(SystemTime::now())
+                        .unwrap_or_default();
+                    if left.is_zero() {
+                        self.finish(Event::Expired {
+                            serial: current.serial().to_owned(),
+                        });
+                        return;
+                    }
+                    // Spread a fleet's retries; try once more before expiry.
+                    let wait = backoff
+                        .mul_f64(0.5 + 0.5 * jitter())
+                        .min(left.mul_f64(0.5))
+                        .max(Duration::from_millis(100));
+                    let _ = self.events.send(Event::RenewalFailed {
+                        error: error.to_string(),
+                        retry_in: wait,
+                    });
+                    retry_in = Some(wait);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn renewed_event(previous: &Svid, renewed: &Svid) -> Event {
+    Event::Renewed {
+        spiffe_id: renewed.spiffe_id().clone(),
+        serial: renewed.serial().to_owned(),
+        previous_serial: previous.serial().to_owned(),
+        not_after: renewed.not_after(),
+    }
+}
+
+/// Rewrites `bundle.pem` and `crls.pem` whenever the trust material
+/// changes. It takes the renewal lock so that it never interleaves with a
+/// renewal's own writes.
+pub(crate) async fn keep_trust_files(inner: Arc<Inner>, files: SvidFiles) {
+    let mut updates = inner.trust.subscribe();
+    while updates.changed().await.is_ok() {
+        let _renewal = inner.state.lock().await;
+        if let Err(error) = files.write_trust(&inner.trust.bundle_pem(), &inner.trust.crls_pem()) {
+            tracing::warn!(%error, "could not write the bundle and CRL files");
+        }
+    }
+}
+
+async fn sleep_until(at: SystemTime) {
+    if let Ok(wait) = at.duration_since(SystemTime::now()) {
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// A number in [0, 1) from the OS's random source (0.5 if it fails).
+fn jitter() -> f64 {
+    let mut bytes = [0u8; 4];
+    match ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes) {
+        Ok(()) => f64::from(u32::from_be_bytes(bytes)) / (f64::from(u32::MAX) + 1.0),
+        Err(_) => 0.5,
+    }
+}
