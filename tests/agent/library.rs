@@ -259,3 +259,28 @@ fn a_revoked_agent_is_refused_renewal_and_reports_it() {
         assert!(matches!(stopped, Event::Revoked { .. }));
     });
 }
+
+#[test]
+fn concurrent_renewals_are_serialised_and_never_fork_the_identity() {
+    let dir = DataDir::init();
+    let server = dir.start();
+    let token = server.token(AGENT_ID);
+    runtime().block_on(async {
+        let agent = Agent::builder(&server.url)
+            .fingerprint(&dir.fingerprint)
+            .join_token(&token)
+            .start()
+            .await
+            .unwrap();
+        // Three at once would present one certificate three times: the CA
+        // would take the third for a second holder and ban the identity.
+        let (a, b, c) = tokio::join!(agent.renew_now(), agent.renew_now(), agent.renew_now());
+        let serials: HashSet<String> = [a, b, c]
+            .into_iter()
+            .map(|renewed| renewed.unwrap().serial().to_owned())
+            .collect();
+        assert_eq!(serials.len(), 3, "each renewal renewed the one before");
+        // And the line is intact: one more renewal works.
+        agent.renew_now().await.unwrap();
+    });
+}
