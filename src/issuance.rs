@@ -14,7 +14,8 @@ use crate::join_token::TokenHash;
 use crate::revocation::CrlSigner;
 use crate::serial::Serial;
 use crate::store::{
-    AttestationKind, CertificateRecord, Redemption, RenewalOutcome, Store, StoreError,
+    AttestationKind, CertificateRecord, JwtRedemption, Redemption, RenewalOutcome, Store,
+    StoreError,
 };
 
 /// Builds the audit records of an issuance from the certificate signed.
@@ -233,6 +234,51 @@ impl Issuance {
         }
     }
 
+    /// Signs a leaf for a verified JWT, then marks its `jti` used for
+    /// `issuer` and commits the certificate in one transaction. If the
+    /// `jti` was already used (a concurrent redemption won, or the token is
+    /// replayed) or the identity is banned, the certificate is discarded
+    /// unrecorded and the refusal is returned instead. `expires_at` is how
+    /// long the `jti` is remembered: the last instant the token would still
+    /// be accepted (its `exp` plus any leeway). `jti = None` skips replay
+    /// protection.
+    ///
+    /// # Errors
+    ///
+    /// See [`IssuanceError`]; nothing is committed, and the `jti` stays
+    /// unused.
+    pub(crate) async fn issue_for_jwt(
+        &self,
+        request: &LeafRequest<'_>,
+        issuer: &str,
+        jti: Option<&str>,
+        expires_at: OffsetDateTime,
+        audit: &IssueAudit<'_>,
+    ) -> Result<Result<IssuedCertificate, JwtRedemption>, IssuanceError> {
+        let mut attempt = 0;
+        loop {
+            let (issued, record) = self.sign(request, AttestationKind::Jwt, None)?;
+            let redemption = self
+                .store
+                .redeem_jwt(
+                    issuer.to_owned(),
+                    jti.map(str::to_owned),
+                    expires_at,
+                    OffsetDateTime::now_utc(),
+                    record,
+                    audit(&issued),
+                )
+                .await;
+            match redemption {
+                Ok(JwtRedemption::Granted) => return Ok(Ok(issued)),
+                Ok(refusal) => return Ok(Err(refusal)),
+                // A repeated serial (2^-120 per pair): draw a new one.
+                Err(StoreError::Conflict(_)) if attempt < MAX_SERIAL_RETRIES => attempt += 1,
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
     /// Signs a renewal of `presented` and lets the store decide, by the
     /// presented certificate's line, whether it continues the line.
     ///
@@ -315,6 +361,8 @@ impl Issuance {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
@@ -350,5 +398,67 @@ mod tests {
         };
         assert!(max_above_cap.validate().is_err());
         assert!(TtlPolicy::default().validate().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_jwt_yields_one_recorded_certificate_and_its_replay_none() {
+        use crate::ca::{CaFiles, DEFAULT_ISSUING_LIFETIME};
+        use crate::store::SqliteStore;
+
+        let dir = tempfile::tempdir().unwrap();
+        let files = CaFiles::generate(
+            &"example.org".parse().unwrap(),
+            KeyType::P256,
+            DEFAULT_ISSUING_LIFETIME,
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+        let ca = Arc::new(CertificateAuthority::load(&files, "https://localhost:8443").unwrap());
+        let store = Arc::new(SqliteStore::open(&dir.path().join("sigil.db")).unwrap());
+        let issuance = Issuance::new(ca, store.clone());
+        let key = KeyType::P256.generate().unwrap();
+        let public_key = VerifiedPublicKey::from_own_key(&key).unwrap();
+        let spiffe_id = "spiffe://example.org/agent".parse().unwrap();
+        let request = LeafRequest {
+            spiffe_id: &spiffe_id,
+            public_key: &public_key,
+            dns_names: &[],
+            ip_addresses: &[],
+            ttl: Duration::from_secs(600),
+        };
+        let audit = |issued: &IssuedCertificate| {
+            vec![AuditEvent::now(
+                "https://issuer.example.org",
+                "svid.issue",
+                issued.serial.to_string(),
+                serde_json::json!({"attestation": "jwt"}),
+            )]
+        };
+        let expires_at = OffsetDateTime::now_utc() + Duration::from_secs(300);
+        let redeem = || {
+            issuance.issue_for_jwt(
+                &request,
+                "https://issuer.example.org",
+                Some("jti-1"),
+                expires_at,
+                &audit,
+            )
+        };
+
+        let issued = redeem().await.unwrap().unwrap();
+        let stored = store
+            .find_certificate(issued.serial)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.record.attestation, AttestationKind::Jwt);
+        assert_eq!(stored.record.der, issued.der.to_vec());
+
+        let replayed = redeem().await.unwrap();
+        assert!(
+            matches!(replayed, Err(JwtRedemption::Replayed)),
+            "{replayed:?}"
+        );
+        assert_eq!(store.audit_page(0, 10).await.unwrap().len(), 1);
     }
 }

@@ -7,10 +7,12 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod attestation;
 pub mod audit;
 pub mod ca;
 pub mod cli;
 pub mod client;
+pub mod config;
 pub mod crl_board;
 pub mod crypto_provider;
 pub mod csr;

@@ -616,3 +616,125 @@ fn help_and_usage_errors_never_show_the_token() {
         }
     }
 }
+
+/// `sigil agent … ARGS` with a CA that need not exist and no attestation in
+/// the environment, run to completion.
+fn agent_without_ca(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sigil"))
+        .args(["agent", "--ca", "https://127.0.0.1:1"])
+        .args(["--fingerprint", "sha256:00", "--out", "unused", "--once"])
+        .args(args)
+        .env_remove("SIGIL_DATA_DIR")
+        .env_remove("SIGIL_JOIN_TOKEN")
+        .env_remove("SIGIL_JWT_FILE")
+        .env_remove("SIGIL_ATTESTOR")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn jwt_file_and_attestor_go_together_and_exclude_join_tokens() {
+    let secret = "sigil_jt_do-not-print-me";
+    let jwt = "/var/run/secrets/tokens/sigil";
+    /// Arguments, environment, and the flags the usage error names.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case<'_>; 8] = [
+        (&["--jwt-file", jwt], &[], &["--attestor"]),
+        (&["--attestor", "k8s"], &[], &["--jwt-file"]),
+        (&[], &[("SIGIL_JWT_FILE", jwt)], &["--attestor"]),
+        (&[], &[("SIGIL_ATTESTOR", "k8s")], &["--jwt-file"]),
+        (&["--jwt-file", jwt, "--attestor", ""], &[], &["--attestor"]),
+        (
+            &["--jwt-file", jwt, "--attestor", "k8s", "--token", secret],
+            &[],
+            &["--jwt-file", "--token"],
+        ),
+        (
+            &["--jwt-file", jwt, "--attestor", "k8s", "--token-file", "t"],
+            &[],
+            &["--jwt-file", "--token-file"],
+        ),
+        // A join token in the environment is as ambiguous as one given.
+        (
+            &["--jwt-file", jwt, "--attestor", "k8s"],
+            &[("SIGIL_JOIN_TOKEN", secret)],
+            &["--jwt-file", "--token"],
+        ),
+    ];
+    for (args, env, named) in cases {
+        let output = agent_without_ca(args, env);
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?} {env:?}: {text}");
+        for flag in named {
+            assert!(text.contains(flag), "{args:?} {env:?}: {text}");
+        }
+        assert!(
+            !format!("{}{text}", stdout(&output)).contains(secret),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn help_explains_jwt_attestation() {
+    let output = sigil(&["agent", "--help"]);
+    let help = stdout(&output);
+    assert!(output.status.success(), "{}", stderr(&output));
+    for text in [
+        "--jwt-file <PATH>",
+        "--attestor <NAME>",
+        "SIGIL_JWT_FILE",
+        "SIGIL_ATTESTOR",
+        "re-read at each attestation",
+        "renews over mTLS instead of re-attesting",
+        "Kubernetes reuses a pod's token until it rotates",
+    ] {
+        assert!(help.contains(text), "--help lacks {text:?}: {help}");
+    }
+    // The short help names both flags too.
+    let short = stdout(&sigil(&["agent", "-h"]));
+    assert!(
+        short.contains("--jwt-file") && short.contains("--attestor"),
+        "{short}"
+    );
+}
+
+/// The agent reads the JWT file only when it must attest, and says which
+/// file failed; this needs no JWT support on the CA, as nothing is sent.
+#[test]
+fn an_empty_or_missing_jwt_file_fails_clearly_and_writes_nothing() {
+    let dir = DataDir::init();
+    let server = dir.start();
+    let out = dir.temp.path().join("identity");
+    let empty = dir.temp.path().join("empty-token");
+    std::fs::write(&empty, " \n").unwrap();
+    let missing = dir.temp.path().join("no-such-token");
+    let empty_text = empty.to_str().unwrap();
+    let missing_text = missing.to_str().unwrap();
+
+    let by_flags = once(
+        &server,
+        &dir,
+        &out,
+        &["--jwt-file", empty_text, "--attestor", "k8s"],
+    );
+    let message = assert_fails(&by_flags);
+    assert!(message.contains(empty_text), "{message}");
+    assert!(message.contains("empty"), "{message}");
+
+    // The same from the environment.
+    let by_env = agent(&server, &dir, &out)
+        .arg("--once")
+        .env("SIGIL_JWT_FILE", &missing)
+        .env("SIGIL_ATTESTOR", "k8s")
+        .output()
+        .unwrap();
+    let message = assert_fails(&by_env);
+    assert!(message.contains(missing_text), "{message}");
+    assert!(message.contains("--jwt-file"), "{message}");
+
+    assert!(!out.join("svid.key").exists());
+    assert!(!out.join("svid.pem").exists());
+}

@@ -9,6 +9,7 @@ mod crl;
 mod error;
 mod health;
 mod json_body;
+mod jwt_attestation;
 mod rate_limit;
 mod renew;
 mod revocations;
@@ -28,12 +29,13 @@ pub use error::ApiError;
 pub use json_body::{BODY_TIMEOUT, JsonBody, MAX_BODY_BYTES};
 pub use rate_limit::{RateLimit, RateLimiter};
 
+use crate::attestation::jwt::JwtAttestors;
 use crate::audit::RefusalCounter;
 use crate::crl_board::CrlBoard;
 use crate::csr::KeyPolicy;
 use crate::hostname::Host;
 use crate::issuance::{Issuance, TtlPolicy};
-use crate::namespace::Namespace;
+use crate::namespace::{AdminIds, Namespace};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -63,6 +65,8 @@ pub struct StateInner {
     /// The names the CA's own server certificate carries; no token may
     /// bind them to a workload, which could then pass for the CA.
     pub ca_hosts: Vec<Host>,
+    /// The JWT attestors `sigil.toml` configures.
+    pub jwt_attestors: Arc<JwtAttestors>,
     /// The SPIFFE bundle (JWKS), rendered once.
     spiffe_bundle: String,
 }
@@ -104,6 +108,7 @@ impl AppState {
                 refusals,
                 rate_limiter: RateLimiter::new(RateLimit::default()),
                 ca_hosts: Vec::new(),
+                jwt_attestors: Arc::new(JwtAttestors::default()),
                 spiffe_bundle,
             }),
         })
@@ -118,6 +123,31 @@ impl AppState {
     pub fn with_rate_limit(mut self, limit: RateLimit) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.rate_limiter = RateLimiter::new(limit);
+        }
+        self
+    }
+
+    /// Sets who may use the admin API.
+    ///
+    /// Call it before the state is shared; a shared state keeps its own.
+    ///
+    /// # Errors
+    ///
+    /// The admin IDs belong to another trust domain.
+    pub fn with_admins(mut self, admins: AdminIds) -> anyhow::Result<Self> {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.namespace = inner.namespace.clone().with_admins(admins)?;
+        }
+        Ok(self)
+    }
+
+    /// Sets the JWT attestors.
+    ///
+    /// Call it before the state is shared; a shared state keeps its own.
+    #[must_use]
+    pub fn with_jwt_attestors(mut self, attestors: Arc<JwtAttestors>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.jwt_attestors = attestors;
         }
         self
     }

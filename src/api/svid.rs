@@ -7,6 +7,7 @@ use serde_json::json;
 use sigil_core::wire::{Attestation, SvidRequest, SvidResponse};
 use time::OffsetDateTime;
 
+use super::jwt_attestation::{JwtRequest, issue_for_jwt};
 use super::{ApiError, AppState, JsonBody, SourceIp};
 use crate::audit::AuditEvent;
 use crate::ca::{IssuedCertificate, LeafRequest};
@@ -36,6 +37,15 @@ pub(super) async fn issue(
         .map_err(ApiError::invalid_ttl)?;
     let token = match request.attestation {
         Attestation::JoinToken { token } => token,
+        Attestation::Jwt { attestor, token } => {
+            let jwt = JwtRequest {
+                attestor: &attestor,
+                token: token.expose(),
+                requested_ttl: request.ttl_seconds,
+                ttl,
+            };
+            return issue_for_jwt(&state, source, &public_key, jwt).await;
+        }
         #[allow(unreachable_patterns)]
         _ => return Err(ApiError::invalid_request("unsupported attestation type")),
     };

@@ -23,9 +23,9 @@ use crate::join_token::{self, TokenHash};
 use crate::revocation::{CrlSigner, SignedCrl};
 use crate::serial::Serial;
 use crate::store::{
-    AuditFn, CertificateQuery, CertificateRecord, NewJoinToken, Redemption, RenewalOutcome,
-    RevocationOutcome, RevocationRequest, SqliteStore, Store, StoreError, StoreFuture,
-    StoredCertificate, TokenGrant,
+    AuditFn, CertificateQuery, CertificateRecord, JwtRedemption, NewJoinToken, Redemption,
+    RenewalOutcome, RevocationOutcome, RevocationRequest, SqliteStore, Store, StoreError,
+    StoreFuture, StoredCertificate, TokenGrant,
 };
 use sigil_core::SpiffeId;
 
@@ -159,6 +159,21 @@ impl Store for FlakyStore {
         self.refuse().unwrap_or_else(|| {
             self.inner
                 .redeem_join_token(id, presented, now, certificate, audit)
+        })
+    }
+
+    fn redeem_jwt(
+        &self,
+        issuer: String,
+        jti: Option<String>,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+        certificate: CertificateRecord,
+        audit: Vec<AuditEvent>,
+    ) -> StoreFuture<'_, JwtRedemption> {
+        self.refuse().unwrap_or_else(|| {
+            self.inner
+                .redeem_jwt(issuer, jti, expires_at, now, certificate, audit)
         })
     }
 

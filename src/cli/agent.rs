@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
+use clap::builder::NonEmptyStringValueParser;
 use clap::{ArgGroup, Args, ValueEnum};
 use nix::sys::signal::Signal;
 use sigil_agent::{Agent, Event, KeyType, SvidFiles};
@@ -17,6 +18,10 @@ use crate::duration::HumanDuration;
 
 /// The environment variable that may hold the join token.
 const TOKEN_ENV: &str = "SIGIL_JOIN_TOKEN";
+/// The environment variable that may name the JWT file.
+const JWT_FILE_ENV: &str = "SIGIL_JWT_FILE";
+/// The environment variable that may name the CA's JWT attestor.
+const ATTESTOR_ENV: &str = "SIGIL_ATTESTOR";
 
 #[derive(Debug, Args)]
 #[command(
@@ -34,10 +39,22 @@ Exit status: 0 after --once; the program's status when one is supervised
 (128+N if it died of signal N); 1 when the SVID cannot be obtained or
 renewal stops for good (revoked, banned or expired).
 
+Instead of a join token, --jwt-file PATH --attestor NAME attests with a JWT
+the platform writes to a file (a Kubernetes projected service-account token,
+a GitHub Actions OIDC token), judged by the CA's attestor NAME. The file is
+re-read at each attestation, because platforms rotate these tokens. Once the
+agent holds an SVID it renews over mTLS instead of re-attesting: Kubernetes
+reuses a pod's token until it rotates.
+
 Examples:
   # Init container: fetch once and exit.
   sigil agent --ca https://ca.internal:8443 --fingerprint sha256:... \\
       --token-file /run/secrets/join-token --out /var/run/identity --once
+
+  # Kubernetes: attest with the pod's projected service-account token.
+  sigil agent --ca https://ca.internal:8443 --fingerprint sha256:... \\
+      --jwt-file /var/run/secrets/tokens/sigil --attestor k8s \\
+      --out /var/run/identity
 
   # Sidecar: keep renewing, reload nginx after each rotation.
   sigil agent --ca https://ca.internal:8443 --bundle bundle.pem \\
@@ -67,6 +84,30 @@ pub(super) struct AgentArgs {
     /// ignored); takes precedence over --token and the environment
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// Attest with the JWT in this file (a Kubernetes projected
+    /// service-account token, a CI OIDC token) for the CA's attestor
+    /// --attestor, instead of a join token. The file is re-read at each
+    /// attestation, as platforms rotate these tokens; once the agent holds
+    /// an SVID it renews over mTLS instead of re-attesting (Kubernetes
+    /// reuses a pod's token until it rotates)
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = JWT_FILE_ENV,
+        requires = "attestor",
+        conflicts_with_all = ["token", "token_file"]
+    )]
+    jwt_file: Option<PathBuf>,
+    /// The name of the CA's JWT attestor that judges the token in --jwt-file
+    /// (such as k8s or github)
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = ATTESTOR_ENV,
+        requires = "jwt_file",
+        value_parser = NonEmptyStringValueParser::new()
+    )]
+    attestor: Option<String>,
     /// Where to keep svid.pem, svid.key, bundle.pem and crls.pem (created
     /// if missing)
     #[arg(long, value_name = "DIR")]
@@ -162,6 +203,10 @@ pub(super) async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     if let Some(token) = join_token(&args)? {
         builder = builder.join_token(token.expose());
     }
+    // clap has made sure that both are given, or neither.
+    if let (Some(path), Some(attestor)) = (&args.jwt_file, &args.attestor) {
+        builder = builder.jwt_file(attestor, path);
+    }
     if let Some(ttl) = args.ttl {
         builder = builder.ttl(ttl.get());
     }
@@ -215,6 +260,7 @@ fn join_token(args: &AgentArgs) -> anyhow::Result<Option<Secret>> {
 /// failed, and what to do about it.
 fn explain(error: sigil_agent::Error, args: &AgentArgs) -> anyhow::Error {
     let dir = args.out.display();
+    let jwt = args.jwt_file.as_ref().zip(args.attestor.as_ref());
     match error {
         sigil_agent::Error::Trust(sigil_verifier::Error::Fingerprint(message)) => anyhow!(
             "--fingerprint: {message}; nothing was written. Give the root fingerprint that \
@@ -230,10 +276,18 @@ fn explain(error: sigil_agent::Error, args: &AgentArgs) -> anyhow::Error {
             status,
             code,
             message,
-        } if code == "invalid_attestation" => anyhow!(
-            "the CA refused the join token ({status} {code}): {message}. A join token is \
-             single-use and expires: create a new one with `sigil token create --spiffe-id <id>`"
-        ),
+        } if code == "invalid_attestation" => match jwt {
+            Some((path, attestor)) => anyhow!(
+                "the CA's attestor {attestor} refused the JWT in {} ({status} {code}): \
+                 {message}. Check that the token has not expired and that its issuer, \
+                 audience and subject are what the attestor {attestor} expects",
+                path.display()
+            ),
+            None => anyhow!(
+                "the CA refused the join token ({status} {code}): {message}. A join token is \
+                 single-use and expires: create a new one with `sigil token create --spiffe-id <id>`"
+            ),
+        },
         sigil_agent::Error::Revoked { code, message } => anyhow!(
             "the identity in {dir} is {code} ({message}); it can no longer be renewed. \
              An admin must lift a ban (`sigil unban`) if there is one and create a new join \
@@ -241,9 +295,17 @@ fn explain(error: sigil_agent::Error, args: &AgentArgs) -> anyhow::Error {
             args.out.join(sigil_agent::SVID_FILE).display(),
             args.out.join(sigil_agent::KEY_FILE).display(),
         ),
+        // An empty or oversized JWT file.
+        sigil_agent::Error::NoIdentity(message) if jwt.is_some() => anyhow!(message),
         sigil_agent::Error::NoIdentity(message) => anyhow!(
-            "{message} (or with --token-file FILE, or in the {TOKEN_ENV} environment variable)"
+            "{message} (or with --token-file FILE, or in the {TOKEN_ENV} environment variable; \
+             or attest with --jwt-file PATH --attestor NAME)"
         ),
+        sigil_agent::Error::Io { path, source }
+            if jwt.is_some_and(|(jwt_file, _)| jwt_file.display().to_string() == path) =>
+        {
+            anyhow!("cannot read the JWT file {path} (--jwt-file): {source}")
+        }
         other => anyhow!(other),
     }
 }

@@ -2,60 +2,70 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::Args;
+use sigil_core::TrustDomain;
 
 use super::local::{DEFAULT_ADMIN_TTL, write_admin_credential};
-use crate::api::RateLimit;
+use crate::attestation::jwt::JwtAttestors;
 use crate::ca::CaFiles;
-use crate::csr::KeyPolicy;
+use crate::config::{LoadedConfig, Overrides, Settings};
 use crate::datadir::DataDir;
 use crate::dev;
 use crate::duration::HumanDuration;
-use crate::issuance::TtlPolicy;
-use crate::server::{ConnectionLimits, ServeOptions, serve};
+use crate::namespace::Namespace;
+use crate::server::{ServeOptions, serve};
 
-/// Bounds of `--crl-ttl`.
-const MIN_CRL_TTL: std::time::Duration = std::time::Duration::from_secs(60);
-const MAX_CRL_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
-
+// The defaults are applied by `crate::config::Settings::resolve`, after the
+// configuration file, so that a flag left out does not hide the file's
+// value; the `[default: …]` texts below repeat them for `--help` (a test
+// keeps them in step).
 #[derive(Debug, Args)]
 pub(super) struct ServeArgs {
-    /// Address to listen on (port 0 picks a free port)
-    #[arg(long, default_value = "127.0.0.1:8443")]
-    listen: SocketAddr,
+    /// Configuration file (see docs/sigil.toml); flags win over it
+    /// [default: DATA_DIR/sigil.toml, if it exists]
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on (port 0 picks a free port) [default: 127.0.0.1:8443]
+    #[arg(long)]
+    listen: Option<SocketAddr>,
     /// Where clients reach the CA; leaves name <URL>/v1/crl/<issuer> as CRL
     /// distribution point [default: https://localhost:<port>]
     #[arg(long)]
     public_url: Option<String>,
-    /// SVID lifetime when a request names none
-    #[arg(long, default_value = "1h")]
-    default_ttl: HumanDuration,
-    /// Shortest SVID lifetime a request may ask for (at least 1s)
-    #[arg(long, default_value = "1m")]
-    min_ttl: HumanDuration,
-    /// Longest SVID lifetime a request may ask for
-    #[arg(long, default_value = "24h")]
-    max_ttl: HumanDuration,
-    /// How long the issuing CA's CRLs are valid (their nextUpdate); they
-    /// are re-signed after half of it
-    #[arg(long, default_value = "1h")]
-    crl_ttl: HumanDuration,
-    /// Connections served at once
-    #[arg(long, default_value_t = ConnectionLimits::default().total)]
-    max_connections: usize,
-    /// Connections from one IP address at once
-    #[arg(long, default_value_t = ConnectionLimits::default().per_ip)]
-    max_connections_per_ip: usize,
+    /// SVID lifetime when a request names none [default: 1h]
+    #[arg(long)]
+    default_ttl: Option<HumanDuration>,
+    /// Shortest SVID lifetime a request may ask for (at least 1s) [default: 1m]
+    #[arg(long)]
+    min_ttl: Option<HumanDuration>,
+    /// Longest SVID lifetime a request may ask for (at most 30d) [default: 24h]
+    #[arg(long)]
+    max_ttl: Option<HumanDuration>,
+    /// How long the issuing CA's CRLs are valid (their nextUpdate), 1m to 7d
+    /// [default: 1h]
+    #[arg(long)]
+    crl_ttl: Option<HumanDuration>,
+    /// How old the issuing CA's CRL gets before it is re-signed; below
+    /// --crl-ttl [default: half of --crl-ttl]
+    #[arg(long)]
+    crl_resign: Option<HumanDuration>,
+    /// Connections served at once [default: 4096]
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Connections from one IP address at once [default: 256]
+    #[arg(long)]
+    max_connections_per_ip: Option<usize>,
     /// Requests per second one address may make to the routes that cost
-    /// work (issuance, renewal, admin)
-    #[arg(long, default_value_t = RateLimit::default().per_second)]
-    rate_limit: f64,
+    /// work (issuance, renewal, admin) [default: 200]
+    #[arg(long)]
+    rate_limit: Option<f64>,
     /// Requests one idle address may make at once (a fleet restarting
-    /// behind one NAT)
-    #[arg(long, default_value_t = RateLimit::default().burst)]
-    rate_burst: f64,
+    /// behind one NAT) [default: 2000]
+    #[arg(long)]
+    rate_burst: Option<f64>,
     /// Accept RSA agent keys (2048 to 4096 bits)
     #[arg(long)]
     allow_rsa: bool,
@@ -64,64 +74,109 @@ pub(super) struct ServeArgs {
     dev: bool,
 }
 
+impl ServeArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen,
+            public_url: self.public_url.clone(),
+            default_ttl: self.default_ttl,
+            min_ttl: self.min_ttl,
+            max_ttl: self.max_ttl,
+            crl_ttl: self.crl_ttl,
+            crl_resign: self.crl_resign,
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            rate_limit: self.rate_limit,
+            rate_burst: self.rate_burst,
+            allow_rsa: self.allow_rsa,
+        }
+    }
+}
+
 pub(super) async fn run(data_dir: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
-    let ttl = TtlPolicy {
-        default: args.default_ttl.get(),
-        min: args.min_ttl.get(),
-        max: args.max_ttl.get(),
-    }
-    .validate()
-    .map_err(anyhow::Error::msg)?;
-    let crl_validity = args.crl_ttl.get();
-    if !(MIN_CRL_TTL..=MAX_CRL_TTL).contains(&crl_validity) {
-        bail!("--crl-ttl must lie between 1m and 7d");
-    }
-    if args.max_connections == 0 || args.max_connections_per_ip == 0 {
-        bail!("--max-connections and --max-connections-per-ip must be at least 1");
-    }
-    let rate_ok = args.rate_limit > 0.0
-        && args.rate_limit.is_finite()
-        && args.rate_burst >= 1.0
-        && args.rate_burst.is_finite();
-    if !rate_ok {
-        bail!("--rate-limit must be above 0 and --rate-burst at least 1");
+    let default_dir = if args.dev {
+        "./sigil-dev"
+    } else {
+        "./sigil-data"
+    };
+    let dir = DataDir::new(data_dir.unwrap_or_else(|| PathBuf::from(default_dir)));
+    // Every configuration error stops the server before it touches
+    // anything.
+    let config = LoadedConfig::load(args.config.as_deref(), dir.path())?;
+    let config_name = config.path.as_ref().map_or_else(
+        || "sigil.toml".to_owned(),
+        |path| path.display().to_string(),
+    );
+    let settings = Settings::resolve(args.overrides(), config)?;
+
+    let files = if args.dev {
+        dev::prepare(&dir)?;
+        CaFiles::read(&dir)?
+    } else {
+        let files = CaFiles::read(&dir)?;
+        if dev::is_dev_root(&files) {
+            bail!(
+                "{} holds the public development CA from certs-dev/, whose keys anyone can read; \
+                 run `sigil serve --dev` for development, or `sigil init` a real CA",
+                dir.path().display()
+            );
+        }
+        files
+    };
+    let trust_domain = trust_domain(&files)?;
+    let admins = settings.admins(&trust_domain)?;
+    let jwt_attestors = JwtAttestors::load(
+        &settings.attestors.jwt,
+        &settings.attestors.dir,
+        &Namespace::new(&trust_domain),
+    )
+    .await
+    .map_err(|error| anyhow::anyhow!("{config_name}: {error}"))?;
+    if let Some(admins) = &admins {
+        let namespace = Namespace::new(&trust_domain).with_admins(admins.clone())?;
+        warn_if_local_admin_is_refused(&dir, &namespace);
     }
     let options = ServeOptions {
-        rate_limit: RateLimit {
-            per_second: args.rate_limit,
-            burst: args.rate_burst,
-        },
-        crl_validity,
-        connections: ConnectionLimits {
-            total: args.max_connections,
-            per_ip: args.max_connections_per_ip,
-        },
-        listen: args.listen,
-        public_url: args.public_url,
-        ttl,
-        keys: KeyPolicy {
-            allow_rsa: args.allow_rsa,
-        },
+        listen: settings.listen,
+        public_url: settings.public_url,
+        ttl: settings.ttl,
+        keys: settings.keys,
+        crl_validity: settings.crl_ttl,
+        crl_resign: settings.crl_resign,
+        connections: settings.connections,
+        rate_limit: settings.rate_limit,
+        admins,
+        jwt_attestors: Arc::new(jwt_attestors),
     };
 
     if args.dev {
-        let dir = DataDir::new(data_dir.unwrap_or_else(|| PathBuf::from("./sigil-dev")));
-        dev::prepare(&dir)?;
         write_admin_credential(&dir, "dev", DEFAULT_ADMIN_TTL, &dir.admin_dir()).await?;
-        let files = CaFiles::read(&dir)?;
         return serve(&dir, &files, options, |addr| dev_banner(&dir, addr)).await;
     }
+    serve(&dir, &files, options, |_| String::new()).await
+}
 
-    let dir = DataDir::new(data_dir.unwrap_or_else(|| PathBuf::from("./sigil-data")));
-    let files = CaFiles::read(&dir)?;
-    if dev::is_dev_root(&files) {
-        bail!(
-            "{} holds the public development CA from certs-dev/, whose keys anyone can read; \
-             run `sigil serve --dev` for development, or `sigil init` a real CA",
-            dir.path().display()
+/// Warns when the data dir's admin credential, which the local admin
+/// commands use by default, is not among the configured admins.
+fn warn_if_local_admin_is_refused(dir: &DataDir, namespace: &Namespace) {
+    let id = std::fs::read_to_string(dir.admin_dir().join("svid.pem"))
+        .ok()
+        .and_then(|text| pem::parse(text).ok())
+        .and_then(|leaf| crate::svid::read_svid(leaf.contents()).ok())
+        .map(|(id, _)| id);
+    if let Some(id) = id.filter(|id| !namespace.is_admin(id)) {
+        tracing::warn!(
+            %id,
+            "admin_ids leaves out the data dir's admin credential; local admin commands \
+             need --admin-cert and --admin-key of an admitted one"
         );
     }
-    serve(&dir, &files, options, |_| String::new()).await
+}
+
+/// The trust domain of a CA's root.
+fn trust_domain(files: &CaFiles) -> anyhow::Result<TrustDomain> {
+    let root = pem::parse(&files.root_pem).context("root CA certificate")?;
+    crate::svid::trust_domain_of_root(root.contents()).map_err(anyhow::Error::msg)
 }
 
 /// What `--dev` prints once the server listens: how to get a token and an
@@ -145,4 +200,50 @@ fn dev_banner(dir: &DataDir, addr: SocketAddr) -> String {
         "  openssl x509 -in agent.pem -noout -ext subjectAltName".to_owned(),
     ]
     .join("\n")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+    use crate::api::RateLimit;
+    use crate::config::DEFAULT_LISTEN;
+    use crate::issuance::TtlPolicy;
+    use crate::server::ConnectionLimits;
+
+    #[derive(Debug, clap::Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    #[test]
+    fn help_states_the_defaults_that_apply() {
+        let help = Serve::command().render_help().to_string();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        let ttl = TtlPolicy::default();
+        for (text, default) in [
+            ("1h", ttl.default),
+            ("1m", ttl.min),
+            ("24h", ttl.max),
+            ("1h", crate::ca::DEFAULT_CRL_VALIDITY),
+        ] {
+            assert_eq!(text.parse::<HumanDuration>().unwrap().get(), default);
+            assert!(help.contains(&format!("[default: {text}]")), "{text}");
+        }
+        let connections = ConnectionLimits::default();
+        let rate = RateLimit::default();
+        for default in [
+            DEFAULT_LISTEN.to_string(),
+            connections.total.to_string(),
+            connections.per_ip.to_string(),
+            rate.per_second.to_string(),
+            rate.burst.to_string(),
+        ] {
+            let text = format!("[default: {default}]");
+            assert!(help.contains(&text), "{text} missing from:\n{help}");
+        }
+    }
 }

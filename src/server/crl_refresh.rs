@@ -1,6 +1,7 @@
 //! Keeps every CRL fresh: at start-up each CA without a current CRL gets
-//! one, and a background task re-signs each CRL once half its validity has
-//! passed, well before its nextUpdate.
+//! one, and a background task re-signs each CRL well before its nextUpdate:
+//! the issuing CA's once `crl_resign` has passed since it was signed (half
+//! its validity unless configured), the root's after half its validity.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,22 +16,24 @@ use crate::revocation::CrlSigner;
 /// The most time between two checks.
 const MAX_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Publishes what is due now, then keeps doing so in the background.
-pub(super) async fn start(issuance: Issuance, board: Arc<CrlBoard>) -> anyhow::Result<()> {
-    refresh_due(&issuance, &board)
+/// Publishes what is due now, then keeps doing so in the background;
+/// `resign` is the age at which the issuing CA's CRL is re-signed (less than
+/// its validity).
+pub(super) async fn start(
+    issuance: Issuance,
+    board: Arc<CrlBoard>,
+    resign: Duration,
+) -> anyhow::Result<()> {
+    refresh_due(&issuance, &board, resign)
         .await
         .context("publishing the CRLs")?;
-    let interval = issuance
-        .ca()
-        .crl_validity(issuance.ca().issuing().key_id())
-        .map_or(MAX_CHECK_INTERVAL, |validity| {
-            (validity / 4).min(MAX_CHECK_INTERVAL)
-        })
+    let interval = (resign / 2)
+        .min(MAX_CHECK_INTERVAL)
         .max(Duration::from_secs(1));
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(interval).await;
-            if let Err(error) = refresh_due(&issuance, &board).await {
+            if let Err(error) = refresh_due(&issuance, &board, resign).await {
                 // The last good CRLs stay published; the next check retries.
                 tracing::warn!(error = %format!("{error:#}"), "re-signing a CRL failed");
             }
@@ -39,7 +42,11 @@ pub(super) async fn start(issuance: Issuance, board: Arc<CrlBoard>) -> anyhow::R
     Ok(())
 }
 
-async fn refresh_due(issuance: &Issuance, board: &CrlBoard) -> anyhow::Result<()> {
+async fn refresh_due(
+    issuance: &Issuance,
+    board: &CrlBoard,
+    issuing_resign: Duration,
+) -> anyhow::Result<()> {
     let store = issuance.store();
     let ca = issuance.ca();
     let current = store.current_crls().await?;
@@ -49,10 +56,17 @@ async fn refresh_due(issuance: &Issuance, board: &CrlBoard) -> anyhow::Result<()
         let Some(validity) = ca.crl_validity(key_id) else {
             continue;
         };
+        let resign = if key_id == ca.issuing().key_id() {
+            issuing_resign.min(validity)
+        } else {
+            validity / 2
+        };
+        // Signed `validity` before its nextUpdate: `resign` old once less
+        // than `validity - resign` is left.
         let due = current
             .iter()
             .find(|crl| crl.issuer_key_id == key_id)
-            .is_none_or(|crl| crl.next_update - now < validity / 2);
+            .is_none_or(|crl| crl.next_update - now < validity - resign);
         if due {
             let signer: Arc<dyn CrlSigner> = ca.clone();
             let crl = store.publish_crl(key_id.to_owned(), now, signer).await?;
@@ -71,6 +85,8 @@ mod tests {
     use super::*;
     use crate::ca::{CaFiles, CertificateAuthority, DEFAULT_ISSUING_LIFETIME, KeyType};
     use crate::store::{SqliteStore, Store};
+
+    const HALF: Duration = Duration::from_secs(2);
 
     #[tokio::test]
     async fn crls_are_published_at_start_and_re_signed_after_half_their_validity() {
@@ -93,19 +109,19 @@ mod tests {
         let issuance = Issuance::new(Arc::new(ca), store);
         let board = CrlBoard::default();
 
-        refresh_due(&issuance, &board).await.unwrap();
+        refresh_due(&issuance, &board, HALF).await.unwrap();
         let first = board.snapshot();
         let number = |set: &crate::crl_board::CrlSet, key: &str| set.get(key).map(|c| c.number);
         assert!(number(&first, &issuing).is_some() && number(&first, &root).is_some());
 
         // Nothing is due yet.
-        refresh_due(&issuance, &board).await.unwrap();
+        refresh_due(&issuance, &board, HALF).await.unwrap();
         assert_eq!(board.snapshot().highest(), first.highest());
 
         // Past half of the issuing CRL's 4 s (CRL times are whole seconds,
         // so allow for one lost to rounding): it, and only it, is re-signed.
         tokio::time::sleep(Duration::from_millis(2100)).await;
-        refresh_due(&issuance, &board).await.unwrap();
+        refresh_due(&issuance, &board, HALF).await.unwrap();
         let second = board.snapshot();
         assert!(number(&second, &issuing) > number(&first, &issuing));
         assert_eq!(
@@ -113,5 +129,33 @@ mod tests {
             number(&first, &root),
             "the root key rests"
         );
+    }
+
+    #[tokio::test]
+    async fn a_configured_re_sign_interval_replaces_half_the_validity() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = CaFiles::generate(
+            &"example.org".parse().unwrap(),
+            KeyType::P256,
+            DEFAULT_ISSUING_LIFETIME,
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+        let ca = CertificateAuthority::load(&files, "https://localhost:8443")
+            .unwrap()
+            .with_crl_validity(Duration::from_secs(3600));
+        let issuing = ca.issuing().key_id().to_owned();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        let issuance = Issuance::new(Arc::new(ca), store);
+        let board = CrlBoard::default();
+        let resign = Duration::from_secs(1);
+
+        refresh_due(&issuance, &board, resign).await.unwrap();
+        let first = board.snapshot().get(&issuing).map(|c| c.number);
+        // A second and a bit (plus one lost to whole-second CRL times), far
+        // from half of the hour.
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        refresh_due(&issuance, &board, resign).await.unwrap();
+        assert!(board.snapshot().get(&issuing).map(|c| c.number) > first);
     }
 }

@@ -20,6 +20,7 @@ use tokio_rustls::TlsAcceptor;
 pub use admission::ConnectionLimits;
 
 use crate::api::{self, AppState, RateLimit};
+use crate::attestation::jwt::JwtAttestors;
 use crate::audit::{AuditKey, RefusalCounter};
 use crate::ca::{CaFiles, CertificateAuthority};
 use crate::crl_board::CrlBoard;
@@ -27,6 +28,7 @@ use crate::csr::KeyPolicy;
 use crate::datadir::{self, DataDir};
 use crate::hostname::HttpsUrl;
 use crate::issuance::{Issuance, TtlPolicy};
+use crate::namespace::AdminIds;
 use crate::store::{SqliteStore, Store};
 use admission::Admission;
 use audit_keeper::AuditKeeper;
@@ -47,10 +49,18 @@ pub struct ServeOptions {
     pub keys: KeyPolicy,
     /// How long the issuing CA's CRLs are valid.
     pub crl_validity: Duration,
+    /// How old the issuing CA's CRL gets before it is re-signed (less than
+    /// `crl_validity`).
+    pub crl_resign: Duration,
     /// How many connections the server takes.
     pub connections: ConnectionLimits,
     /// Per-address rate limit on the routes that cost work.
     pub rate_limit: RateLimit,
+    /// Who may use the admin API, when not everything under
+    /// `/sigil/admin/`.
+    pub admins: Option<AdminIds>,
+    /// The JWT attestors the configuration file sets up.
+    pub jwt_attestors: Arc<JwtAttestors>,
 }
 
 /// Serves the CA until SIGINT or SIGTERM, then drains open connections.
@@ -79,7 +89,7 @@ pub async fn serve(
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.store())?);
     let issuance = Issuance::new(Arc::clone(&ca), store);
     let crls = Arc::new(CrlBoard::default());
-    crl_refresh::start(issuance.clone(), Arc::clone(&crls)).await?;
+    crl_refresh::start(issuance.clone(), Arc::clone(&crls), options.crl_resign).await?;
     let refusals = Arc::new(RefusalCounter::default());
     let keeper = Arc::new(AuditKeeper::new(
         Arc::clone(issuance.store()),
@@ -88,9 +98,13 @@ pub async fn serve(
     ));
     Arc::clone(&keeper).spawn();
     let names = identity::ServerNames::for_listener(local, &public_url)?;
-    let state = AppState::new(issuance.clone(), options.ttl, options.keys, crls, refusals)?
+    let mut state = AppState::new(issuance.clone(), options.ttl, options.keys, crls, refusals)?
         .with_ca_hosts(names.hosts())
-        .with_rate_limit(options.rate_limit);
+        .with_rate_limit(options.rate_limit)
+        .with_jwt_attestors(options.jwt_attestors);
+    if let Some(admins) = options.admins {
+        state = state.with_admins(admins)?;
+    }
 
     let server_identity = identity::start(issuance, names).await?;
     let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(server_identity)?));

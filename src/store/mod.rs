@@ -62,6 +62,8 @@ pub enum AttestationKind {
     Local,
     /// Renewed from a certificate of the same identity.
     Renewal,
+    /// Presented a JWT from a trusted issuer.
+    Jwt,
 }
 
 impl AttestationKind {
@@ -71,6 +73,7 @@ impl AttestationKind {
             Self::JoinToken => "join_token",
             Self::Local => "local",
             Self::Renewal => "renewal",
+            Self::Jwt => "jwt",
         }
     }
 }
@@ -83,6 +86,7 @@ impl std::str::FromStr for AttestationKind {
             "join_token" => Ok(Self::JoinToken),
             "local" => Ok(Self::Local),
             "renewal" => Ok(Self::Renewal),
+            "jwt" => Ok(Self::Jwt),
             other => Err(format!("unknown attestation kind {other}")),
         }
     }
@@ -154,6 +158,21 @@ pub enum Redemption {
     /// No such token (or the secret does not match its id).
     Unknown,
     /// The identity it grants is banned.
+    Banned(SpiffeId),
+}
+
+/// The outcome of redeeming a JWT (see [`Store::redeem_jwt`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwtRedemption {
+    /// The certificate and its audit records are recorded, and the token's
+    /// `jti` (if it has one) is marked used for its issuer until the
+    /// token expires.
+    Granted,
+    /// The issuer's token with this `jti` was already redeemed and has not
+    /// yet expired; nothing was recorded.
+    Replayed,
+    /// The identity is banned; nothing was recorded (and the `jti` stays
+    /// unused).
     Banned(SpiffeId),
 }
 
@@ -383,6 +402,30 @@ pub trait Store: Send + Sync + 'static {
         certificate: CertificateRecord,
         audit: Vec<AuditEvent>,
     ) -> StoreFuture<'_, Redemption>;
+
+    /// Redeems a verified JWT: marks its `jti` used for `issuer` and records
+    /// the certificate issued for it and `audit`, in one transaction: all of
+    /// it happens or none. A `jti` already used with the same issuer is
+    /// [`JwtRedemption::Replayed`]; of concurrent redemptions of one
+    /// (issuer, jti) exactly one wins, and the losers' certificates are not
+    /// recorded (and must not be handed out). A banned identity is
+    /// [`JwtRedemption::Banned`]. A repeated serial is a
+    /// [`StoreError::Conflict`], and leaves the `jti` unused.
+    ///
+    /// A used `jti` is remembered until `expires_at`, after which it is
+    /// forgotten (rows past it are purged as `now` passes them): pass the
+    /// last instant the verifier would still accept the token, i.e. its
+    /// `exp` plus any clock-skew leeway. `jti = None` (an issuer whose
+    /// tokens need not carry one) skips replay protection.
+    fn redeem_jwt(
+        &self,
+        issuer: String,
+        jti: Option<String>,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+        certificate: CertificateRecord,
+        audit: Vec<AuditEvent>,
+    ) -> StoreFuture<'_, JwtRedemption>;
 
     /// Succeeds when the store can be read and written.
     fn check_ready(&self) -> StoreFuture<'_, ()>;

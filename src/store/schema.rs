@@ -86,6 +86,15 @@ const MIGRATIONS: &[&str] = &[
         time TEXT NOT NULL,
         signature BLOB NOT NULL
     ) STRICT;",
+    // 4 → 5: JWT IDs already redeemed, per issuer, kept until the token
+    // would no longer be accepted anyway.
+    "CREATE TABLE jwt_replay (
+        issuer TEXT NOT NULL,
+        jti TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (issuer, jti)
+    ) STRICT;
+    CREATE INDEX jwt_replay_by_expiry ON jwt_replay (expires_at);",
 ];
 
 /// Brings the schema to the newest version.

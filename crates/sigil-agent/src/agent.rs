@@ -1,6 +1,7 @@
 //! The agent: bootstrap, first SVID, renewal in the background, and rustls
 //! configurations that always present the current SVID.
 
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -11,7 +12,7 @@ use tokio::sync::{Mutex, broadcast};
 use tokio::task::JoinHandle;
 
 use crate::Error;
-use crate::attestation::{Attestor, JoinToken};
+use crate::attestation::{Attestor, JoinToken, JwtFile};
 use crate::event::Event;
 use crate::files::SvidFiles;
 use crate::key::KeyType;
@@ -69,6 +70,17 @@ impl AgentBuilder {
             true => self,
             false => self.attestor(Arc::new(JoinToken::new(token))),
         }
+    }
+
+    /// Attests with the JWT in `path` (a Kubernetes projected
+    /// service-account token, a CI OIDC token), judged by the CA's attestor
+    /// named `attestor`, when there is no valid SVID to renew. The file is
+    /// read again at each attestation, because platforms rotate these
+    /// tokens; see [`JwtFile`]. Once the agent has an SVID it renews over
+    /// mTLS rather than attesting again: Kubernetes reuses a pod's token
+    /// until it rotates.
+    pub fn jwt_file(self, attestor: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        self.attestor(Arc::new(JwtFile::new(attestor, path)))
     }
 
     /// Attests this way when there is no valid SVID to renew.

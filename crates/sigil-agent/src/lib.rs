@@ -4,8 +4,9 @@
 //! - **Bootstrap** from the CA's URL and its root fingerprint (or a bundle
 //!   file): only the pinned root is trusted from the first fetch; every
 //!   later connection to the CA is verified against it (`sigil-verifier`).
-//! - **Attest** with a join token (or any [`Attestor`]); the key pair is
-//!   made here (P-256 by default, Ed25519 as an option) and never leaves.
+//! - **Attest** with a join token, a platform JWT read from a file at each
+//!   attestation ([`JwtFile`]), or any [`Attestor`]; the key pair is made
+//!   here (P-256 by default, Ed25519 as an option) and never leaves.
 //! - **Renew** in the background over mTLS with a fresh key each time, at
 //!   about half the remaining lifetime with jitter, with backoff while the
 //!   CA is unreachable, keeping the current SVID until it expires, and
@@ -53,7 +54,7 @@ mod resolver;
 mod svid;
 
 pub use agent::{Agent, AgentBuilder};
-pub use attestation::{Attestor, BoxFuture, JoinToken};
+pub use attestation::{Attestor, BoxFuture, JoinToken, JwtFile};
 pub use error::Error;
 pub use event::Event;
 pub use files::{BUNDLE_FILE, CRLS_FILE, KEY_FILE, SVID_FILE, SvidFiles};

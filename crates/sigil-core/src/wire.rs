@@ -47,9 +47,18 @@ pub enum Attestation {
         /// The token as the admin received it.
         token: Secret,
     },
+    /// A JWT the workload's platform signed (a Kubernetes service-account
+    /// token, a CI OIDC token, a cloud identity token), judged by the CA's
+    /// attestor of that name.
+    Jwt {
+        /// The name of the attestor configured on the CA.
+        attestor: String,
+        /// The compact JWS, as the platform issued it.
+        token: Secret,
+    },
 }
 
-/// A bearer secret (a join token). Its `Debug` output is redacted so that it
+/// A bearer secret (a join token, a JWT). Its `Debug` output is redacted so that it
 /// cannot leak through logs.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -214,8 +223,24 @@ mod tests {
             r#"{"csr":"PEM","attestation":{"type":"join_token","token":"t"},"ttl_seconds":60}"#;
         let request: SvidRequest = serde_json::from_str(json).unwrap();
         assert_eq!(request.ttl_seconds, Some(60));
-        let Attestation::JoinToken { token } = request.attestation;
+        let Attestation::JoinToken { token } = request.attestation else {
+            panic!("expected a join token");
+        };
         assert_eq!(token.expose(), "t");
+    }
+
+    #[test]
+    fn jwt_attestations_read_the_documented_shape_and_hide_the_token() {
+        let json =
+            r#"{"csr":"PEM","attestation":{"type":"jwt","attestor":"k8s-prod","token":"eyJ.x.y"}}"#;
+        let request: SvidRequest = serde_json::from_str(json).unwrap();
+        assert!(!format!("{request:?}").contains("eyJ"));
+        let Attestation::Jwt { attestor, token } = request.attestation else {
+            panic!("expected a JWT");
+        };
+        assert_eq!((attestor.as_str(), token.expose()), ("k8s-prod", "eyJ.x.y"));
+        let missing = r#"{"csr":"x","attestation":{"type":"jwt","token":"t"}}"#;
+        assert!(serde_json::from_str::<SvidRequest>(missing).is_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 mod audit;
 mod certificates;
 mod columns;
+mod jwt;
 mod lineage;
 mod revocations;
 mod tokens;
@@ -21,9 +22,9 @@ mod tokens;
 use columns::unavailable;
 
 use super::{
-    AuditFn, CertificateQuery, CertificateRecord, NewJoinToken, Redemption, RenewalOutcome,
-    RevocationOutcome, RevocationRequest, Store, StoreError, StoreFuture, StoredCertificate,
-    schema,
+    AuditFn, CertificateQuery, CertificateRecord, JwtRedemption, NewJoinToken, Redemption,
+    RenewalOutcome, RevocationOutcome, RevocationRequest, Store, StoreError, StoreFuture,
+    StoredCertificate, schema,
 };
 use crate::audit::{AuditEvent, AuditRecord, Checkpoint};
 use crate::join_token::TokenHash;
@@ -231,6 +232,18 @@ impl Store for SqliteStore {
         events: Vec<AuditEvent>,
     ) -> StoreFuture<'_, Redemption> {
         self.run(move |conn| tokens::redeem(conn, id, presented, now, certificate, events))
+    }
+
+    fn redeem_jwt(
+        &self,
+        issuer: String,
+        jti: Option<String>,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+        certificate: CertificateRecord,
+        events: Vec<AuditEvent>,
+    ) -> StoreFuture<'_, JwtRedemption> {
+        self.run(move |conn| jwt::redeem(conn, issuer, jti, expires_at, now, certificate, events))
     }
 
     fn check_ready(&self) -> StoreFuture<'_, ()> {

@@ -729,3 +729,259 @@ async fn no_certificate_is_recorded_for_a_banned_identity() {
     );
     assert!(store.find_certificate(serial).await.unwrap().is_none());
 }
+
+const ISSUER: &str = "https://issuer.example.org";
+
+fn jwt_certificate() -> CertificateRecord {
+    CertificateRecord {
+        attestation: AttestationKind::Jwt,
+        ..record(Serial::random().unwrap())
+    }
+}
+
+fn jwt_audit() -> Vec<crate::audit::AuditEvent> {
+    vec![crate::audit::AuditEvent::now(
+        "spiffe://example.org/agent",
+        "svid.issue",
+        "serial",
+        serde_json::json!({"attestation": "jwt"}),
+    )]
+}
+
+/// Redeems a JWT from `issuer` with `jti`, remembered until `expires_at`,
+/// at `at`; returns the serial of the certificate offered with it.
+async fn redeem_jwt_at(
+    store: &SqliteStore,
+    issuer: &str,
+    jti: Option<&str>,
+    expires_at: OffsetDateTime,
+    at: OffsetDateTime,
+) -> (Serial, Result<JwtRedemption, StoreError>) {
+    let certificate = jwt_certificate();
+    let serial = certificate.serial;
+    let outcome = store
+        .redeem_jwt(
+            issuer.to_owned(),
+            jti.map(str::to_owned),
+            expires_at,
+            at,
+            certificate,
+            jwt_audit(),
+        )
+        .await;
+    (serial, outcome)
+}
+
+/// Rows in `table` of the store at `path`.
+fn count(path: &std::path::Path, table: &str) -> i64 {
+    Connection::open(path)
+        .unwrap()
+        .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_jwt_is_redeemed_once_per_issuer_and_jti() {
+    let (dir, store) = open();
+    let path = dir.path().join("sigil.db");
+    let expires_at = now() + Duration::from_secs(300);
+
+    let (serial, outcome) = redeem_jwt_at(&store, ISSUER, Some("jti-1"), expires_at, now()).await;
+    assert_eq!(outcome.unwrap(), JwtRedemption::Granted);
+    let found = store.find_certificate(serial).await.unwrap().unwrap();
+    assert_eq!(found.record.attestation, AttestationKind::Jwt);
+    let audited = store.audit_page(0, 10).await.unwrap();
+    assert_eq!(
+        audited.len(),
+        1,
+        "the issuance and its record commit together"
+    );
+    assert_eq!(audited[0].action, "svid.issue");
+    assert_eq!(count(&path, "jwt_replay"), 1);
+
+    // The same token again: refused, and nothing new recorded.
+    let (replayed, outcome) = redeem_jwt_at(&store, ISSUER, Some("jti-1"), expires_at, now()).await;
+    assert_eq!(outcome.unwrap(), JwtRedemption::Replayed);
+    assert!(store.find_certificate(replayed).await.unwrap().is_none());
+    assert_eq!(count(&path, "certificates"), 1);
+    assert_eq!(count(&path, "audit_events"), 1);
+    assert_eq!(count(&path, "jwt_replay"), 1);
+
+    // The same jti from another issuer is another token.
+    let (other, outcome) = redeem_jwt_at(
+        &store,
+        "https://other.example.org",
+        Some("jti-1"),
+        expires_at,
+        now(),
+    )
+    .await;
+    assert_eq!(outcome.unwrap(), JwtRedemption::Granted);
+    assert!(store.find_certificate(other).await.unwrap().is_some());
+    assert_eq!(count(&path, "certificates"), 2);
+    assert_eq!(count(&path, "audit_events"), 2);
+    assert_eq!(count(&path, "jwt_replay"), 2);
+}
+
+#[tokio::test]
+async fn a_used_jti_is_remembered_until_its_expiry_and_then_purged() {
+    let (dir, store) = open();
+    let path = dir.path().join("sigil.db");
+    let start = now();
+    let expires_at = start + Duration::from_secs(60);
+    let (_, outcome) = redeem_jwt_at(&store, ISSUER, Some("short"), expires_at, start).await;
+    assert_eq!(outcome.unwrap(), JwtRedemption::Granted);
+
+    // Up to and including its expiry, it is a replay.
+    for at in [start + Duration::from_secs(30), expires_at] {
+        let (_, outcome) = redeem_jwt_at(&store, ISSUER, Some("short"), expires_at, at).await;
+        assert_eq!(outcome.unwrap(), JwtRedemption::Replayed, "at {at}");
+    }
+
+    // Past it, any redemption purges the row...
+    let later = expires_at + Duration::from_secs(1);
+    let (_, outcome) = redeem_jwt_at(
+        &store,
+        ISSUER,
+        Some("another"),
+        later + Duration::from_secs(60),
+        later,
+    )
+    .await;
+    assert_eq!(outcome.unwrap(), JwtRedemption::Granted);
+    let remaining: Vec<String> = Connection::open(&path)
+        .unwrap()
+        .prepare("SELECT jti FROM jwt_replay")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(remaining, ["another"], "the expired row was purged");
+
+    // ...and the jti can be used again.
+    let (_, outcome) = redeem_jwt_at(
+        &store,
+        ISSUER,
+        Some("short"),
+        later + Duration::from_secs(60),
+        later,
+    )
+    .await;
+    assert_eq!(outcome.unwrap(), JwtRedemption::Granted);
+}
+
+#[tokio::test]
+async fn a_banned_identity_gets_no_certificate_from_a_jwt_and_the_jti_stays_unused() {
+    use crate::store::RevocationTarget;
+    let (dir, store) = open();
+    let path = dir.path().join("sigil.db");
+    let agent = id("spiffe://example.org/agent");
+    store
+        .revoke(
+            revocation(RevocationTarget::Identity(agent.clone())),
+            Arc::new(ListingSigner),
+            Box::new(|_| Vec::new()),
+        )
+        .await
+        .unwrap();
+    let expires_at = now() + Duration::from_secs(300);
+
+    let (serial, outcome) = redeem_jwt_at(&store, ISSUER, Some("jti-1"), expires_at, now()).await;
+    assert_eq!(outcome.unwrap(), JwtRedemption::Banned(agent.clone()));
+    assert!(store.find_certificate(serial).await.unwrap().is_none());
+    assert_eq!(count(&path, "certificates"), 0);
+    assert_eq!(count(&path, "audit_events"), 0);
+    assert_eq!(count(&path, "jwt_replay"), 0);
+
+    let (_, outcome) = redeem_jwt_at(&store, ISSUER, None, expires_at, now()).await;
+    assert_eq!(outcome.unwrap(), JwtRedemption::Banned(agent.clone()));
+
+    assert!(store.lift_ban(agent, vec![]).await.unwrap());
+    let (_, outcome) = redeem_jwt_at(&store, ISSUER, Some("jti-1"), expires_at, now()).await;
+    assert_eq!(outcome.unwrap(), JwtRedemption::Granted);
+}
+
+#[tokio::test]
+async fn a_jwt_without_a_jti_is_not_tracked_for_replay() {
+    let (dir, store) = open();
+    let path = dir.path().join("sigil.db");
+    let expires_at = now() + Duration::from_secs(300);
+    for _ in 0..2 {
+        let (serial, outcome) = redeem_jwt_at(&store, ISSUER, None, expires_at, now()).await;
+        assert_eq!(outcome.unwrap(), JwtRedemption::Granted);
+        assert!(store.find_certificate(serial).await.unwrap().is_some());
+    }
+    assert_eq!(count(&path, "certificates"), 2);
+    assert_eq!(count(&path, "audit_events"), 2);
+    assert_eq!(count(&path, "jwt_replay"), 0);
+}
+
+#[tokio::test]
+async fn a_jwt_redemption_whose_certificate_cannot_be_recorded_leaves_the_jti_unused() {
+    let (dir, store) = open();
+    let path = dir.path().join("sigil.db");
+    let taken = Serial::random().unwrap();
+    store
+        .record_certificate(record(taken), vec![])
+        .await
+        .unwrap();
+    let mut duplicate = jwt_certificate();
+    duplicate.serial = taken;
+    let expires_at = now() + Duration::from_secs(300);
+    let error = store
+        .redeem_jwt(
+            ISSUER.to_owned(),
+            Some("jti-1".to_owned()),
+            expires_at,
+            now(),
+            duplicate,
+            jwt_audit(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Conflict(_)), "{error}");
+    assert_eq!(count(&path, "jwt_replay"), 0);
+    assert_eq!(count(&path, "audit_events"), 0);
+
+    // The retry, with a fresh serial, is granted.
+    let (_, outcome) = redeem_jwt_at(&store, ISSUER, Some("jti-1"), expires_at, now()).await;
+    assert_eq!(outcome.unwrap(), JwtRedemption::Granted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_redemptions_of_one_jti_through_two_stores_have_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sigil.db");
+    let stores = [
+        Arc::new(SqliteStore::open(&path).unwrap()),
+        Arc::new(SqliteStore::open(&path).unwrap()),
+    ];
+    let expires_at = now() + Duration::from_secs(300);
+    let attempts: Vec<_> = (0..20)
+        .map(|i| {
+            let store = Arc::clone(&stores[i % 2]);
+            tokio::spawn(async move {
+                redeem_jwt_at(&store, ISSUER, Some("jti-1"), expires_at, now())
+                    .await
+                    .1
+            })
+        })
+        .collect();
+    let mut granted = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap().unwrap() {
+            JwtRedemption::Granted => granted += 1,
+            JwtRedemption::Replayed => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(granted, 1);
+    assert_eq!(
+        count(&path, "certificates"),
+        1,
+        "only the winner's certificate"
+    );
+    assert_eq!(count(&path, "audit_events"), 1);
+    assert_eq!(count(&path, "jwt_replay"), 1);
+}

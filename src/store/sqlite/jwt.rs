@@ -1,0 +1,53 @@
+//! JWT redemption: the token's `jti` is marked used and the certificate it
+//! yields recorded in one transaction, so a token is honoured once.
+
+use rusqlite::{Connection, TransactionBehavior, params};
+use time::OffsetDateTime;
+
+use super::audit;
+use super::certificates::insert_certificate;
+use super::columns::{unavailable, unix};
+use super::revocations;
+use crate::audit::AuditEvent;
+use crate::store::{CertificateRecord, JwtRedemption, StoreError};
+
+pub(super) fn redeem(
+    conn: &mut Connection,
+    issuer: String,
+    jti: Option<String>,
+    expires_at: OffsetDateTime,
+    now: OffsetDateTime,
+    certificate: CertificateRecord,
+    events: Vec<AuditEvent>,
+) -> Result<JwtRedemption, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(unavailable)?;
+    // Housekeeping: a token past its expiry is refused before it gets here,
+    // so its `jti` need not be remembered any longer.
+    tx.execute("DELETE FROM jwt_replay WHERE expires_at < ?1", [unix(now)])
+        .map_err(unavailable)?;
+    if let Some(jti) = &jti {
+        // The insert that does nothing on a known (issuer, jti) is the
+        // single-winner step: of concurrent writers, only one inserts.
+        let inserted = tx
+            .execute(
+                "INSERT INTO jwt_replay (issuer, jti, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (issuer, jti) DO NOTHING",
+                params![issuer, jti, unix(expires_at)],
+            )
+            .map_err(unavailable)?;
+        if inserted == 0 {
+            // Dropping the transaction rolls it back: nothing is written.
+            return Ok(JwtRedemption::Replayed);
+        }
+    }
+    // No path gives a banned identity a certificate.
+    if revocations::is_banned(&tx, &certificate.spiffe_id)? {
+        return Ok(JwtRedemption::Banned(certificate.spiffe_id));
+    }
+    insert_certificate(&tx, &certificate)?;
+    audit::append_in(&tx, events)?;
+    tx.commit().map_err(unavailable)?;
+    Ok(JwtRedemption::Granted)
+}
