@@ -46,7 +46,7 @@ pub(crate) fn check_registered(
         _ => {
             return Err(Refusal::new(
                 "jwt wrong issuer",
-                format!("the token's issuer is not {issuer}"),
+                "the token's issuer is not this attestor's",
             ));
         }
     }
@@ -61,7 +61,7 @@ pub(crate) fn check_registered(
     if !audience_ok {
         return Err(Refusal::new(
             "jwt wrong audience",
-            format!("the token is not for {}", audiences.join(" or ")),
+            "the token's audience is not one this attestor accepts",
         ));
     }
     let now_seconds = now.unix_timestamp();
@@ -125,7 +125,7 @@ pub(crate) fn check_required(
         if !accepted.contains(&value) {
             return Err(Refusal::new(
                 "jwt requirement not met",
-                format!("claim {pointer} = {value:?} is not one of {accepted:?}"),
+                format!("claim {pointer} holds a value this attestor does not accept"),
             ));
         }
     }

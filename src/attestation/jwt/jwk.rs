@@ -77,23 +77,16 @@ impl Jwks {
             if member(jwk, "use").is_some_and(|usage| usage != "sig") {
                 continue;
             }
-            let key = match (member(jwk, "kty"), member(jwk, "crv")) {
-                (Some("RSA"), _) => PublicKey::Rsa {
-                    n: bytes(jwk, "n")?,
-                    e: bytes(jwk, "e")?,
-                },
-                (Some("EC"), Some("P-256")) => PublicKey::P256(uncompressed_point(
-                    &bytes(jwk, "x")?,
-                    &bytes(jwk, "y")?,
-                    32,
-                )?),
-                (Some("EC"), Some("P-384")) => PublicKey::P384(uncompressed_point(
-                    &bytes(jwk, "x")?,
-                    &bytes(jwk, "y")?,
-                    48,
-                )?),
-                (Some("OKP"), Some("Ed25519")) => PublicKey::Ed25519(bytes(jwk, "x")?),
-                _ => continue,
+            // One malformed key does not discard the others.
+            let Ok(key) = Self::key(jwk) else {
+                tracing::warn!(
+                    kid = member(jwk, "kid"),
+                    "skipping a malformed key in a JWKS"
+                );
+                continue;
+            };
+            let Some(key) = key else {
+                continue;
             };
             keys.push(Jwk {
                 kid: member(jwk, "kid").map(str::to_owned),
@@ -102,6 +95,28 @@ impl Jwks {
             });
         }
         Ok(Self { keys })
+    }
+
+    /// The key a JWK holds; `None` for kinds this CA does not verify with.
+    fn key(jwk: &serde_json::Map<String, serde_json::Value>) -> Result<Option<PublicKey>, String> {
+        Ok(Some(match (member(jwk, "kty"), member(jwk, "crv")) {
+            (Some("RSA"), _) => PublicKey::Rsa {
+                n: bytes(jwk, "n")?,
+                e: bytes(jwk, "e")?,
+            },
+            (Some("EC"), Some("P-256")) => PublicKey::P256(uncompressed_point(
+                &bytes(jwk, "x")?,
+                &bytes(jwk, "y")?,
+                32,
+            )?),
+            (Some("EC"), Some("P-384")) => PublicKey::P384(uncompressed_point(
+                &bytes(jwk, "x")?,
+                &bytes(jwk, "y")?,
+                48,
+            )?),
+            (Some("OKP"), Some("Ed25519")) => PublicKey::Ed25519(bytes(jwk, "x")?),
+            _ => return Ok(None),
+        }))
     }
 
     /// How many usable keys the set holds.
@@ -113,7 +128,10 @@ impl Jwks {
     /// only key that fits the algorithm.
     pub(crate) fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<&Jwk> {
         match kid {
-            Some(kid) => self.keys.iter().find(|key| key.kid.as_deref() == Some(kid)),
+            Some(kid) => self
+                .keys
+                .iter()
+                .find(|key| key.kid.as_deref() == Some(kid) && key.fits(alg)),
             None => {
                 let mut fitting = self.keys.iter().filter(|key| key.fits(alg));
                 match (fitting.next(), fitting.next()) {

@@ -19,6 +19,8 @@ use super::jwk::{Jwks, MAX_JWKS_LEN};
 
 /// The shortest time between two fetches caused by unknown key ids.
 const MIN_REFETCH: Duration = Duration::from_secs(1);
+/// The shortest `refresh` an attestor may ask for.
+const MIN_REFRESH: Duration = Duration::from_secs(30);
 /// How often a JWKS URL is fetched by default.
 const DEFAULT_REFRESH: Duration = Duration::from_secs(300);
 /// How long one fetch may take.
@@ -83,7 +85,7 @@ impl KeySource {
     pub(crate) async fn refresh_for_unknown_key(&self) -> Option<Arc<Jwks>> {
         match self {
             Self::Fixed(_) => None,
-            Self::Remote(remote) => remote.fetch_unless_recent(MIN_REFETCH).await,
+            Self::Remote(remote) => remote.try_fetch(MIN_REFETCH).await,
         }
     }
 
@@ -171,9 +173,16 @@ impl RemoteJwks {
             host,
             port,
             connector: tokio_rustls::TlsConnector::from(Arc::new(tls)),
-            refresh: config
-                .refresh
-                .map_or(DEFAULT_REFRESH, |refresh| refresh.get()),
+            refresh: match config.refresh.map(|refresh| refresh.get()) {
+                None => DEFAULT_REFRESH,
+                Some(refresh) if refresh >= MIN_REFRESH => refresh,
+                Some(_) => {
+                    return Err(format!(
+                        "`refresh` must be at least {}s",
+                        MIN_REFRESH.as_secs()
+                    ));
+                }
+            },
             keys: ArcSwap::from_pointee(Jwks::default()),
             last_fetch: Mutex::new(None),
         };
@@ -185,13 +194,35 @@ impl RemoteJwks {
         Ok(remote)
     }
 
+    /// Fetches now, waiting for a fetch already running, unless the last
+    /// one finished less than `recent` ago (the scheduled refresh).
     async fn fetch_unless_recent(&self, recent: Duration) -> Option<Arc<Jwks>> {
         let mut last = self.last_fetch.lock().await;
+        self.fetch_locked(&mut last, recent).await
+    }
+
+    /// For a request that named an unknown key: fetches unless a fetch is
+    /// running (the request does not wait for it) or one finished less
+    /// than `recent` ago. Anyone can send such requests, so they must
+    /// neither queue nor multiply fetches.
+    async fn try_fetch(&self, recent: Duration) -> Option<Arc<Jwks>> {
+        let mut last = self.last_fetch.try_lock().ok()?;
+        self.fetch_locked(&mut last, recent).await
+    }
+
+    async fn fetch_locked(
+        &self,
+        last: &mut Option<Instant>,
+        recent: Duration,
+    ) -> Option<Arc<Jwks>> {
         if last.is_some_and(|at| at.elapsed() < recent) {
             return None;
         }
+        let outcome = tokio::time::timeout(FETCH_TIMEOUT, self.fetch()).await;
+        // Counted from the end: a slow identity provider is not asked again
+        // at once.
         *last = Some(Instant::now());
-        match tokio::time::timeout(FETCH_TIMEOUT, self.fetch()).await {
+        match outcome {
             Ok(Ok(jwks)) => {
                 let jwks = Arc::new(jwks);
                 self.keys.store(Arc::clone(&jwks));
@@ -250,6 +281,10 @@ impl RemoteJwks {
             .await
             .map_err(|e| format!("reading: {e}"))?
             .to_bytes();
-        Jwks::parse(&body)
+        let jwks = Jwks::parse(&body)?;
+        if jwks.len() == 0 {
+            return Err("the JWKS holds no signing key this CA can use".to_owned());
+        }
+        Ok(jwks)
     }
 }

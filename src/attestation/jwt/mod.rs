@@ -122,9 +122,12 @@ impl JwtAttestor {
             .map_err(|e| fail(format!("`algorithms`: {e}")))?;
         let template = Template::parse(&config.spiffe_id, namespace)
             .map_err(|e| fail(format!("`spiffe_id`: {e}")))?;
+        if config.max_ttl.is_some_and(|ttl| ttl.get().is_zero()) {
+            return Err(fail("`max_ttl` must be more than 0s".to_owned()));
+        }
         let mut require = Vec::new();
         for (pointer, values) in &config.require {
-            if !pointer.starts_with('/') {
+            if !template::is_pointer(pointer) {
                 return Err(fail(format!(
                     "`require`: {pointer:?} is not a JSON Pointer (they start with '/')"
                 )));
@@ -180,7 +183,10 @@ impl JwtAttestor {
                 )
             })?;
         let mut keys = self.keys.current();
-        if keys.find(jws.kid.as_deref(), alg).is_none()
+        // Only a named, unknown key fetches the set again: a token without
+        // a kid never does.
+        if jws.kid.is_some()
+            && keys.find(jws.kid.as_deref(), alg).is_none()
             && let Some(refreshed) = self.keys.refresh_for_unknown_key().await
         {
             keys = refreshed;
@@ -210,7 +216,9 @@ impl JwtAttestor {
             subject: registered.subject,
             issuer: self.issuer.clone(),
             jti: registered.jti,
-            expires_at: registered.expires_at + time::Duration::seconds(claims::CLOCK_SKEW),
+            expires_at: registered
+                .expires_at
+                .saturating_add(time::Duration::seconds(claims::CLOCK_SKEW)),
             max_ttl: self.max_ttl,
         })
     }

@@ -35,7 +35,7 @@ fn is_segment(value: &str) -> bool {
 
 /// Whether a JSON Pointer is well formed (RFC 6901): empty, or `/`
 /// followed by reference tokens in which `~` is only `~0` or `~1`.
-fn is_pointer(pointer: &str) -> bool {
+pub(crate) fn is_pointer(pointer: &str) -> bool {
     pointer.starts_with('/')
         && pointer
             .split('~')
@@ -93,6 +93,45 @@ impl Template {
         };
         if !first.starts_with(&prefix) {
             return Err(format!("'{text}' must start with {prefix}"));
+        }
+        // The first path segment is literal, so no claim chooses where in
+        // the trust domain an ID lands (and none can say "sigil").
+        let literal_path = &first[prefix.len()..];
+        if !literal_path.contains('/') && self.parts.len() > 1 {
+            return Err(format!(
+                "'{text}': the first path segment must be literal text, such as spiffe://{}/k8s/…",
+                namespace.trust_domain()
+            ));
+        }
+        // Each claim is a whole segment (or segments), so that two sets of
+        // claims can never make the same ID.
+        for (index, part) in self.parts.iter().enumerate() {
+            if let Part::Claim { pointer, .. } = part {
+                let after_slash = matches!(
+                    self.parts.get(index.wrapping_sub(1)),
+                    Some(Part::Literal(before)) if before.ends_with('/')
+                ) && index > 0;
+                let before_slash = match self.parts.get(index + 1) {
+                    None => true,
+                    Some(Part::Literal(after)) => after.starts_with('/'),
+                    Some(Part::Claim { .. }) => false,
+                };
+                if !after_slash || !before_slash {
+                    return Err(format!(
+                        "'{text}': {{{pointer}}} must fill whole path segments, between '/'s"
+                    ));
+                }
+            }
+        }
+        let spanning = self
+            .parts
+            .iter()
+            .filter(|part| matches!(part, Part::Claim { segments: true, .. }))
+            .count();
+        if spanning > 1 {
+            return Err(format!(
+                "'{text}': at most one claim may fill several segments (`:segments`)"
+            ));
         }
         if !self
             .parts
@@ -186,11 +225,11 @@ impl Template {
     }
 }
 
-/// The text of the claim at `pointer`: a string, or a number as written.
+/// The text of the claim at `pointer`, which must be a string (a number
+/// would compare equal to its text in one spelling and not another).
 pub(crate) fn claim_text(root: &Value, pointer: &str) -> Result<String, Refusal> {
     match root.pointer(pointer) {
         Some(Value::String(text)) => Ok(text.clone()),
-        Some(Value::Number(number)) => Ok(number.to_string()),
         Some(_) => Err(Refusal::new(
             "jwt claim missing",
             format!("claim {pointer} is not a string"),
@@ -270,6 +309,11 @@ mod tests {
             "spiffe://example.org/a/{/sub",
             "spiffe://example.org/a/}{/sub}",
             "spiffe://example.org/a/{/x~2}",
+            "spiffe://example.org/s{/sub}/y",
+            "spiffe://example.org/a/s{/sub}",
+            "spiffe://example.org/a/{/sub}x",
+            "spiffe://example.org/a/{/a}{/b}",
+            "spiffe://example.org/a/{/a:segments}/{/b:segments}",
         ] {
             assert!(Template::parse(bad, &ns).is_err(), "{bad}");
         }
@@ -287,6 +331,12 @@ mod tests {
         assert!(
             template
                 .render(&claims(serde_json::json!({"sub": ["x"]})), &ns)
+                .is_err()
+        );
+        // Numbers are not strings: "123" and 123 must not both pass.
+        assert!(
+            template
+                .render(&claims(serde_json::json!({"sub": 123})), &ns)
                 .is_err()
         );
     }

@@ -4,6 +4,10 @@
 use rusqlite::{Connection, TransactionBehavior, params};
 use time::OffsetDateTime;
 
+/// How long a spent `jti` is kept past the time it was to be remembered
+/// until.
+const PURGE_MARGIN_SECONDS: i64 = 300;
+
 use super::audit;
 use super::certificates::insert_certificate;
 use super::columns::{unavailable, unix};
@@ -23,10 +27,18 @@ pub(super) fn redeem(
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(unavailable)?;
-    // Housekeeping: a token past its expiry is refused before it gets here,
-    // so its `jti` need not be remembered any longer.
-    tx.execute("DELETE FROM jwt_replay WHERE expires_at < ?1", [unix(now)])
-        .map_err(unavailable)?;
+    // A token already past the point its `jti` is remembered until could
+    // only get here by a slow path after its checks; never let it in.
+    if jti.is_some() && expires_at <= now {
+        return Ok(JwtRedemption::Replayed);
+    }
+    // Housekeeping, with a margin: a token is checked a moment before it is
+    // redeemed, so its row must outlive its expiry by more than that.
+    tx.execute(
+        "DELETE FROM jwt_replay WHERE expires_at < ?1",
+        [unix(now) - PURGE_MARGIN_SECONDS],
+    )
+    .map_err(unavailable)?;
     if let Some(jti) = &jti {
         // The insert that does nothing on a known (issuer, jti) is the
         // single-winner step: of concurrent writers, only one inserts.

@@ -838,8 +838,13 @@ async fn a_used_jti_is_remembered_until_its_expiry_and_then_purged() {
         assert_eq!(outcome.unwrap(), JwtRedemption::Replayed, "at {at}");
     }
 
-    // Past it, any redemption purges the row...
-    let later = expires_at + Duration::from_secs(1);
+    // Past it, the token itself is refused however it got here...
+    let just_after = expires_at + Duration::from_secs(1);
+    let (_, outcome) = redeem_jwt_at(&store, ISSUER, Some("short"), expires_at, just_after).await;
+    assert_eq!(outcome.unwrap(), JwtRedemption::Replayed);
+
+    // ...and once a margin has passed, any redemption purges its row.
+    let later = expires_at + Duration::from_secs(301);
     let (_, outcome) = redeem_jwt_at(
         &store,
         ISSUER,
