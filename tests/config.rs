@@ -258,3 +258,183 @@ fn configured_admin_ids_admit_credentials_under_them_and_only_them() {
         server.log()
     );
 }
+
+/// An `[[attestor.jwt]]` table, complete but for the `jwks`, `algorithms`
+/// and `spiffe_id` given; its JWKS file, jwks.json, holds one P-256 key.
+fn jwt_attestor(dir: &DataDir, jwks: &str, algorithms: &str, spiffe_id: &str) -> String {
+    let zeros = "A".repeat(43);
+    std::fs::write(
+        dir.file("jwks.json"),
+        json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k", "x": zeros, "y": zeros}]})
+            .to_string(),
+    )
+    .unwrap();
+    format!(
+        "[[attestor.jwt]]\n\
+         name = \"k8s-prod\"\n\
+         issuer = \"https://kubernetes.default.svc\"\n\
+         jwks = {jwks}\n\
+         audiences = [\"sigil\"]\n\
+         algorithms = {algorithms}\n\
+         spiffe_id = \"{spiffe_id}\"\n"
+    )
+}
+
+#[test]
+fn attestor_errors_stop_serve_naming_the_attestor_and_the_key() {
+    let dir = DataDir::init();
+    let path = dir.file("sigil.toml");
+    let serve = || serve_fails(&["--data-dir", dir.arg(), "--listen", "127.0.0.1:0"]);
+    let file = r#"{ file = "jwks.json" }"#;
+    let es256 = r#"["ES256"]"#;
+    let template = "spiffe://example.org/k8s/{/sub}";
+    // The same table, well formed, starts (and is stopped at once).
+    write_config(&dir, &jwt_attestor(&dir, file, es256, template));
+    let server = dir.start();
+    assert!(server.terminate().success());
+
+    let missing = dir.file("k8s-jwks.json");
+    let cases: Vec<(String, Vec<String>)> = vec![
+        // Unknown keys, in the JWKS table and in a second attestor.
+        (
+            jwt_attestor(
+                &dir,
+                r#"{ file = "jwks.json", refresh_rate = "5m" }"#,
+                es256,
+                template,
+            ),
+            vec![
+                "line 4".to_owned(),
+                "key `attestor.jwt[0].jwks.refresh_rate`".to_owned(),
+                "unknown field `refresh_rate`".to_owned(),
+            ],
+        ),
+        (
+            format!(
+                "{}\n{}require_jwt = true\n",
+                jwt_attestor(&dir, file, es256, template),
+                jwt_attestor(&dir, file, es256, template).replace("k8s-prod", "k8s-dev")
+            ),
+            vec![
+                "line 16".to_owned(),
+                "key `attestor.jwt[1].require_jwt`".to_owned(),
+                "unknown field `require_jwt`".to_owned(),
+            ],
+        ),
+        // Templates that could reach the CA's /sigil/, or leave its trust
+        // domain, or are not templates.
+        (
+            jwt_attestor(&dir, file, es256, "spiffe://example.org/{/sub}"),
+            vec![
+                "`spiffe_id`".to_owned(),
+                "'spiffe://example.org/{/sub}'".to_owned(),
+                "the first path segment must be literal".to_owned(),
+            ],
+        ),
+        (
+            jwt_attestor(&dir, file, es256, "spiffe://example.org/sigil/{/sub}"),
+            vec![
+                "`spiffe_id`".to_owned(),
+                "makes IDs under the CA's reserved /sigil/".to_owned(),
+            ],
+        ),
+        (
+            jwt_attestor(&dir, file, es256, "spiffe://other.org/k8s/{/sub}"),
+            vec![
+                "`spiffe_id`".to_owned(),
+                "must start with spiffe://example.org/".to_owned(),
+            ],
+        ),
+        (
+            jwt_attestor(&dir, file, es256, "spiffe://example.org/k8s/{sub}"),
+            vec!["`spiffe_id`".to_owned(), "is not a JSON Pointer".to_owned()],
+        ),
+        (
+            jwt_attestor(&dir, file, es256, "spiffe://example.org/k8s/bot-{/sub}"),
+            vec![
+                "`spiffe_id`".to_owned(),
+                "must fill whole path segments".to_owned(),
+            ],
+        ),
+        (
+            jwt_attestor(&dir, file, es256, "spiffe://example.org/k8s/bot"),
+            vec!["`spiffe_id`".to_owned(), "names no claim".to_owned()],
+        ),
+        // A JWKS file that is missing.
+        (
+            jwt_attestor(&dir, r#"{ file = "k8s-jwks.json" }"#, es256, template),
+            vec![
+                "`jwks`".to_owned(),
+                format!("JWKS file {}", missing.display()),
+                "No such file".to_owned(),
+            ],
+        ),
+        // Symmetric or no signatures.
+        (
+            jwt_attestor(&dir, file, r#"["ES256", "HS256"]"#, template),
+            vec![
+                "`algorithms`".to_owned(),
+                "HS256 (HMAC) is never accepted".to_owned(),
+            ],
+        ),
+        (
+            jwt_attestor(&dir, file, r#"["none"]"#, template),
+            vec![
+                "`algorithms`".to_owned(),
+                "alg none is never accepted".to_owned(),
+            ],
+        ),
+        // A JWKS URL over plain HTTP, or both a file and a URL.
+        (
+            jwt_attestor(
+                &dir,
+                r#"{ url = "http://idp.example.org/jwks" }"#,
+                es256,
+                template,
+            ),
+            vec![
+                "`jwks`".to_owned(),
+                r#"JWKS url "http://idp.example.org/jwks" must be https"#.to_owned(),
+            ],
+        ),
+        (
+            jwt_attestor(
+                &dir,
+                r#"{ url = "https://idp.example.org/jwks", refresh = "1s" }"#,
+                es256,
+                template,
+            ),
+            vec![
+                "`jwks`".to_owned(),
+                "`refresh` must be at least 30s".to_owned(),
+            ],
+        ),
+        (
+            jwt_attestor(
+                &dir,
+                r#"{ file = "jwks.json", url = "https://idp.example.org/jwks" }"#,
+                es256,
+                template,
+            ),
+            vec![
+                "`jwks`".to_owned(),
+                "give the JWKS as `file` or as `url`, exactly one".to_owned(),
+            ],
+        ),
+    ];
+    for (text, parts) in cases {
+        write_config(&dir, &text);
+        let error = serve();
+        assert!(error.contains(path.to_str().unwrap()), "{text}\n{error}");
+        for part in parts {
+            assert!(
+                error.contains(&part),
+                "{part} missing from: {error}\n{text}"
+            );
+        }
+        // Errors found when the attestor is built name it.
+        if !error.contains("unknown field") {
+            assert!(error.contains(r#"attestor "k8s-prod""#), "{error}");
+        }
+    }
+}
