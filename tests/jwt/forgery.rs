@@ -85,7 +85,7 @@ fn forged_tokens_are_refused_with_a_reason_and_counted() {
         (
             "k8s-prod",
             &wrong_kind,
-            r#"the issuer has no key "k8s-rsa-1""#,
+            r#"the issuer has no key "k8s-rsa-1" for ES256"#,
             "jwt unknown key",
         ),
         (

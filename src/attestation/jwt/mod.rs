@@ -195,7 +195,7 @@ impl JwtAttestor {
             Refusal::new(
                 "jwt unknown key",
                 match &jws.kid {
-                    Some(kid) => format!("the issuer has no key {kid:?}"),
+                    Some(kid) => format!("the issuer has no key {kid:?} for {}", alg.name()),
                     None => "the token names no kid and the key set has no single key for its alg"
                         .to_owned(),
                 },
