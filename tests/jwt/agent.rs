@@ -95,3 +95,91 @@ fn sigil_agent_attests_with_the_jwt_file_and_reads_it_again_each_time() {
         );
     }
 }
+
+/// An agent whose SVID expired while the CA was away attests again with
+/// the token its platform keeps fresh, and carries on: a join token could
+/// not (it is single-use), a JWT file can.
+#[test]
+fn an_agent_with_a_jwt_file_attests_again_once_its_svid_has_expired() {
+    let dir = DataDir::init();
+    let idps = Idps::new(&dir);
+    idps.write_jwks(&dir, true);
+    std::fs::write(
+        dir.file("sigil.toml"),
+        config(r#"{ file = "k8s-jwks.json" }"#),
+    )
+    .unwrap();
+    let args = |listen: &str| {
+        [
+            "serve",
+            "--data-dir",
+            dir.arg(),
+            "--listen",
+            listen,
+            "--default-ttl",
+            "2s",
+            "--min-ttl",
+            "1s",
+        ]
+        .map(str::to_owned)
+    };
+    let serve = |listen: &str| {
+        let args = args(listen);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Server::spawn(&args, dir.path.clone())
+    };
+    let server = serve("127.0.0.1:0");
+    let port = server.port();
+    let token_file = dir.temp.path().join("sa-token");
+    std::fs::write(
+        &token_file,
+        idps.k8s_rsa.token(&k8s_claims("agents", "support-bot")),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (agent, mut events) = runtime.block_on(async {
+        let builder = sigil_agent::Agent::builder(&server.url)
+            .fingerprint(&dir.fingerprint)
+            .jwt_file("k8s-prod", &token_file);
+        let events = builder.events();
+        (builder.start().await.unwrap(), events)
+    });
+    let first = agent.svid();
+    assert_eq!(first.spiffe_id().as_str(), K8S_ID);
+
+    // The CA is away until the SVID has expired; the platform rotates the
+    // token meanwhile.
+    drop(server);
+    let expired_in = first
+        .not_after()
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    std::thread::sleep(expired_in + std::time::Duration::from_millis(1500));
+    std::fs::write(
+        &token_file,
+        idps.k8s_rsa.token(&k8s_claims("agents", "support-bot")),
+    )
+    .unwrap();
+    let _server = serve(&format!("127.0.0.1:{port}"));
+
+    runtime.block_on(async {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let event = tokio::time::timeout_at(deadline, events.recv())
+                .await
+                .expect("a new SVID in time")
+                .unwrap();
+            match event {
+                sigil_agent::Event::Issued { serial, .. } if serial != first.serial() => break,
+                event => assert!(!event.is_final(), "renewal stopped: {event}"),
+            }
+        }
+        let current = agent.svid();
+        assert_eq!(current.spiffe_id().as_str(), K8S_ID);
+        assert!(!current.is_expired_at(std::time::SystemTime::now()));
+    });
+}

@@ -159,8 +159,9 @@ impl AgentBuilder {
             finished: OnceLock::new(),
             state: Mutex::new(RenewalState {
                 unanswered,
-                unsaved: false,
+                ..RenewalState::default()
             }),
+            attestor: self.attestor.clone(),
         });
         // A renewal made just now that cannot be saved is spent: the files
         // keep its parent, whose one retry the CA allows.

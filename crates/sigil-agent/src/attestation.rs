@@ -18,6 +18,13 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait Attestor: Send + Sync {
     /// The attestation for one issuance request.
     fn attestation(&self) -> BoxFuture<'_, Result<Attestation, Error>>;
+
+    /// Whether the agent may attest again with it when renewal is over
+    /// (the SVID expired, or the CA will not renew it): true for a source
+    /// the platform keeps fresh, false for a one-time secret.
+    fn can_attest_again(&self) -> bool {
+        false
+    }
 }
 
 /// A one-time join token an admin created for this agent's SPIFFE ID.
@@ -123,6 +130,10 @@ impl JwtFile {
 }
 
 impl Attestor for JwtFile {
+    fn can_attest_again(&self) -> bool {
+        true
+    }
+
     fn attestation(&self) -> BoxFuture<'_, Result<Attestation, Error>> {
         Box::pin(async move {
             Ok(Attestation::Jwt {

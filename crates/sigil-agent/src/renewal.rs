@@ -11,6 +11,7 @@ use sigil_verifier::TrustSource;
 use tokio::sync::{Mutex, broadcast};
 
 use crate::Error;
+use crate::attestation::Attestor;
 use crate::event::Event;
 use crate::files::SvidFiles;
 use crate::key::KeyType;
@@ -33,6 +34,9 @@ pub(crate) struct Inner {
     pub(crate) ttl: Option<Duration>,
     pub(crate) files: Option<SvidFiles>,
     pub(crate) events: broadcast::Sender<Event>,
+    /// How to attest again when renewal is over, if the attestation can
+    /// be repeated (a JWT the platform rotates).
+    pub(crate) attestor: Option<Arc<dyn Attestor>>,
     /// The event that ended renewal for good, sent once.
     pub(crate) finished: OnceLock<Event>,
     /// Held for the whole of a renewal.
@@ -46,6 +50,9 @@ pub(crate) struct RenewalState {
     pub(crate) unanswered: u8,
     /// The current SVID is newer than the files.
     pub(crate) unsaved: bool,
+    /// The CA will not renew the current line (it refused for a reason
+    /// that will not pass); only a new attestation goes on.
+    pub(crate) line_over: bool,
 }
 
 impl Inner {
@@ -94,7 +101,12 @@ impl Inner {
             self.save()?;
             state.unsaved = false;
         }
-        if state.unanswered >= 2 {
+        if state.unanswered >= 2 || state.line_over {
+            if self.can_attest_again() {
+                return Err(Error::Stopped(
+                    "this line of certificates is over".to_owned(),
+                ));
+            }
             self.finish(Event::Refused {
                 code: "unconfirmed_renewal".to_owned(),
                 message: "two renewals went unanswered; a third from the same certificate would \
@@ -120,6 +132,50 @@ impl Inner {
         Ok(renewed)
     }
 
+    /// Whether the last failure ends renewal of the current line (two
+    /// unanswered renewals), short of a final refusal.
+    fn renewal_is_over(&self) -> bool {
+        self.state
+            .try_lock()
+            .is_ok_and(|state| state.unanswered >= 2 || state.line_over)
+    }
+
+    fn can_attest_again(&self) -> bool {
+        self.attestor.as_ref().is_some_and(|a| a.can_attest_again())
+    }
+
+    /// Starts a new line with a fresh attestation, when the attestor can
+    /// attest again. Returns whether it did.
+    async fn attest_again(&self) -> bool {
+        let Some(attestor) = self.attestor.as_ref().filter(|_| self.can_attest_again()) else {
+            return false;
+        };
+        let mut state = self.state.lock().await;
+        let previous = self.current.load_full();
+        match self.requests().issue(attestor.as_ref()).await {
+            Ok(issued) => {
+                let issued = Arc::new(issued);
+                *state = RenewalState::default();
+                self.current.store(Arc::clone(&issued));
+                if let Err(error) = self.save() {
+                    tracing::warn!(%error, "could not write the new SVID; renewal waits for the files");
+                    state.unsaved = true;
+                }
+                let _ = self.events.send(Event::Issued {
+                    spiffe_id: issued.spiffe_id().clone(),
+                    serial: issued.serial().to_owned(),
+                    not_after: issued.not_after(),
+                });
+                tracing::info!(previous = previous.serial(), "attested again");
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "attesting again failed");
+                false
+            }
+        }
+    }
+
     /// Records what a failed renewal means for the next one.
     fn judge(&self, state: &mut RenewalState, error: &Error) {
         match error {
@@ -129,6 +185,7 @@ impl Inner {
             }),
             error if error.may_have_been_acted_on() => state.unanswered += 1,
             error if error.is_transient() => {}
+            Error::Refused { .. } if self.can_attest_again() => state.line_over = true,
             Error::Refused { code, message, .. } => self.finish(Event::Refused {
                 code: code.clone(),
                 message: message.clone(),
@@ -154,6 +211,9 @@ impl Inner {
             match self.renew_once(Some(current.serial())).await {
                 Ok(_) => backoff = MIN_BACKOFF,
                 Err(_) if self.finished.get().is_some() => return,
+                Err(_) if self.renewal_is_over() && self.attest_again().await => {
+                    backoff = MIN_BACKOFF;
+                }
                 Err(error) => {
                     let current = self.current.load_full();
                     let left = current
@@ -161,16 +221,26 @@ impl Inner {
                         .duration_since(SystemTime::now())
                         .unwrap_or_default();
                     if left.is_zero() {
-                        self.finish(Event::Expired {
-                            serial: current.serial().to_owned(),
-                        });
-                        return;
+                        if !self.can_attest_again() {
+                            self.finish(Event::Expired {
+                                serial: current.serial().to_owned(),
+                            });
+                            return;
+                        }
+                        if self.attest_again().await {
+                            backoff = MIN_BACKOFF;
+                            continue;
+                        }
                     }
-                    // Spread a fleet's retries; try once more before expiry.
-                    let wait = backoff
-                        .mul_f64(0.5 + 0.5 * jitter())
-                        .min(left.mul_f64(0.5))
-                        .max(Duration::from_millis(100));
+                    // Spread a fleet's retries; try once more before expiry
+                    // (after it, only a new attestation helps: back off).
+                    let jittered = backoff.mul_f64(0.5 + 0.5 * jitter());
+                    let wait = match left.is_zero() {
+                        true => jittered,
+                        false => jittered
+                            .min(left.mul_f64(0.5))
+                            .max(Duration::from_millis(100)),
+                    };
                     let _ = self.events.send(Event::RenewalFailed {
                         error: error.to_string(),
                         retry_in: wait,
