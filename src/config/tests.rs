@@ -1,6 +1,10 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
+use crate::api::RateLimit;
+use crate::issuance::TtlPolicy;
+use crate::server::ConnectionLimits;
+use sigil_core::TrustDomain;
 
 fn parse(text: &str) -> anyhow::Result<ServerFile> {
     ServerFile::parse(text, Path::new("/etc/sigil/sigil.toml"))

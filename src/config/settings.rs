@@ -1,0 +1,320 @@
+//! The settings `sigil serve` runs with: flags over the file over the
+//! built-in defaults, each checked, with errors that name where a value
+//! came from.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use sigil_core::TrustDomain;
+
+use super::{DEFAULT_LISTEN, LoadedConfig, MAX_CRL_TTL, MIN_CRL_TTL};
+use crate::api::RateLimit;
+use crate::attestation::jwt::config::JwtAttestorConfig;
+use crate::csr::KeyPolicy;
+use crate::duration::HumanDuration;
+use crate::hostname::HttpsUrl;
+use crate::issuance::TtlPolicy;
+use crate::namespace::AdminIds;
+use crate::server::ConnectionLimits;
+
+/// The flags of `sigil serve` that override the file: `None` (or `false`)
+/// where not given.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub public_url: Option<String>,
+    pub default_ttl: Option<HumanDuration>,
+    pub min_ttl: Option<HumanDuration>,
+    pub max_ttl: Option<HumanDuration>,
+    pub crl_ttl: Option<HumanDuration>,
+    pub crl_resign: Option<HumanDuration>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub rate_limit: Option<f64>,
+    pub rate_burst: Option<f64>,
+    pub allow_rsa: bool,
+}
+
+/// The attestors of the configuration file, handed on to the server.
+#[derive(Debug, Clone, Default)]
+pub struct Attestors {
+    /// The `[[attestor.jwt]]` tables, as written.
+    pub jwt: Vec<JwtAttestorConfig>,
+    /// The directory that relative paths in them (JWKS files, CA files) are
+    /// read from: the configuration file's.
+    pub dir: PathBuf,
+}
+
+/// The server's settings: flags over the file over the built-in defaults,
+/// checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Where clients reach the CA; `https://localhost:<port>` when absent.
+    pub public_url: Option<String>,
+    /// Lifetimes of SVIDs.
+    pub ttl: TtlPolicy,
+    /// How long the issuing CA's CRLs are valid.
+    pub crl_ttl: Duration,
+    /// How old the issuing CA's CRL gets before it is re-signed.
+    pub crl_resign: Duration,
+    /// Connection limits.
+    pub connections: ConnectionLimits,
+    /// Per-address rate limit.
+    pub rate_limit: RateLimit,
+    /// Accepted agent keys.
+    pub keys: KeyPolicy,
+    /// `admin_ids` as written; checked against the CA's trust domain by
+    /// [`Settings::admins`].
+    pub admin_ids: Option<Vec<String>>,
+    /// The configured attestors.
+    pub attestors: Attestors,
+    /// The file read, for messages.
+    file: Option<PathBuf>,
+}
+
+/// A setting and where its value came from.
+struct Picked<T> {
+    value: T,
+    origin: String,
+}
+
+/// Picks each setting from a flag, else the file, and says whence.
+struct Sources<'a> {
+    file: Option<&'a Path>,
+}
+
+impl Sources<'_> {
+    fn pick<T>(
+        &self,
+        flag: &str,
+        given: Option<T>,
+        key: &str,
+        written: Option<T>,
+    ) -> Option<Picked<T>> {
+        match (given, written) {
+            (Some(value), _) => Some(Picked {
+                value,
+                origin: flag.to_owned(),
+            }),
+            (None, Some(value)) => Some(Picked {
+                value,
+                origin: in_file(key, self.file),
+            }),
+            (None, None) => None,
+        }
+    }
+
+    /// [`Self::pick`], else the built-in default.
+    fn pick_or<T>(
+        &self,
+        flag: &str,
+        given: Option<T>,
+        key: &str,
+        written: Option<T>,
+        default: T,
+    ) -> Picked<T> {
+        self.pick(flag, given, key, written)
+            .unwrap_or_else(|| Picked {
+                value: default,
+                origin: format!("the built-in {key}"),
+            })
+    }
+
+    /// [`Self::pick_or`] for a duration.
+    fn duration(
+        &self,
+        flag: &str,
+        given: Option<HumanDuration>,
+        key: &str,
+        written: Option<HumanDuration>,
+        default: Duration,
+    ) -> Picked<Duration> {
+        let get = |duration: Option<HumanDuration>| duration.map(HumanDuration::get);
+        self.pick_or(flag, get(given), key, get(written), default)
+    }
+}
+
+impl Settings {
+    /// Merges the flags, the file and the defaults, and checks the result.
+    ///
+    /// # Errors
+    ///
+    /// A value is out of range or contradicts another; the message names
+    /// the flag or the file's key it came from.
+    pub fn resolve(flags: Overrides, config: LoadedConfig) -> anyhow::Result<Self> {
+        let LoadedConfig { file: f, path, dir } = config;
+        let from = Sources {
+            file: path.as_deref(),
+        };
+
+        let defaults = TtlPolicy::default();
+        let default_ttl = from.duration(
+            "--default-ttl",
+            flags.default_ttl,
+            "default_ttl",
+            f.default_ttl,
+            defaults.default,
+        );
+        let min_ttl = from.duration(
+            "--min-ttl",
+            flags.min_ttl,
+            "min_ttl",
+            f.min_ttl,
+            defaults.min,
+        );
+        let max_ttl = from.duration(
+            "--max-ttl",
+            flags.max_ttl,
+            "max_ttl",
+            f.max_ttl,
+            defaults.max,
+        );
+        let ttl = TtlPolicy {
+            default: default_ttl.value,
+            min: min_ttl.value,
+            max: max_ttl.value,
+        }
+        .validate()
+        .map_err(|problem| {
+            anyhow::anyhow!(
+                "{problem} (default TTL from {}, minimum from {}, maximum from {})",
+                default_ttl.origin,
+                min_ttl.origin,
+                max_ttl.origin
+            )
+        })?;
+
+        let crl_ttl = from.duration(
+            "--crl-ttl",
+            flags.crl_ttl,
+            "crl_ttl",
+            f.crl_ttl,
+            crate::ca::DEFAULT_CRL_VALIDITY,
+        );
+        if !(MIN_CRL_TTL..=MAX_CRL_TTL).contains(&crl_ttl.value) {
+            bail!("{}: crl_ttl must lie between 1m and 7d", crl_ttl.origin);
+        }
+        let crl_resign = from.duration(
+            "--crl-resign",
+            flags.crl_resign,
+            "crl_resign",
+            f.crl_resign,
+            crl_ttl.value / 2,
+        );
+        if crl_resign.value.is_zero() || crl_resign.value >= crl_ttl.value {
+            bail!(
+                "{}: crl_resign ({}s) must be above 0 and below crl_ttl ({}s, from {}), \
+                 so that a fresh CRL is out before the last one expires",
+                crl_resign.origin,
+                crl_resign.value.as_secs(),
+                crl_ttl.value.as_secs(),
+                crl_ttl.origin
+            );
+        }
+
+        let connection_defaults = ConnectionLimits::default();
+        let total = from.pick_or(
+            "--max-connections",
+            flags.max_connections,
+            "max_connections",
+            f.max_connections,
+            connection_defaults.total,
+        );
+        let per_ip = from.pick_or(
+            "--max-connections-per-ip",
+            flags.max_connections_per_ip,
+            "max_connections_per_ip",
+            f.max_connections_per_ip,
+            connection_defaults.per_ip,
+        );
+        for limit in [&total, &per_ip] {
+            if limit.value == 0 {
+                bail!("{}: a connection limit must be at least 1", limit.origin);
+            }
+        }
+
+        let rate_defaults = RateLimit::default();
+        let per_second = from.pick_or(
+            "--rate-limit",
+            flags.rate_limit,
+            "rate_limit",
+            f.rate_limit,
+            rate_defaults.per_second,
+        );
+        if !(per_second.value > 0.0 && per_second.value.is_finite()) {
+            bail!("{}: the rate limit must be above 0", per_second.origin);
+        }
+        let burst = from.pick_or(
+            "--rate-burst",
+            flags.rate_burst,
+            "rate_burst",
+            f.rate_burst,
+            rate_defaults.burst,
+        );
+        if !(burst.value >= 1.0 && burst.value.is_finite()) {
+            bail!("{}: the rate burst must be at least 1", burst.origin);
+        }
+
+        let public_url = from.pick("--public-url", flags.public_url, "public_url", f.public_url);
+        if let Some(url) = &public_url {
+            HttpsUrl::parse(&url.value).with_context(|| url.origin.clone())?;
+        }
+        let listen = from
+            .pick_or("--listen", flags.listen, "listen", f.listen, DEFAULT_LISTEN)
+            .value;
+
+        Ok(Self {
+            listen,
+            public_url: public_url.map(|url| url.value),
+            ttl,
+            crl_ttl: crl_ttl.value,
+            crl_resign: crl_resign.value,
+            connections: ConnectionLimits {
+                total: total.value,
+                per_ip: per_ip.value,
+            },
+            rate_limit: RateLimit {
+                per_second: per_second.value,
+                burst: burst.value,
+            },
+            keys: KeyPolicy {
+                allow_rsa: flags.allow_rsa || f.allow_rsa.unwrap_or(false),
+            },
+            admin_ids: f.admin_ids,
+            attestors: Attestors {
+                jwt: f.attestor.jwt,
+                dir,
+            },
+            file: path,
+        })
+    }
+
+    /// The admin identities for a CA of `trust_domain`; `None` for the
+    /// default, everything under `/sigil/admin/`.
+    ///
+    /// # Errors
+    ///
+    /// `admin_ids` is empty, or an entry is not an ID or pattern of the
+    /// trust domain under `/sigil/`, or covers the CA's own identity.
+    pub fn admins(&self, trust_domain: &TrustDomain) -> anyhow::Result<Option<AdminIds>> {
+        self.admin_ids
+            .as_deref()
+            .map(|entries| {
+                AdminIds::parse(trust_domain, entries)
+                    .with_context(|| in_file("admin_ids", self.file.as_deref()))
+            })
+            .transpose()
+    }
+}
+
+/// "`key` in FILE".
+fn in_file(key: &str, path: Option<&Path>) -> String {
+    match path {
+        Some(path) => format!("{key} in {}", path.display()),
+        None => key.to_owned(),
+    }
+}
