@@ -13,7 +13,7 @@ use serde_json::json;
 use sigil_core::wire::SvidResponse;
 use time::OffsetDateTime;
 
-use super::svid::svid_response;
+use super::svid_response::svid_response;
 use super::{ApiError, AppState};
 use crate::audit::AuditEvent;
 use crate::ca::{IssuedCertificate, LeafRequest};

@@ -14,6 +14,7 @@ mod rate_limit;
 mod renew;
 mod revocations;
 mod svid;
+mod svid_response;
 
 use std::ops::Deref;
 use std::sync::Arc;

@@ -10,7 +10,7 @@ use serde_json::json;
 use sigil_core::wire::{RenewRequest, SvidResponse};
 
 use super::client_auth::RenewingCaller;
-use super::svid::svid_response;
+use super::svid_response::svid_response;
 use super::{ApiError, AppState, JsonBody, SourceIp};
 use crate::audit::AuditEvent;
 use crate::ca::LeafRequest;

@@ -8,6 +8,7 @@ use sigil_core::wire::{Attestation, SvidRequest, SvidResponse};
 use time::OffsetDateTime;
 
 use super::jwt_attestation::{JwtRequest, issue_for_jwt};
+use super::svid_response::svid_response;
 use super::{ApiError, AppState, JsonBody, SourceIp};
 use crate::audit::AuditEvent;
 use crate::ca::{IssuedCertificate, LeafRequest};
@@ -132,19 +133,4 @@ pub(super) async fn issue(
         "svid.issue"
     );
     Ok(Json(svid_response(&state, &issued)?))
-}
-
-/// The answer shape shared by issuance and renewal.
-pub(super) fn svid_response(
-    state: &AppState,
-    issued: &IssuedCertificate,
-) -> Result<SvidResponse, ApiError> {
-    let ca = state.issuance.ca();
-    Ok(SvidResponse {
-        spiffe_id: issued.spiffe_id.clone(),
-        serial: issued.serial.to_string(),
-        not_after: rfc3339::format(issued.not_after),
-        cert_chain_pem: ca.chain_pem(issued),
-        bundle_pem: ca.bundle_pem(),
-    })
 }
