@@ -195,6 +195,12 @@ async fn accept_loop(
             tracing::debug!(%peer, "refused a connection: its address holds its share");
             continue;
         };
+        // Answers are small and whole: send each at once, rather than wait
+        // for the client's delayed ACK (Nagle), which cost every new
+        // connection's first exchange about 40 ms.
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
+        }
         let serving = connection::serve(tcp, acceptor.clone(), app.clone(), closing_watch.clone());
         tokio::spawn(async move {
             serving.await;

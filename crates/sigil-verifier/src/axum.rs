@@ -98,6 +98,8 @@ pub async fn serve(
                 continue;
             }
         };
+        // Small answers go out at once, not after the peer's delayed ACK.
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let verifier = Arc::clone(&verifier);
         let router = router.clone();

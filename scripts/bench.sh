@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# Issuance throughput benchmark (issue 7): Sigil's HTTPS issuance and
+# renewal against the in-process crypto floor and, when it can be
+# installed, cfssl side by side. Everything on loopback, release build.
+#
+# Run with: scripts/bench.sh
+#
+# Environment:
+#   N=2000     certificates per measurement (issue, renew, cfssl)
+#   RUNS=3     repetitions; medians are reported
+#   FLOOR_N=20000  operations per floor measurement
+#   CFSSL=1    set to 0 to skip the cfssl comparison
+#   CFSSL_PORT=8888
+#
+# Needs: cargo, bash, getconf; for cfssl, the `cfssl` and `cfssljson`
+# binaries or root with apt-get (Debian package golang-cfssl).
+set -euo pipefail
+
+N=${N:-2000}
+RUNS=${RUNS:-3}
+FLOOR_N=${FLOOR_N:-20000}
+CFSSL=${CFSSL:-1}
+CFSSL_PORT=${CFSSL_PORT:-8888}
+TRUST_DOMAIN=bench.example
+AGENT_ID="spiffe://$TRUST_DOMAIN/bench/agent"
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+echo "bench: building release binaries (sigil, sigil-bench)"
+cargo build --release --quiet -p sigil -p sigil-bench
+target_dir=$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+target_dir=${target_dir:-$repo/target}
+SIGIL=$target_dir/release/sigil
+BENCH=$target_dir/release/sigil-bench
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/sigil-bench.XXXXXX")
+server_pid=
+cfssl_pid=
+cleanup() {
+  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  if [ -n "$cfssl_pid" ]; then kill "$cfssl_pid" 2>/dev/null || true; wait "$cfssl_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
+# --- Sigil --------------------------------------------------------------------
+data=$work/data
+"$SIGIL" init --trust-domain "$TRUST_DOMAIN" --data-dir "$data" >/dev/null
+# The default rate limit (200/s per address, burst 2000) would throttle a
+# load generator on one address; this run measures the CA, not the limiter.
+cat >"$data/sigil.toml" <<'EOF'
+rate_limit = 1000000
+rate_burst = 1000000
+EOF
+echo "bench: wrote $data/sigil.toml raising rate_limit and rate_burst to 1000000 (defaults 200/s, 2000)"
+
+"$SIGIL" serve --data-dir "$data" --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.log" &
+server_pid=$!
+url=
+for _ in $(seq 1 300); do
+  url=$(sed -n 's/^listening on \(https:\/\/[^ ]*\).*/\1/p' "$work/serve.out" | head -n 1)
+  [ -n "$url" ] && break
+  kill -0 "$server_pid" 2>/dev/null || { cat "$work/serve.log" >&2; echo "bench: sigil serve exited" >&2; exit 1; }
+  sleep 0.1
+done
+[ -n "$url" ] || { echo "bench: sigil serve printed no URL" >&2; exit 1; }
+echo "bench: sigil serve (pid $server_pid) listening on $url"
+
+token() {
+  "$SIGIL" token create --data-dir "$data" --ca "$url" --spiffe-id "$AGENT_ID" \
+    --uses "$1" --ttl 1h
+}
+
+# --- cfssl (the logic of the team's peers/cfssl.sh, inlined) -----------------
+cfssl_url=
+start_cfssl() {
+  local dir=$work/cfssl
+  mkdir -p "$dir"
+  if ! command -v cfssl >/dev/null 2>&1 || ! command -v cfssljson >/dev/null 2>&1; then
+    echo "bench: installing golang-cfssl"
+    (apt-get update -qq && apt-get install -y -qq golang-cfssl) >/dev/null 2>&1 || return 1
+  fi
+  (
+    cd "$dir"
+    printf '%s\n' '{"CN":"peer cfssl root","key":{"algo":"ecdsa","size":256}}' >ca-csr.json
+    printf '%s\n' '{"signing":{"default":{"expiry":"1h","usages":["digital signature","client auth","server auth"]}}}' >config.json
+    cfssl gencert -initca ca-csr.json 2>/dev/null | cfssljson -bare ca
+  ) || return 1
+  (exec 3<>"/dev/tcp/127.0.0.1/$CFSSL_PORT") 2>/dev/null && {
+    echo "bench: port $CFSSL_PORT is already in use" >&2
+    return 1
+  }
+  cfssl serve -address 127.0.0.1 -port "$CFSSL_PORT" -ca "$dir/ca.pem" -ca-key "$dir/ca-key.pem" \
+    -config "$dir/config.json" -loglevel 2 >"$dir/cfssl.log" 2>&1 &
+  cfssl_pid=$!
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$CFSSL_PORT") 2>/dev/null; then
+      cfssl_url=http://127.0.0.1:$CFSSL_PORT/api/v1/cfssl/sign
+      printf '%s\n' '{"certificate_request": "{{csr}}"}' >"$work/cfssl-body.json"
+      echo "bench: cfssl $(cfssl version 2>/dev/null | head -n 1 | sed 's/^Version: //') (pid $cfssl_pid) serving on http://127.0.0.1:$CFSSL_PORT"
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "bench: cfssl did not start; see $dir/cfssl.log" >&2
+  return 1
+}
+if [ "$CFSSL" = 1 ]; then
+  start_cfssl || { echo "bench: cfssl unavailable; skipping the comparison" >&2; cfssl_url=; }
+fi
+
+# --- Measurements -------------------------------------------------------------
+results=$work/results
+: >"$results"
+
+# measure LABEL COMMAND...: runs COMMAND, keeps its RESULT line under LABEL.
+measure() {
+  local label=$1 line
+  shift
+  line=$("$@" 2>"$work/last.err" | grep "^RESULT " | tail -n 1) || true
+  if [ -z "$line" ]; then
+    cat "$work/last.err" >&2
+    echo "bench: $label produced no result" >&2
+    exit 1
+  fi
+  grep -E '^(floor|issue|renew|target):' "$work/last.err" | sed "s/^/  [$label] /" >&2 || true
+  echo "$label $line" >>"$results"
+}
+
+for run in $(seq 1 "$RUNS"); do
+  echo "bench: run $run of $RUNS"
+  measure floor "$BENCH" floor --count "$FLOOR_N"
+  for c in 8 16; do
+    measure "issue-c$c" "$BENCH" issue --ca "$url" --bundle "$data/bundle.pem" \
+      --token "$(token "$N")" --spiffe-id "$AGENT_ID" --concurrency "$c" --count "$N" \
+      --server-pid "$server_pid" --clk-tck "$CLK_TCK"
+  done
+  measure renew-c8 "$BENCH" renew --ca "$url" --bundle "$data/bundle.pem" \
+    --token "$(token "$N")" --spiffe-id "$AGENT_ID" --concurrency 8 --count "$N" \
+    --server-pid "$server_pid" --clk-tck "$CLK_TCK"
+  if [ -n "$cfssl_url" ]; then
+    measure cfssl-c8 "$BENCH" target --url "$cfssl_url" --body-template "$work/cfssl-body.json" \
+      --concurrency 8 --count "$N" --server-pid "$cfssl_pid" --clk-tck "$CLK_TCK"
+  fi
+done
+
+# --- Report -------------------------------------------------------------------
+# values LABEL KEY: that key of every run of LABEL, one a line.
+values() { grep "^$1 " "$results" | sed -n "s/.* $2=\([^ ]*\).*/\1/p"; }
+median() {
+  local v
+  v=$(values "$1" "$2" | grep -v '^na$' | sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]}')
+  echo "${v:-na}"
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "na" || b == "na" || b + 0 == 0) print "na"; else printf "%.2f", a / b }'; }
+
+echo
+echo "Sigil issuance benchmark: N=$N per measurement, $RUNS runs, medians; $(nproc) cores;" \
+  "CLK_TCK=$CLK_TCK; $(date -u)"
+printf '%-10s %12s %9s %9s %9s %8s %14s %14s %s\n' measurement "certs/s" "p50 ms" "p99 ms" "max ms" errors "server CPU ms" "client CPU ms" "(per run: certs/s)"
+for label in floor issue-c8 issue-c16 renew-c8 cfssl-c8; do
+  grep -q "^$label " "$results" || continue
+  errors=$(values "$label" errors | awk '{s += $1} END {print s + 0}')
+  printf '%-10s %12s %9s %9s %9s %8s %14s %14s %s\n' "$label" "$(median "$label" rate)" \
+    "$(median "$label" p50_ms)" "$(median "$label" p99_ms)" "$(median "$label" max_ms)" \
+    "$errors" "$(median "$label" cpu_ms_per_cert)" "$(median "$label" client_cpu_ms_per_cert)" \
+    "($(values "$label" rate | paste -sd ' ' -))"
+done
+echo "(floor: ops/s on $(values floor threads | head -n 1) threads; errors summed over runs; CPU ms = utime+stime"
+echo " per certificate of the server process and of the load generator, which share the machine)"
+issue8=$(median issue-c8 rate)
+echo "ratio Sigil issue-c8 / floor: $(ratio "$issue8" "$(median floor rate)") (target >= 0.33)"
+if [ -n "$cfssl_url" ]; then
+  echo "ratio Sigil issue-c8 / cfssl-c8: $(ratio "$issue8" "$(median cfssl-c8 rate)") (target > 1)"
+else
+  echo "ratio Sigil issue-c8 / cfssl-c8: na (cfssl not run)"
+fi
+echo "Sigil issue-c8 p99: $(median issue-c8 p99_ms) ms (target < 20 ms)"
