@@ -1,6 +1,6 @@
 //! The audit log's table: appended to, never updated.
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::columns::unavailable;
 use crate::audit::{AuditEvent, AuditRecord, Checkpoint, GENESIS_HASH, record_hash};
@@ -11,9 +11,7 @@ pub(super) fn append(
     conn: &mut Connection,
     events: Vec<AuditEvent>,
 ) -> Result<Vec<AuditRecord>, StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(unavailable)?;
+    let tx = conn.savepoint().map_err(unavailable)?;
     let written = append_in(&tx, events)?;
     tx.commit().map_err(unavailable)?;
     Ok(written)

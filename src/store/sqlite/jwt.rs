@@ -1,7 +1,7 @@
 //! JWT redemption: the token's `jti` is marked used and the certificate it
 //! yields recorded in one transaction, so a token is honoured once.
 
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, params};
 use time::OffsetDateTime;
 
 /// How long a spent `jti` is kept past the time it was to be remembered
@@ -24,9 +24,7 @@ pub(super) fn redeem(
     certificate: CertificateRecord,
     events: Vec<AuditEvent>,
 ) -> Result<JwtRedemption, StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(unavailable)?;
+    let tx = conn.savepoint().map_err(unavailable)?;
     // A token already past the point its `jti` is remembered until could
     // only get here by a slow path after its checks; never let it in.
     if jti.is_some() && expires_at <= now {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use sigil_core::SpiffeId;
 use time::OffsetDateTime;
 
@@ -26,9 +26,7 @@ pub(super) fn renew(
     signer: Arc<dyn CrlSigner>,
     audit: AuditFn<RenewalOutcome>,
 ) -> Result<RenewalOutcome, StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(unavailable)?;
+    let tx = conn.savepoint().map_err(unavailable)?;
     let outcome = renew_in(&tx, certificate, now, signer.as_ref())?;
     // A refusal changed nothing; a renewal or a fork commits with its
     // audit records.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
 use sigil_core::SpiffeId;
 use time::OffsetDateTime;
 
@@ -31,7 +31,16 @@ use crate::join_token::TokenHash;
 use crate::revocation::{CrlSigner, SignedCrl};
 use crate::serial::Serial;
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+/// What a job leaves to do once its batch's commit has succeeded (`true`)
+/// or failed (`false`): answer its caller.
+type Reply = Box<dyn FnOnce(bool) + Send>;
+/// One operation, run inside its batch's transaction (in a savepoint of its
+/// own), or not at all (`None`: the transaction could not begin); its
+/// answer waits for the batch's commit.
+type Job = Box<dyn FnOnce(Option<&mut Connection>) -> Reply + Send>;
+
+/// The most operations one commit (and one fsync) takes.
+const MAX_BATCH: usize = 256;
 
 /// The SQLite store. Cloning is cheap; all clones share the writer thread,
 /// which ends when the last clone is dropped.
@@ -67,11 +76,7 @@ impl SqliteStore {
         let (jobs, queue) = mpsc::channel::<Job>();
         thread::Builder::new()
             .name("sigil-store".to_owned())
-            .spawn(move || {
-                while let Ok(job) = queue.recv() {
-                    job(&mut conn);
-                }
-            })
+            .spawn(move || write_batches(&mut conn, &queue))
             .map_err(|e| StoreError::Unavailable(format!("starting the store thread: {e}")))?;
         Ok(Self { jobs })
     }
@@ -83,15 +88,103 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let sent = self.jobs.send(Box::new(move |conn| {
-            let _ = reply.send(operation(conn));
-        }));
+        let sent = self
+            .jobs
+            .send(Box::new(move |conn: Option<&mut Connection>| -> Reply {
+                let result = match conn {
+                    Some(conn) => operation(conn),
+                    None => Err(StoreError::Unavailable(
+                        "the store could not begin a transaction".to_owned(),
+                    )),
+                };
+                Box::new(move |committed| {
+                    let _ = reply.send(match committed {
+                        true => result,
+                        false => Err(StoreError::Unavailable(
+                            "the store could not commit; nothing of this request was stored"
+                                .to_owned(),
+                        )),
+                    });
+                })
+            }));
         Box::pin(async move {
             sent.map_err(|_| StoreError::Unavailable("the store thread has stopped".to_owned()))?;
             answer
                 .await
                 .map_err(|_| StoreError::Unavailable("the store thread has stopped".to_owned()))?
         })
+    }
+}
+
+/// The writer thread: group commit. It takes every operation waiting (up
+/// to [`MAX_BATCH`]), runs each in a savepoint of one `BEGIN IMMEDIATE`
+/// transaction, commits once (one fsync for all of them), and only then
+/// answers them: invariant 1 holds for each, and a failed commit fails
+/// every operation of the batch, none of which then reports success.
+fn write_batches(conn: &mut Connection, queue: &mpsc::Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if conn.execute_batch("BEGIN IMMEDIATE").is_err() {
+            // Nothing runs outside the batch's transaction: each operation
+            // fails as it is, and nothing is written.
+            for job in batch {
+                job(None)(true);
+            }
+            continue;
+        }
+        let replies: Vec<Reply> = batch.into_iter().map(|job| job(Some(conn))).collect();
+        let committed = commit(conn);
+        if !committed {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for reply in replies {
+            reply(committed);
+        }
+    }
+}
+
+/// Commits the batch; a test can make the next commit fail.
+fn commit(conn: &Connection) -> bool {
+    #[cfg(test)]
+    if faults::take_commit_failure() {
+        return false;
+    }
+    conn.execute_batch("COMMIT").is_ok()
+}
+
+/// Fault injection for the tests of group commit.
+#[cfg(test)]
+pub(crate) mod faults {
+    use std::cell::Cell;
+
+    thread_local! {
+        static FAIL_NEXT_COMMIT: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// Makes the writer thread's next commit fail (call it from a job).
+    pub(crate) fn fail_next_commit() {
+        FAIL_NEXT_COMMIT.with(|flag| flag.set(true));
+    }
+
+    pub(super) fn take_commit_failure() -> bool {
+        FAIL_NEXT_COMMIT.with(Cell::take)
+    }
+}
+
+#[cfg(test)]
+impl SqliteStore {
+    /// Runs `job` on the writer thread, inside the next batch.
+    pub(crate) fn run_on_writer<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
+        self.run(job)
     }
 }
 
@@ -117,9 +210,7 @@ impl Store for SqliteStore {
         events: Vec<AuditEvent>,
     ) -> StoreFuture<'_, ()> {
         self.run(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(unavailable)?;
+            let tx = conn.savepoint().map_err(unavailable)?;
             // No path gives a banned identity a certificate: checked here,
             // in the transaction that would record it.
             if revocations::is_banned(&tx, &record.spiffe_id)? {
@@ -248,12 +339,12 @@ impl Store for SqliteStore {
 
     fn check_ready(&self) -> StoreFuture<'_, ()> {
         self.run(|conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(unavailable)?;
+            let tx = conn.savepoint().map_err(unavailable)?;
             tx.query_row("SELECT count(*) FROM certificates LIMIT 1", [], |_| Ok(()))
                 .map_err(unavailable)?;
-            tx.rollback().map_err(unavailable)
+            // A read: dropping the savepoint rolls it back.
+            drop(tx);
+            Ok(())
         })
     }
 }

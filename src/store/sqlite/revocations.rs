@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use sigil_core::SpiffeId;
 use time::OffsetDateTime;
 
@@ -25,9 +25,7 @@ pub(super) fn revoke(
     signer: Arc<dyn CrlSigner>,
     audit: AuditFn<RevocationOutcome>,
 ) -> Result<RevocationOutcome, StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(unavailable)?;
+    let tx = conn.savepoint().map_err(unavailable)?;
     let outcome = revoke_in(&tx, &request, signer.as_ref())?;
     if outcome == RevocationOutcome::UnknownSerial {
         return Ok(outcome);
@@ -130,9 +128,7 @@ pub(super) fn publish(
     now: OffsetDateTime,
     signer: Arc<dyn CrlSigner>,
 ) -> Result<SignedCrl, StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(unavailable)?;
+    let tx = conn.savepoint().map_err(unavailable)?;
     let crl = publish_in(&tx, issuer_key_id, now, signer.as_ref())?;
     tx.commit().map_err(unavailable)?;
     Ok(crl)
@@ -221,9 +217,7 @@ pub(super) fn lift_ban(
     spiffe_id: &SpiffeId,
     events: Vec<AuditEvent>,
 ) -> Result<bool, StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(unavailable)?;
+    let tx = conn.savepoint().map_err(unavailable)?;
     let removed = tx
         .execute(
             "DELETE FROM bans WHERE spiffe_id = ?1",

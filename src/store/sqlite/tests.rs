@@ -990,3 +990,75 @@ async fn concurrent_redemptions_of_one_jti_through_two_stores_have_one_winner() 
     assert_eq!(count(&path, "audit_events"), 1);
     assert_eq!(count(&path, "jwt_replay"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_answers_only_after_the_commit_and_a_failed_commit_stores_nothing_of_its_batch()
+ {
+    let (dir, store) = open();
+    let path = dir.path().join("sigil.db");
+    // Hold the writer thread, so that what follows queues up as one batch.
+    let (started_tx, started) = std::sync::mpsc::channel::<()>();
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let writer = store.clone();
+    let blocker = tokio::spawn(async move {
+        writer
+            .run_on_writer(move |_| {
+                let _ = started_tx.send(());
+                let _ = held.recv();
+                Ok(())
+            })
+            .await
+    });
+    started.recv().unwrap();
+
+    // The next batch: a fault that fails its commit, then ten requests
+    // (each enqueued when called).
+    let fault = store.run_on_writer(|_| {
+        super::faults::fail_next_commit();
+        Ok(())
+    });
+    let serials: Vec<Serial> = (0..10).map(|_| Serial::random().unwrap()).collect();
+    let requests: Vec<_> = serials
+        .iter()
+        .map(|serial| store.record_certificate(record(*serial), Vec::new()))
+        .collect();
+    release.send(()).unwrap();
+    blocker.await.unwrap().unwrap();
+
+    assert!(matches!(fault.await, Err(StoreError::Unavailable(_))));
+    for request in requests {
+        // Each of them ran (its savepoint succeeded), yet none may report
+        // success: the batch did not reach the disk.
+        assert!(matches!(request.await, Err(StoreError::Unavailable(_))));
+    }
+    assert_eq!(
+        count(&path, "certificates"),
+        0,
+        "nothing of the batch is stored"
+    );
+    for serial in &serials {
+        assert_eq!(store.find_certificate(*serial).await.unwrap(), None);
+    }
+
+    // The next batch commits, and its answers say so.
+    store
+        .record_certificate(record(serials[0]), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(count(&path, "certificates"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_share_commits_and_each_is_stored() {
+    let (dir, store) = open();
+    let path = dir.path().join("sigil.db");
+    let serials: Vec<Serial> = (0..200).map(|_| Serial::random().unwrap()).collect();
+    let requests: Vec<_> = serials
+        .iter()
+        .map(|serial| store.record_certificate(record(*serial), Vec::new()))
+        .collect();
+    for request in requests {
+        request.await.unwrap();
+    }
+    assert_eq!(count(&path, "certificates"), 200);
+}

@@ -1,7 +1,7 @@
 //! Join tokens: stored as hashes, redeemed atomically with the certificate
 //! they yield.
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
 
 use super::audit;
@@ -16,9 +16,7 @@ pub(super) fn create(
     token: NewJoinToken,
     events: Vec<AuditEvent>,
 ) -> Result<(), StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(unavailable)?;
+    let tx = conn.savepoint().map_err(unavailable)?;
     let dns = serde_json::to_string(&token.grant.dns_names)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let ips = serde_json::to_string(&token.grant.ip_addresses)
@@ -56,9 +54,10 @@ pub(super) fn peek(
     presented: TokenHash,
     now: OffsetDateTime,
 ) -> Result<Redemption, StoreError> {
-    let tx = conn.transaction().map_err(unavailable)?;
+    let tx = conn.savepoint().map_err(unavailable)?;
     let outcome = token_state(&tx, &id, &presented, now)?;
-    tx.rollback().map_err(unavailable)?;
+    // A read: dropping the savepoint rolls it back.
+    drop(tx);
     Ok(outcome)
 }
 
@@ -70,9 +69,7 @@ pub(super) fn redeem(
     certificate: CertificateRecord,
     events: Vec<AuditEvent>,
 ) -> Result<Redemption, StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(unavailable)?;
+    let tx = conn.savepoint().map_err(unavailable)?;
     let grant = match token_state(&tx, &id, &presented, now)? {
         Redemption::Granted(grant) => grant,
         refusal => return Ok(refusal),
