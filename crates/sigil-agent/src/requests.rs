@@ -76,14 +76,13 @@ impl Requests<'_> {
 fn svid_from(answer: CaResponse, key_pem: String) -> Result<Svid, Error> {
     if !answer.status.is_success() {
         let status = answer.status.as_u16();
-        let (code, message) =
-            match serde_json::from_slice::<sigil_core::wire::ErrorBody>(&answer.body) {
-                Ok(body) => (body.error.code, body.error.message),
-                Err(_) => (
-                    "unknown".to_owned(),
-                    format!("answered {} without a Sigil error body", answer.status),
-                ),
-            };
+        let (code, message) = match answer.error() {
+            Some(error) => (error.code, error.message),
+            None => (
+                crate::error::UNKNOWN_CODE.to_owned(),
+                format!("answered {} without a Sigil error body", answer.status),
+            ),
+        };
         if FINAL_CODES.contains(&code.as_str()) {
             return Err(Error::Revoked { code, message });
         }

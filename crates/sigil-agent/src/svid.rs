@@ -150,3 +150,39 @@ impl Svid {
         self.received + remaining.mul_f64(share.clamp(0.0, 1.0)).max(floor)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn self_signed(uri: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.subject_alt_names = vec![rcgen::SanType::URI(uri.try_into().unwrap())];
+        (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn debug_never_shows_the_private_key() {
+        let (chain, key) = self_signed("spiffe://example.org/a");
+        let svid = Svid::new(chain, key.clone(), SystemTime::now()).unwrap();
+        let shown = format!("{svid:?}");
+        assert!(shown.contains("spiffe://example.org/a"), "{shown}");
+        let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+        assert!(
+            !shown.contains("PRIVATE KEY") && !shown.contains(&body[..20]),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused() {
+        let (chain, _) = self_signed("spiffe://example.org/a");
+        let (_, other_key) = self_signed("spiffe://example.org/b");
+        assert!(matches!(
+            Svid::new(chain, other_key, SystemTime::now()),
+            Err(Error::Key(_))
+        ));
+    }
+}

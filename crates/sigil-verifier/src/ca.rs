@@ -11,7 +11,7 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
-use sigil_core::wire::ErrorBody;
+use sigil_core::wire::{ErrorBody, ErrorDetail};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -82,9 +82,9 @@ impl CaResponse {
         if self.status.is_success() {
             return Ok(self);
         }
-        let message = match serde_json::from_slice::<ErrorBody>(&self.body) {
-            Ok(error) => format!("{}: {}", error.error.code, error.error.message),
-            Err(_) => format!("answered {}", self.status),
+        let message = match self.error() {
+            Some(error) => format!("{}: {}", error.code, error.message),
+            None => format!("answered {}", self.status),
         };
         Err(Error::Answer {
             status: self.status.as_u16(),
@@ -92,12 +92,12 @@ impl CaResponse {
         })
     }
 
-    /// The CA's error code (`revoked`, `banned`, …) when the body is a
-    /// Sigil error.
-    pub fn error_code(&self) -> Option<String> {
+    /// The CA's error (its code, such as `revoked` or `banned`, and its
+    /// message) when the body is a Sigil error.
+    pub fn error(&self) -> Option<ErrorDetail> {
         serde_json::from_slice::<ErrorBody>(&self.body)
             .ok()
-            .map(|error| error.error.code)
+            .map(|body| body.error)
     }
 }
 

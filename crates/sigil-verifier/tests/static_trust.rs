@@ -376,3 +376,25 @@ fn an_endless_grace_never_expires_and_never_panics() {
     .client_verifier();
     verify(&verifier, &chain).unwrap();
 }
+
+#[test]
+fn credentials_never_show_their_private_key() {
+    let pki = Pki::new("td.test");
+    let (chain, key) = pki.leaf_with_key(&["spiffe://td.test/a"], Duration::hours(1));
+    let chain_pem: String = chain
+        .iter()
+        .map(|der| pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec())))
+        .collect();
+    let key_pem = key.serialize_pem();
+    let credentials =
+        sigil_verifier::Credentials::from_pem(chain_pem.as_bytes(), key_pem.as_bytes()).unwrap();
+    let shown = format!("{credentials:?}");
+    let body: String = key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    assert!(
+        !shown.contains(&body[..20]) && !shown.contains("PRIVATE"),
+        "{shown}"
+    );
+}
