@@ -111,12 +111,11 @@ pub(crate) fn check_registered(
 /// Checks the attestor's `require` rules: each claim must hold one of the
 /// listed values.
 pub(crate) fn check_required(
-    claims: &Map<String, Value>,
+    root: &Value,
     required: &[(String, Vec<String>)],
 ) -> Result<(), Refusal> {
-    let root = Value::Object(claims.clone());
     for (pointer, accepted) in required {
-        let value = claim_text(&root, pointer).map_err(|_| {
+        let value = claim_text(root, pointer).map_err(|_| {
             Refusal::new(
                 "jwt requirement not met",
                 format!("the token has no claim {pointer}"),

@@ -209,8 +209,9 @@ impl JwtAttestor {
             self.require_jti,
             now,
         )?;
-        check_required(&jws.claims, &self.require)?;
-        let spiffe_id = self.template.render(&jws.claims, namespace)?;
+        let claims = serde_json::Value::Object(jws.claims);
+        check_required(&claims, &self.require)?;
+        let spiffe_id = self.template.render(&claims, namespace)?;
         Ok(Attested {
             spiffe_id,
             subject: registered.subject,
