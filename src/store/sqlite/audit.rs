@@ -3,6 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::columns::unavailable;
+use super::sql::{CachedSql, Savepoint};
 use crate::audit::{AuditEvent, AuditRecord, Checkpoint, GENESIS_HASH, record_hash};
 use crate::rfc3339;
 use crate::store::StoreError;
@@ -11,7 +12,7 @@ pub(super) fn append(
     conn: &mut Connection,
     events: Vec<AuditEvent>,
 ) -> Result<Vec<AuditRecord>, StoreError> {
-    let tx = conn.savepoint().map_err(unavailable)?;
+    let tx = Savepoint::begin(conn).map_err(unavailable)?;
     let written = append_in(&tx, events)?;
     tx.commit().map_err(unavailable)?;
     Ok(written)
@@ -26,7 +27,7 @@ pub(super) fn append_in(
         return Ok(Vec::new());
     }
     let head: Option<(i64, String)> = tx
-        .query_row(
+        .query_row_cached(
             "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
             [],
             |row| Ok((row.get(0)?, row.get(1)?)),
@@ -54,7 +55,7 @@ pub(super) fn append_in(
             &details,
             &prev_hash,
         );
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO audit_events (seq, time, actor, action, subject, details, prev_hash, hash)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
@@ -117,7 +118,7 @@ pub(super) fn page(
 
 pub(super) fn tail(conn: &Connection, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
     let newest: Option<i64> = conn
-        .query_row("SELECT max(seq) FROM audit_events", [], |row| row.get(0))
+        .query_row_cached("SELECT max(seq) FROM audit_events", [], |row| row.get(0))
         .map_err(unavailable)?;
     let after = newest.unwrap_or(0).saturating_sub(i64::from(limit));
     page(conn, u64::try_from(after).unwrap_or(0), limit)
@@ -127,7 +128,7 @@ pub(super) fn record_checkpoint(
     conn: &Connection,
     checkpoint: &Checkpoint,
 ) -> Result<(), StoreError> {
-    conn.execute(
+    conn.execute_cached(
         "INSERT INTO audit_checkpoints (seq, hash, time, signature) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (seq) DO NOTHING",
         params![
@@ -151,7 +152,7 @@ fn checkpoint_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> 
 }
 
 pub(super) fn latest_checkpoint(conn: &Connection) -> Result<Option<Checkpoint>, StoreError> {
-    conn.query_row(
+    conn.query_row_cached(
         "SELECT seq, hash, time, signature FROM audit_checkpoints ORDER BY seq DESC LIMIT 1",
         [],
         checkpoint_from_row,

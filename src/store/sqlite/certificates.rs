@@ -3,6 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::columns::{from_unix, is_unique_violation, parse_column, unavailable, unix};
+use super::sql::CachedSql;
 use crate::serial::Serial;
 use crate::store::{
     CertificateQuery, CertificateRecord, Revocation, StatusFilter, StoreError, StoredCertificate,
@@ -14,7 +15,7 @@ pub(super) fn insert_certificate(
 ) -> Result<(), StoreError> {
     // A certificate joins its parent's line; one without a parent starts a
     // line of its own.
-    conn.execute(
+    conn.execute_cached(
         "INSERT INTO certificates (serial, spiffe_id, issuer_key_id, not_before, not_after,
                                    attestation, parent_serial, der, created_at, line_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, COALESCE(
@@ -40,7 +41,7 @@ pub(super) fn insert_certificate(
     })?;
     if record.parent_serial.is_none() {
         let serial = record.serial.to_string();
-        conn.execute(
+        conn.execute_cached(
             "INSERT INTO lines (line_id, head_serial) VALUES (?1, ?1)",
             [serial],
         )
@@ -87,7 +88,7 @@ pub(super) fn find(
     conn: &Connection,
     serial: Serial,
 ) -> Result<Option<StoredCertificate>, StoreError> {
-    conn.query_row(
+    conn.query_row_cached(
         &format!(
             "SELECT {STORED_COLUMNS} FROM certificates c
              LEFT JOIN revocations r ON r.serial = c.serial

@@ -12,6 +12,7 @@ use super::audit;
 use super::certificates::insert_certificate;
 use super::columns::{unavailable, unix};
 use super::revocations;
+use super::sql::{CachedSql, Savepoint};
 use crate::audit::AuditEvent;
 use crate::store::{CertificateRecord, JwtRedemption, StoreError};
 
@@ -24,7 +25,7 @@ pub(super) fn redeem(
     certificate: CertificateRecord,
     events: Vec<AuditEvent>,
 ) -> Result<JwtRedemption, StoreError> {
-    let tx = conn.savepoint().map_err(unavailable)?;
+    let tx = Savepoint::begin(conn).map_err(unavailable)?;
     // A token already past the point its `jti` is remembered until could
     // only get here by a slow path after its checks; never let it in.
     if jti.is_some() && expires_at <= now {
@@ -32,7 +33,7 @@ pub(super) fn redeem(
     }
     // Housekeeping, with a margin: a token is checked a moment before it is
     // redeemed, so its row must outlive its expiry by more than that.
-    tx.execute(
+    tx.execute_cached(
         "DELETE FROM jwt_replay WHERE expires_at < ?1",
         [unix(now) - PURGE_MARGIN_SECONDS],
     )
@@ -41,7 +42,7 @@ pub(super) fn redeem(
         // The insert that does nothing on a known (issuer, jti) is the
         // single-winner step: of concurrent writers, only one inserts.
         let inserted = tx
-            .execute(
+            .execute_cached(
                 "INSERT INTO jwt_replay (issuer, jti, expires_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (issuer, jti) DO NOTHING",
                 params![issuer, jti, unix(expires_at)],

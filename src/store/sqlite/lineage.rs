@@ -12,6 +12,7 @@ use super::audit;
 use super::certificates::insert_certificate;
 use super::columns::{parse_column, unavailable};
 use super::revocations::{publish_in, revoke_in};
+use super::sql::{CachedSql, Savepoint};
 use crate::revocation::{CrlSigner, ReasonCode};
 use crate::serial::Serial;
 use crate::store::{
@@ -26,7 +27,7 @@ pub(super) fn renew(
     signer: Arc<dyn CrlSigner>,
     audit: AuditFn<RenewalOutcome>,
 ) -> Result<RenewalOutcome, StoreError> {
-    let tx = conn.savepoint().map_err(unavailable)?;
+    let tx = Savepoint::begin(conn).map_err(unavailable)?;
     let outcome = renew_in(&tx, certificate, now, signer.as_ref())?;
     // A refusal changed nothing; a renewal or a fork commits with its
     // audit records.
@@ -52,7 +53,7 @@ fn renew_in(
         ));
     };
     let row = tx
-        .query_row(
+        .query_row_cached(
             "SELECT c.spiffe_id, c.line_id,
                     (SELECT r.revoked_by FROM revocations r WHERE r.serial = c.serial),
                     EXISTS (SELECT 1 FROM bans b WHERE b.spiffe_id = c.spiffe_id)
@@ -95,7 +96,7 @@ fn renew_in(
         StoreError::Corrupt(format!("certificate {presented} belongs to no line"))
     })?;
     let head: String = tx
-        .query_row(
+        .query_row_cached(
             "SELECT head_serial FROM lines WHERE line_id = ?1",
             [&line_id],
             |row| row.get(0),
@@ -115,13 +116,13 @@ fn renew_in(
     if let Some(unused) = superseded {
         let actor = lineage_actor(&certificate.spiffe_id)?;
         let issuer: String = tx
-            .query_row(
+            .query_row_cached(
                 "SELECT issuer_key_id FROM certificates WHERE serial = ?1",
                 [unused.to_string()],
                 |row| row.get(0),
             )
             .map_err(unavailable)?;
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO revocations (serial, revoked_at, reason, revoked_by)
              VALUES (?1, ?2, ?3, ?4) ON CONFLICT (serial) DO NOTHING",
             params![
@@ -136,7 +137,7 @@ fn renew_in(
     }
     insert_certificate(tx, &certificate)?;
     let moved = tx
-        .execute(
+        .execute_cached(
             "UPDATE lines SET head_serial = ?1 WHERE line_id = ?2 AND head_serial = ?3",
             params![certificate.serial.to_string(), line_id, head.to_string()],
         )
@@ -179,7 +180,7 @@ fn fork(
 /// renewed only once (into `head`): a retry after a lost response.
 fn is_first_retry(tx: &Connection, presented: Serial, head: Serial) -> Result<bool, StoreError> {
     let (head_parent, children, head_revoked): (Option<String>, i64, bool) = tx
-        .query_row(
+        .query_row_cached(
             "SELECT (SELECT parent_serial FROM certificates WHERE serial = ?1),
                     (SELECT count(*) FROM certificates WHERE parent_serial = ?2),
                     EXISTS (SELECT 1 FROM revocations WHERE serial = ?1)",

@@ -17,9 +17,11 @@ mod columns;
 mod jwt;
 mod lineage;
 mod revocations;
+mod sql;
 mod tokens;
 
 use columns::unavailable;
+use sql::{CachedSql, Savepoint};
 
 use super::{
     AuditFn, CertificateQuery, CertificateRecord, JwtRedemption, NewJoinToken, Redemption,
@@ -71,6 +73,7 @@ impl SqliteStore {
         }
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
             .map_err(unavailable)?;
+        conn.set_prepared_statement_cache_capacity(sql::STATEMENT_CACHE);
         schema::migrate(&mut conn)?;
 
         let (jobs, queue) = mpsc::channel::<Job>();
@@ -130,7 +133,7 @@ fn write_batches(conn: &mut Connection, queue: &mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        if conn.execute_batch("BEGIN IMMEDIATE").is_err() {
+        if conn.execute_cached("BEGIN IMMEDIATE", []).is_err() {
             // Nothing runs outside the batch's transaction: each operation
             // fails as it is, and nothing is written.
             for job in batch {
@@ -141,7 +144,7 @@ fn write_batches(conn: &mut Connection, queue: &mpsc::Receiver<Job>) {
         let replies: Vec<Reply> = batch.into_iter().map(|job| job(Some(conn))).collect();
         let committed = commit(conn);
         if !committed {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = conn.execute_cached("ROLLBACK", []);
         }
         for reply in replies {
             reply(committed);
@@ -155,7 +158,7 @@ fn commit(conn: &Connection) -> bool {
     if faults::take_commit_failure() {
         return false;
     }
-    conn.execute_batch("COMMIT").is_ok()
+    conn.execute_cached("COMMIT", []).is_ok()
 }
 
 /// Fault injection for the tests of group commit.
@@ -210,7 +213,7 @@ impl Store for SqliteStore {
         events: Vec<AuditEvent>,
     ) -> StoreFuture<'_, ()> {
         self.run(move |conn| {
-            let tx = conn.savepoint().map_err(unavailable)?;
+            let tx = Savepoint::begin(conn).map_err(unavailable)?;
             // No path gives a banned identity a certificate: checked here,
             // in the transaction that would record it.
             if revocations::is_banned(&tx, &record.spiffe_id)? {
@@ -339,8 +342,8 @@ impl Store for SqliteStore {
 
     fn check_ready(&self) -> StoreFuture<'_, ()> {
         self.run(|conn| {
-            let tx = conn.savepoint().map_err(unavailable)?;
-            tx.query_row("SELECT count(*) FROM certificates LIMIT 1", [], |_| Ok(()))
+            let tx = Savepoint::begin(conn).map_err(unavailable)?;
+            tx.query_row_cached("SELECT count(*) FROM certificates LIMIT 1", [], |_| Ok(()))
                 .map_err(unavailable)?;
             // A read: dropping the savepoint rolls it back.
             drop(tx);

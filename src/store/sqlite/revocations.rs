@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 
 use super::audit;
 use super::columns::{from_unix, parse_column, unavailable, unix};
+use super::sql::{CachedSql, Savepoint};
 use crate::audit::AuditEvent;
 use crate::revocation::{CrlSigner, RevokedEntry, SignedCrl};
 use crate::serial::Serial;
@@ -25,7 +26,7 @@ pub(super) fn revoke(
     signer: Arc<dyn CrlSigner>,
     audit: AuditFn<RevocationOutcome>,
 ) -> Result<RevocationOutcome, StoreError> {
-    let tx = conn.savepoint().map_err(unavailable)?;
+    let tx = Savepoint::begin(conn).map_err(unavailable)?;
     let outcome = revoke_in(&tx, &request, signer.as_ref())?;
     if outcome == RevocationOutcome::UnknownSerial {
         return Ok(outcome);
@@ -53,7 +54,7 @@ pub(super) fn revoke_in(
     let targets: Vec<(String, String)> = match &target {
         RevocationTarget::Serial(serial) => {
             let issuer: Option<String> = tx
-                .query_row(
+                .query_row_cached(
                     "SELECT issuer_key_id FROM certificates WHERE serial = ?1",
                     [serial.to_string()],
                     |row| row.get(0),
@@ -67,7 +68,7 @@ pub(super) fn revoke_in(
         }
         RevocationTarget::Identity(spiffe_id) => {
             newly_banned = 0 < tx
-                .execute(
+                .execute_cached(
                     "INSERT INTO bans (spiffe_id, banned_at, reason, banned_by)
                  VALUES (?1, ?2, ?3, ?4) ON CONFLICT (spiffe_id) DO NOTHING",
                     params![
@@ -79,7 +80,7 @@ pub(super) fn revoke_in(
                 )
                 .map_err(unavailable)?;
             let mut live = tx
-                .prepare(
+                .prepare_cached(
                     "SELECT c.serial, c.issuer_key_id FROM certificates c
                      WHERE c.spiffe_id = ?1 AND c.not_after > ?2
                        AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.serial = c.serial)
@@ -99,7 +100,7 @@ pub(super) fn revoke_in(
     let mut changed_issuers: Vec<String> = Vec::new();
     for (serial, issuer) in targets {
         let inserted = tx
-            .execute(
+            .execute_cached(
                 "INSERT INTO revocations (serial, revoked_at, reason, revoked_by)
                  VALUES (?1, ?2, ?3, ?4) ON CONFLICT (serial) DO NOTHING",
                 params![serial, unix(now), reason.to_string(), by.as_str()],
@@ -128,7 +129,7 @@ pub(super) fn publish(
     now: OffsetDateTime,
     signer: Arc<dyn CrlSigner>,
 ) -> Result<SignedCrl, StoreError> {
-    let tx = conn.savepoint().map_err(unavailable)?;
+    let tx = Savepoint::begin(conn).map_err(unavailable)?;
     let crl = publish_in(&tx, issuer_key_id, now, signer.as_ref())?;
     tx.commit().map_err(unavailable)?;
     Ok(crl)
@@ -143,7 +144,7 @@ pub(super) fn publish_in(
     signer: &dyn CrlSigner,
 ) -> Result<SignedCrl, StoreError> {
     let number: i64 = tx
-        .query_row(
+        .query_row_cached(
             "UPDATE crl_sequence SET last = last + 1 WHERE id = 1 RETURNING last",
             [],
             |row| row.get(0),
@@ -173,7 +174,7 @@ pub(super) fn publish_in(
     let crl = signer
         .sign_crl(issuer_key_id, number, &entries, now)
         .map_err(StoreError::Signing)?;
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO crls (issuer_key_id, number, this_update, next_update, der)
          VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (issuer_key_id) DO UPDATE SET number = excluded.number,
@@ -217,9 +218,9 @@ pub(super) fn lift_ban(
     spiffe_id: &SpiffeId,
     events: Vec<AuditEvent>,
 ) -> Result<bool, StoreError> {
-    let tx = conn.savepoint().map_err(unavailable)?;
+    let tx = Savepoint::begin(conn).map_err(unavailable)?;
     let removed = tx
-        .execute(
+        .execute_cached(
             "DELETE FROM bans WHERE spiffe_id = ?1",
             [spiffe_id.as_str()],
         )
@@ -233,7 +234,7 @@ pub(super) fn lift_ban(
 }
 
 pub(super) fn is_banned(conn: &Connection, spiffe_id: &SpiffeId) -> Result<bool, StoreError> {
-    conn.query_row(
+    conn.query_row_cached(
         "SELECT EXISTS (SELECT 1 FROM bans WHERE spiffe_id = ?1)",
         [spiffe_id.as_str()],
         |row| row.get(0),

@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 use super::audit;
 use super::certificates::insert_certificate;
 use super::columns::{is_unique_violation, json_column, parse_column, unavailable, unix};
+use super::sql::{CachedSql, Savepoint};
 use crate::audit::AuditEvent;
 use crate::join_token::{self, TokenHash};
 use crate::store::{CertificateRecord, NewJoinToken, Redemption, StoreError, TokenGrant};
@@ -16,12 +17,12 @@ pub(super) fn create(
     token: NewJoinToken,
     events: Vec<AuditEvent>,
 ) -> Result<(), StoreError> {
-    let tx = conn.savepoint().map_err(unavailable)?;
+    let tx = Savepoint::begin(conn).map_err(unavailable)?;
     let dns = serde_json::to_string(&token.grant.dns_names)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let ips = serde_json::to_string(&token.grant.ip_addresses)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO join_tokens (id, hash, spiffe_id, dns_names, ip_addresses, uses,
                                           uses_left, expires_at, created_at, created_by)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)",
@@ -54,7 +55,7 @@ pub(super) fn peek(
     presented: TokenHash,
     now: OffsetDateTime,
 ) -> Result<Redemption, StoreError> {
-    let tx = conn.savepoint().map_err(unavailable)?;
+    let tx = Savepoint::begin(conn).map_err(unavailable)?;
     let outcome = token_state(&tx, &id, &presented, now)?;
     // A read: dropping the savepoint rolls it back.
     drop(tx);
@@ -69,7 +70,7 @@ pub(super) fn redeem(
     certificate: CertificateRecord,
     events: Vec<AuditEvent>,
 ) -> Result<Redemption, StoreError> {
-    let tx = conn.savepoint().map_err(unavailable)?;
+    let tx = Savepoint::begin(conn).map_err(unavailable)?;
     let grant = match token_state(&tx, &id, &presented, now)? {
         Redemption::Granted(grant) => grant,
         refusal => return Ok(refusal),
@@ -83,7 +84,7 @@ pub(super) fn redeem(
     // The guarded UPDATE is the single-winner step: of concurrent
     // writers, only one takes the last use.
     let taken = tx
-        .execute(
+        .execute_cached(
             "UPDATE join_tokens SET uses_left = uses_left - 1
                      WHERE id = ?1 AND uses_left > 0 AND expires_at > ?2",
             params![id, unix(now)],
@@ -108,7 +109,7 @@ fn token_state(
     now: OffsetDateTime,
 ) -> Result<Redemption, StoreError> {
     let row = conn
-        .query_row(
+        .query_row_cached(
             "SELECT hash, expires_at, uses_left, spiffe_id, dns_names, ip_addresses
              FROM join_tokens WHERE id = ?1",
             [id],
@@ -134,7 +135,7 @@ fn token_state(
         return Ok(Redemption::Unknown);
     }
     let banned: bool = conn
-        .query_row(
+        .query_row_cached(
             "SELECT EXISTS (SELECT 1 FROM bans WHERE spiffe_id = ?1)",
             [grant.spiffe_id.as_str()],
             |row| row.get(0),
