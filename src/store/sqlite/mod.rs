@@ -1,10 +1,11 @@
 //! The embedded store: one SQLite file in WAL mode with `synchronous =
-//! FULL`, written by one connection on its own thread so that async callers
-//! never block the runtime.
+//! FULL`, written by one connection on its own thread and read by a few
+//! more on theirs, so that async callers never block the runtime and a
+//! read never waits for a commit's fsync.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 
 use rusqlite::Connection;
@@ -41,14 +42,21 @@ type Reply = Box<dyn FnOnce(bool) + Send>;
 /// answer waits for the batch's commit.
 type Job = Box<dyn FnOnce(Option<&mut Connection>) -> Reply + Send>;
 
+/// A read, run on one of the reader threads' connections.
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
 /// The most operations one commit (and one fsync) takes.
 const MAX_BATCH: usize = 256;
+/// Reader threads, each with its own connection. WAL lets them read while
+/// the writer writes; each read sees every commit answered before it.
+const READERS: usize = 2;
 
-/// The SQLite store. Cloning is cheap; all clones share the writer thread,
-/// which ends when the last clone is dropped.
+/// The SQLite store. Cloning is cheap; all clones share the writer and
+/// reader threads, which end when the last clone is dropped.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
+    reads: mpsc::Sender<ReadJob>,
 }
 
 impl SqliteStore {
@@ -76,12 +84,45 @@ impl SqliteStore {
         conn.set_prepared_statement_cache_capacity(sql::STATEMENT_CACHE);
         schema::migrate(&mut conn)?;
 
+        let (reads, read_queue) = mpsc::channel::<ReadJob>();
+        let read_queue = Arc::new(Mutex::new(read_queue));
+        for index in 0..READERS {
+            let reader = open_reader(path)?;
+            let queue = Arc::clone(&read_queue);
+            thread::Builder::new()
+                .name(format!("sigil-store-read-{index}"))
+                .spawn(move || serve_reads(&reader, &queue))
+                .map_err(|e| StoreError::Unavailable(format!("starting a store reader: {e}")))?;
+        }
         let (jobs, queue) = mpsc::channel::<Job>();
         thread::Builder::new()
             .name("sigil-store".to_owned())
             .spawn(move || write_batches(&mut conn, &queue))
             .map_err(|e| StoreError::Unavailable(format!("starting the store thread: {e}")))?;
-        Ok(Self { jobs })
+        Ok(Self { jobs, reads })
+    }
+
+    /// Runs the read-only `operation` on a reader thread, in a transaction
+    /// of its own (one snapshot for all its statements), and hands back its
+    /// result.
+    fn read<T, F>(&self, operation: F) -> StoreFuture<'_, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sent = self.reads.send(Box::new(move |conn: &Connection| {
+            let result = Savepoint::begin(conn)
+                .map_err(unavailable)
+                // Dropping the savepoint ends the read transaction.
+                .and_then(|snapshot| operation(&snapshot));
+            let _ = reply.send(result);
+        }));
+        Box::pin(async move {
+            let stopped = || StoreError::Unavailable("the store readers have stopped".to_owned());
+            sent.map_err(|_| stopped())?;
+            answer.await.map_err(|_| stopped())?
+        })
     }
 
     /// Runs `operation` on the writer thread and hands back its result.
@@ -148,6 +189,32 @@ fn write_batches(conn: &mut Connection, queue: &mpsc::Receiver<Job>) {
         }
         for reply in replies {
             reply(committed);
+        }
+    }
+}
+
+/// A connection that can only read (`query_only`): a bug that wrote
+/// through it would fail instead of bypassing the writer's batches.
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(unavailable)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(unavailable)?;
+    conn.execute_batch("PRAGMA query_only = ON;")
+        .map_err(unavailable)?;
+    conn.set_prepared_statement_cache_capacity(sql::STATEMENT_CACHE);
+    Ok(conn)
+}
+
+/// A reader thread: runs reads one at a time until the store is dropped.
+fn serve_reads(conn: &Connection, queue: &Mutex<mpsc::Receiver<ReadJob>>) {
+    loop {
+        // The lock is held only while waiting for the next job, never
+        // while running one; a reader that panicked leaves the queue
+        // usable.
+        let next = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        match next {
+            Ok(job) => job(conn),
+            Err(_) => return,
         }
     }
 }
@@ -226,14 +293,14 @@ impl Store for SqliteStore {
     }
 
     fn find_certificate(&self, serial: Serial) -> StoreFuture<'_, Option<StoredCertificate>> {
-        self.run(move |conn| certificates::find(conn, serial))
+        self.read(move |conn| certificates::find(conn, serial))
     }
 
     fn list_certificates(
         &self,
         query: CertificateQuery,
     ) -> StoreFuture<'_, Vec<StoredCertificate>> {
-        self.run(move |conn| certificates::list(conn, &query))
+        self.read(move |conn| certificates::list(conn, &query))
     }
 
     fn revoke(
@@ -260,11 +327,11 @@ impl Store for SqliteStore {
     }
 
     fn audit_page(&self, after: u64, limit: u32) -> StoreFuture<'_, Vec<AuditRecord>> {
-        self.run(move |conn| audit::page(conn, after, limit))
+        self.read(move |conn| audit::page(conn, after, limit))
     }
 
     fn audit_tail(&self, limit: u32) -> StoreFuture<'_, Vec<AuditRecord>> {
-        self.run(move |conn| audit::tail(conn, limit))
+        self.read(move |conn| audit::tail(conn, limit))
     }
 
     fn record_checkpoint(&self, checkpoint: Checkpoint) -> StoreFuture<'_, ()> {
@@ -272,11 +339,11 @@ impl Store for SqliteStore {
     }
 
     fn latest_checkpoint(&self) -> StoreFuture<'_, Option<Checkpoint>> {
-        self.run(|conn| audit::latest_checkpoint(conn))
+        self.read(|conn| audit::latest_checkpoint(conn))
     }
 
     fn checkpoints(&self) -> StoreFuture<'_, Vec<Checkpoint>> {
-        self.run(|conn| audit::checkpoints(conn))
+        self.read(|conn| audit::checkpoints(conn))
     }
 
     fn lift_ban(&self, spiffe_id: SpiffeId, events: Vec<AuditEvent>) -> StoreFuture<'_, bool> {
@@ -284,7 +351,7 @@ impl Store for SqliteStore {
     }
 
     fn is_banned(&self, spiffe_id: SpiffeId) -> StoreFuture<'_, bool> {
-        self.run(move |conn| revocations::is_banned(conn, &spiffe_id))
+        self.read(move |conn| revocations::is_banned(conn, &spiffe_id))
     }
 
     fn publish_crl(
@@ -297,7 +364,7 @@ impl Store for SqliteStore {
     }
 
     fn current_crls(&self) -> StoreFuture<'_, Vec<SignedCrl>> {
-        self.run(|conn| revocations::current(conn))
+        self.read(|conn| revocations::current(conn))
     }
 
     fn create_join_token(
@@ -314,7 +381,7 @@ impl Store for SqliteStore {
         presented: TokenHash,
         now: OffsetDateTime,
     ) -> StoreFuture<'_, Redemption> {
-        self.run(move |conn| tokens::peek(conn, id, presented, now))
+        self.read(move |conn| tokens::peek(conn, &id, &presented, now))
     }
 
     fn redeem_join_token(

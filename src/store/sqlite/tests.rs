@@ -1062,3 +1062,60 @@ async fn concurrent_requests_share_commits_and_each_is_stored() {
     }
     assert_eq!(count(&path, "certificates"), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_do_not_wait_for_the_writer_and_see_only_committed_writes() {
+    let (_dir, store) = open();
+    let committed = Serial::random().unwrap();
+    store
+        .record_certificate(record(committed), Vec::new())
+        .await
+        .unwrap();
+
+    // Hold the writer thread mid-batch.
+    let (started_tx, started) = std::sync::mpsc::channel::<()>();
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let writer = store.clone();
+    let blocker = tokio::spawn(async move {
+        writer
+            .run_on_writer(move |_| {
+                let _ = started_tx.send(());
+                let _ = held.recv();
+                Ok(())
+            })
+            .await
+    });
+    started.recv().unwrap();
+    let pending = Serial::random().unwrap();
+    let write = store.record_certificate(record(pending), Vec::new());
+
+    // Reads are answered while the writer is busy: what was committed is
+    // there, what waits for the next commit is not.
+    let found = tokio::time::timeout(Duration::from_secs(10), store.find_certificate(committed))
+        .await
+        .expect("a read must not queue behind the writer")
+        .unwrap();
+    assert_eq!(found.unwrap().record.serial, committed);
+    let not_yet = tokio::time::timeout(Duration::from_secs(10), store.find_certificate(pending))
+        .await
+        .expect("a read must not queue behind the writer")
+        .unwrap();
+    assert_eq!(not_yet, None);
+
+    release.send(()).unwrap();
+    blocker.await.unwrap().unwrap();
+    write.await.unwrap();
+    // Once the write is answered, every read sees it.
+    assert!(store.find_certificate(pending).await.unwrap().is_some());
+}
+
+#[test]
+fn reader_connections_refuse_to_write() {
+    let (dir, store) = open();
+    let reader = open_reader(&dir.path().join("sigil.db")).unwrap();
+    let error = reader
+        .execute("DELETE FROM certificates", [])
+        .expect_err("a reader connection must not write");
+    assert!(error.to_string().contains("readonly"), "{error}");
+    drop(store);
+}

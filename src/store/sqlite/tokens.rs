@@ -49,17 +49,15 @@ pub(super) fn create(
     tx.commit().map_err(unavailable)
 }
 
+/// What redeeming the token would give, without redeeming it; the caller
+/// runs it in a read transaction.
 pub(super) fn peek(
-    conn: &mut Connection,
-    id: String,
-    presented: TokenHash,
+    conn: &Connection,
+    id: &str,
+    presented: &TokenHash,
     now: OffsetDateTime,
 ) -> Result<Redemption, StoreError> {
-    let tx = Savepoint::begin(conn).map_err(unavailable)?;
-    let outcome = token_state(&tx, &id, &presented, now)?;
-    // A read: dropping the savepoint rolls it back.
-    drop(tx);
-    Ok(outcome)
+    token_state(conn, id, presented, now)
 }
 
 pub(super) fn redeem(
