@@ -339,11 +339,11 @@ impl Store for SqliteStore {
     }
 
     fn latest_checkpoint(&self) -> StoreFuture<'_, Option<Checkpoint>> {
-        self.read(|conn| audit::latest_checkpoint(conn))
+        self.read(audit::latest_checkpoint)
     }
 
     fn checkpoints(&self) -> StoreFuture<'_, Vec<Checkpoint>> {
-        self.read(|conn| audit::checkpoints(conn))
+        self.read(audit::checkpoints)
     }
 
     fn lift_ban(&self, spiffe_id: SpiffeId, events: Vec<AuditEvent>) -> StoreFuture<'_, bool> {
@@ -364,7 +364,7 @@ impl Store for SqliteStore {
     }
 
     fn current_crls(&self) -> StoreFuture<'_, Vec<SignedCrl>> {
-        self.read(|conn| revocations::current(conn))
+        self.read(revocations::current)
     }
 
     fn create_join_token(
