@@ -54,6 +54,7 @@ pub enum CsrError {
 }
 
 /// A public key whose holder proved possession of the private key.
+#[derive(Clone)]
 pub struct VerifiedPublicKey {
     algorithm: KeyAlgorithm,
     spki: rcgen::SubjectPublicKeyInfo,

@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 
 use crate::audit::{AuditEvent, LOCAL_ACTOR};
 use crate::ca::{CertificateAuthority, IssuedCertificate, KeyType, LeafRequest};
+use crate::cpu_pool::CpuPool;
 use crate::csr::VerifiedPublicKey;
 use crate::join_token::TokenHash;
 use crate::revocation::CrlSigner;
@@ -117,6 +118,7 @@ pub enum IssuanceError {
 pub struct Issuance {
     ca: Arc<CertificateAuthority>,
     store: Arc<dyn Store>,
+    cpu: Arc<CpuPool>,
 }
 
 impl std::fmt::Debug for Issuance {
@@ -128,9 +130,15 @@ impl std::fmt::Debug for Issuance {
 }
 
 impl Issuance {
-    /// Issuance by this CA into this store.
-    pub fn new(ca: Arc<CertificateAuthority>, store: Arc<dyn Store>) -> Self {
-        Self { ca, store }
+    /// Issuance by this CA into this store, signing on `cpu`.
+    pub fn new(ca: Arc<CertificateAuthority>, store: Arc<dyn Store>, cpu: Arc<CpuPool>) -> Self {
+        Self { ca, store, cpu }
+    }
+
+    /// The pool that signs, for the other CPU-heavy work of a request
+    /// (verifying its CSR).
+    pub fn cpu(&self) -> &Arc<CpuPool> {
+        &self.cpu
     }
 
     /// The CA.
@@ -143,18 +151,35 @@ impl Issuance {
         &self.store
     }
 
-    /// Signs a leaf and the record that must be committed before it leaves
-    /// the CA.
-    fn sign(
+    /// Signs a leaf, on the CPU pool, and the record that must be
+    /// committed before it leaves the CA.
+    async fn sign(
         &self,
         request: &LeafRequest<'_>,
         attestation: AttestationKind,
         parent_serial: Option<Serial>,
     ) -> Result<(IssuedCertificate, CertificateRecord), IssuanceError> {
         let now = OffsetDateTime::now_utc();
+        let ca = Arc::clone(&self.ca);
+        let spiffe_id = request.spiffe_id.clone();
+        let public_key = request.public_key.clone();
+        let dns_names = request.dns_names.to_vec();
+        let ip_addresses = request.ip_addresses.to_vec();
+        let ttl = request.ttl;
         let issued = self
-            .ca
-            .issue(request, now)
+            .cpu
+            .run(move || {
+                let request = LeafRequest {
+                    spiffe_id: &spiffe_id,
+                    public_key: &public_key,
+                    dns_names: &dns_names,
+                    ip_addresses: &ip_addresses,
+                    ttl,
+                };
+                ca.issue(&request, now)
+            })
+            .await
+            .map_err(|panicked| IssuanceError::Signing(panicked.into()))?
             .map_err(IssuanceError::Signing)?;
         let record = CertificateRecord {
             serial: issued.serial,
@@ -185,7 +210,7 @@ impl Issuance {
     ) -> Result<IssuedCertificate, IssuanceError> {
         let mut attempt = 0;
         loop {
-            let (issued, record) = self.sign(request, attestation, parent_serial)?;
+            let (issued, record) = self.sign(request, attestation, parent_serial).await?;
             match self.store.record_certificate(record, audit(&issued)).await {
                 Ok(()) => return Ok(issued),
                 // A repeated serial (2^-120 per pair): draw a new one.
@@ -214,7 +239,7 @@ impl Issuance {
     ) -> Result<Result<IssuedCertificate, Redemption>, IssuanceError> {
         let mut attempt = 0;
         loop {
-            let (issued, record) = self.sign(request, AttestationKind::JoinToken, None)?;
+            let (issued, record) = self.sign(request, AttestationKind::JoinToken, None).await?;
             let redemption = self
                 .store
                 .redeem_join_token(
@@ -257,7 +282,7 @@ impl Issuance {
     ) -> Result<Result<IssuedCertificate, JwtRedemption>, IssuanceError> {
         let mut attempt = 0;
         loop {
-            let (issued, record) = self.sign(request, AttestationKind::Jwt, None)?;
+            let (issued, record) = self.sign(request, AttestationKind::Jwt, None).await?;
             let redemption = self
                 .store
                 .redeem_jwt(
@@ -293,7 +318,9 @@ impl Issuance {
     ) -> Result<(IssuedCertificate, RenewalOutcome), IssuanceError> {
         let mut attempt = 0;
         loop {
-            let (issued, record) = self.sign(request, AttestationKind::Renewal, Some(presented))?;
+            let (issued, record) = self
+                .sign(request, AttestationKind::Renewal, Some(presented))
+                .await?;
             let signer: Arc<dyn CrlSigner> = self.ca.clone();
             let for_audit = issued.clone();
             let audit = Arc::clone(&audit);
@@ -415,7 +442,11 @@ mod tests {
         .unwrap();
         let ca = Arc::new(CertificateAuthority::load(&files, "https://localhost:8443").unwrap());
         let store = Arc::new(SqliteStore::open(&dir.path().join("sigil.db")).unwrap());
-        let issuance = Issuance::new(ca, store.clone());
+        let issuance = Issuance::new(
+            ca,
+            store.clone(),
+            Arc::new(CpuPool::with_threads(1).unwrap()),
+        );
         let key = KeyType::P256.generate().unwrap();
         let public_key = VerifiedPublicKey::from_own_key(&key).unwrap();
         let spiffe_id = "spiffe://example.org/agent".parse().unwrap();

@@ -33,7 +33,7 @@ pub use rate_limit::{RateLimit, RateLimiter};
 use crate::attestation::jwt::JwtAttestors;
 use crate::audit::RefusalCounter;
 use crate::crl_board::CrlBoard;
-use crate::csr::KeyPolicy;
+use crate::csr::{KeyPolicy, VerifiedPublicKey, verify_csr_pem};
 use crate::hostname::Host;
 use crate::issuance::{Issuance, TtlPolicy};
 use crate::namespace::{AdminIds, Namespace};
@@ -70,6 +70,25 @@ pub struct StateInner {
     pub jwt_attestors: Arc<JwtAttestors>,
     /// The SPIFFE bundle (JWKS), rendered once.
     spiffe_bundle: String,
+}
+
+impl StateInner {
+    /// Verifies a CSR (its signature: proof of possession) on the CPU pool
+    /// and keeps only its public key.
+    ///
+    /// # Errors
+    ///
+    /// The CSR is refused, or the pool lost the job.
+    pub(crate) async fn verify_csr(&self, csr_pem: String) -> Result<VerifiedPublicKey, ApiError> {
+        let keys = self.keys;
+        let verified = self
+            .issuance
+            .cpu()
+            .run(move || verify_csr_pem(&csr_pem, keys))
+            .await
+            .map_err(ApiError::internal)??;
+        Ok(verified)
+    }
 }
 
 impl Deref for AppState {

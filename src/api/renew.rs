@@ -14,7 +14,6 @@ use super::svid_response::svid_response;
 use super::{ApiError, AppState, JsonBody, SourceIp};
 use crate::audit::AuditEvent;
 use crate::ca::LeafRequest;
-use crate::csr::verify_csr_pem;
 use crate::issuance::RenewAudit;
 use crate::store::RenewalOutcome;
 
@@ -31,7 +30,7 @@ pub(super) async fn renew(
              mint a fresh admin credential with `sigil admin credential`"
         )));
     }
-    let public_key = verify_csr_pem(&request.csr, state.keys)?;
+    let public_key = state.verify_csr(request.csr).await?;
     let ttl = state
         .ttl
         .resolve(request.ttl_seconds)

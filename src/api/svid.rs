@@ -12,7 +12,6 @@ use super::svid_response::svid_response;
 use super::{ApiError, AppState, JsonBody, SourceIp};
 use crate::audit::AuditEvent;
 use crate::ca::{IssuedCertificate, LeafRequest};
-use crate::csr::verify_csr_pem;
 use crate::store::Redemption;
 use crate::{join_token, rfc3339};
 
@@ -31,34 +30,51 @@ pub(super) async fn issue(
         state.refusals.count(reason, source);
         error
     };
-    let public_key = verify_csr_pem(&request.csr, state.keys)?;
     let ttl = state
         .ttl
         .resolve(request.ttl_seconds)
-        .map_err(ApiError::invalid_ttl)?;
+        .map_err(ApiError::invalid_ttl);
+    let verify_csr = state.verify_csr(request.csr);
     let token = match request.attestation {
         Attestation::JoinToken { token } => token,
         Attestation::Jwt { attestor, token } => {
+            let public_key = verify_csr.await?;
             let jwt = JwtRequest {
                 attestor: &attestor,
                 token: token.expose(),
                 requested_ttl: request.ttl_seconds,
-                ttl,
+                ttl: ttl?,
             };
             return issue_for_jwt(&state, source, &public_key, jwt).await;
         }
         #[allow(unreachable_patterns)]
         _ => return Err(ApiError::invalid_request("unsupported attestation type")),
     };
-    let token_id = join_token::lookup_id(&token)
-        .ok_or_else(|| {
-            refuse(
-                "malformed join token",
-                ApiError::invalid_attestation("not a Sigil join token"),
-            )
-        })?
-        .to_owned();
+    let token_id = join_token::lookup_id(&token).map(str::to_owned);
     let token_hash = join_token::hash(&token);
+    // The token is looked up while the CSR is verified on the CPU pool;
+    // the answer names a bad CSR first, then a bad TTL, then the token.
+    let peek = async {
+        match &token_id {
+            Some(id) => Some(
+                state
+                    .issuance
+                    .store()
+                    .peek_join_token(id.clone(), token_hash, OffsetDateTime::now_utc())
+                    .await,
+            ),
+            None => None,
+        }
+    };
+    let (public_key, peeked) = tokio::join!(verify_csr, peek);
+    let public_key = public_key?;
+    let ttl = ttl?;
+    let (Some(token_id), Some(peeked)) = (token_id, peeked) else {
+        return Err(refuse(
+            "malformed join token",
+            ApiError::invalid_attestation("not a Sigil join token"),
+        ));
+    };
     let refused = |redemption: Redemption| match redemption {
         Redemption::UsedUp => refuse(
             "used-up join token",
@@ -77,12 +93,7 @@ pub(super) async fn issue(
             ApiError::invalid_attestation("unknown join token"),
         ),
     };
-    let grant = match state
-        .issuance
-        .store()
-        .peek_join_token(token_id.clone(), token_hash, OffsetDateTime::now_utc())
-        .await?
-    {
+    let grant = match peeked? {
         Redemption::Granted(grant) => grant,
         refusal => return Err(refused(refusal)),
     };

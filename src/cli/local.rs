@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 
 use crate::ca::{CaFiles, CertificateAuthority, IssuedCertificate};
+use crate::cpu_pool::CpuPool;
 use crate::datadir::{self, DataDir};
 use crate::duration::HumanDuration;
 use crate::issuance::{Issuance, IssuanceError};
@@ -57,7 +58,9 @@ fn local_issuance(dir: &DataDir) -> anyhow::Result<Issuance> {
     let files = CaFiles::read(dir)?;
     let ca = CertificateAuthority::load(&files, &public_url(dir)?)?;
     let store = SqliteStore::open(&dir.store())?;
-    Ok(Issuance::new(Arc::new(ca), Arc::new(store)))
+    // A local command signs one certificate at a time.
+    let cpu = CpuPool::with_threads(1).context("starting a signing thread")?;
+    Ok(Issuance::new(Arc::new(ca), Arc::new(store), Arc::new(cpu)))
 }
 
 /// Mints an admin credential and writes `svid.pem` (leaf, then issuing CA)

@@ -23,6 +23,7 @@ use crate::api::{self, AppState, RateLimit};
 use crate::attestation::jwt::JwtAttestors;
 use crate::audit::{AuditKey, RefusalCounter};
 use crate::ca::{CaFiles, CertificateAuthority};
+use crate::cpu_pool::CpuPool;
 use crate::crl_board::CrlBoard;
 use crate::csr::KeyPolicy;
 use crate::datadir::{self, DataDir};
@@ -87,7 +88,8 @@ pub async fn serve(
         CertificateAuthority::load(files, &public_url)?.with_crl_validity(options.crl_validity),
     );
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.store())?);
-    let issuance = Issuance::new(Arc::clone(&ca), store);
+    let cpu = CpuPool::sized_to_cores().context("starting the signing threads")?;
+    let issuance = Issuance::new(Arc::clone(&ca), store, Arc::new(cpu));
     let crls = Arc::new(CrlBoard::default());
     crl_refresh::start(issuance.clone(), Arc::clone(&crls), options.crl_resign).await?;
     let refusals = Arc::new(RefusalCounter::default());
