@@ -13,6 +13,7 @@
 mod floor;
 mod net;
 mod report;
+mod seed;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -91,6 +92,27 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Add certificates (some revoked, unexpired) to a data dir's store,
+    /// directly by SQL; the CA must not be running
+    Seed {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Certificates to add
+        #[arg(long, default_value_t = 1_000_000)]
+        certificates: u64,
+        /// Of which revoked and unexpired
+        #[arg(long, default_value_t = 100_000)]
+        revoked: u64,
+    },
+    /// Time the CA's CRL regeneration (store query, signing, storing) on a
+    /// data dir's store; the CA must not be running
+    Crl {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Regenerations; the median is reported
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Drive another CA's sign endpoint (e.g. cfssl), counting 2xx answers
     Target {
         /// The sign endpoint, http:// or https://
@@ -138,6 +160,11 @@ fn main() -> anyhow::Result<()> {
             key,
             data_dir,
         } => floor::run(threads, count, key, data_dir.as_deref()),
+        Command::Seed {
+            data_dir,
+            certificates,
+            revoked,
+        } => seed::seed(&data_dir, certificates, revoked),
         command => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
@@ -147,6 +174,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn run_async(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Crl { data_dir, runs } => seed::crl(&data_dir, runs).await?,
         Command::Issue { ca, load } => {
             let bench = CaBench::new(&ca)?;
             let csrs = generate_csrs(load.count, ca.key)?;
@@ -218,7 +246,7 @@ async fn run_async(command: Command) -> anyhow::Result<()> {
             .0;
             report.print("target");
         }
-        Command::Floor { .. } => unreachable!("run synchronously"),
+        Command::Floor { .. } | Command::Seed { .. } => unreachable!("run synchronously"),
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use super::audit;
 use super::certificates::insert_certificate;
 use super::columns::{parse_column, unavailable};
-use super::revocations::{publish_in, revoke_in};
+use super::revocations::{insert_revocation, publish_in, revoke_in};
 use super::sql::{CachedSql, Savepoint};
 use crate::revocation::{CrlSigner, ReasonCode};
 use crate::serial::Serial;
@@ -122,17 +122,13 @@ fn renew_in(
                 |row| row.get(0),
             )
             .map_err(unavailable)?;
-        tx.execute_cached(
-            "INSERT INTO revocations (serial, revoked_at, reason, revoked_by)
-             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (serial) DO NOTHING",
-            params![
-                unused.to_string(),
-                now.unix_timestamp(),
-                ReasonCode::Superseded.to_string(),
-                actor.as_str()
-            ],
-        )
-        .map_err(unavailable)?;
+        insert_revocation(
+            tx,
+            &unused.to_string(),
+            now,
+            ReasonCode::Superseded,
+            actor.as_str(),
+        )?;
         crls.push(publish_in(tx, &issuer, now, signer)?);
     }
     insert_certificate(tx, &certificate)?;

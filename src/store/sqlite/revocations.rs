@@ -13,7 +13,7 @@ use super::audit;
 use super::columns::{from_unix, parse_column, unavailable, unix};
 use super::sql::{CachedSql, Savepoint};
 use crate::audit::AuditEvent;
-use crate::revocation::{CrlSigner, RevokedEntry, SignedCrl};
+use crate::revocation::{CrlSigner, ReasonCode, RevokedEntry, SignedCrl};
 use crate::serial::Serial;
 use crate::store::{AuditFn, RevocationOutcome, RevocationRequest, RevocationTarget, StoreError};
 
@@ -99,14 +99,8 @@ pub(super) fn revoke_in(
     let mut serials = Vec::with_capacity(targets.len());
     let mut changed_issuers: Vec<String> = Vec::new();
     for (serial, issuer) in targets {
-        let inserted = tx
-            .execute_cached(
-                "INSERT INTO revocations (serial, revoked_at, reason, revoked_by)
-                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (serial) DO NOTHING",
-                params![serial, unix(now), reason.to_string(), by.as_str()],
-            )
-            .map_err(unavailable)?;
-        if inserted > 0 && !changed_issuers.contains(&issuer) {
+        let inserted = insert_revocation(tx, &serial, now, reason, by.as_str())?;
+        if inserted && !changed_issuers.contains(&issuer) {
             changed_issuers.push(issuer);
         }
         serials.push(parse_column(0, &serial).map_err(unavailable)?);
@@ -135,6 +129,28 @@ pub(super) fn publish(
     Ok(crl)
 }
 
+/// Records that the certificate `serial` is revoked, with the issuer and
+/// expiry its CRL entry is selected by; `false` if it already was.
+pub(super) fn insert_revocation(
+    tx: &Connection,
+    serial: &str,
+    now: OffsetDateTime,
+    reason: ReasonCode,
+    by: &str,
+) -> Result<bool, StoreError> {
+    let inserted = tx
+        .execute_cached(
+            "INSERT INTO revocations (serial, revoked_at, reason, revoked_by, issuer_key_id,
+                                      not_after)
+             SELECT serial, ?2, ?3, ?4, issuer_key_id, not_after FROM certificates
+             WHERE serial = ?1
+             ON CONFLICT (serial) DO NOTHING",
+            params![serial, unix(now), reason.to_string(), by],
+        )
+        .map_err(unavailable)?;
+    Ok(inserted > 0)
+}
+
 /// Draws the next CRL number, signs the issuer's CRL and stores it, inside
 /// the caller's transaction.
 pub(super) fn publish_in(
@@ -154,10 +170,9 @@ pub(super) fn publish_in(
         u64::try_from(number).map_err(|_| StoreError::Corrupt(format!("CRL number {number}")))?;
     let mut statement = tx
         .prepare_cached(
-            "SELECT r.serial, r.revoked_at, r.reason FROM revocations r
-             JOIN certificates c ON c.serial = r.serial
-             WHERE c.issuer_key_id = ?1 AND c.not_after > ?2
-             ORDER BY r.serial",
+            "SELECT serial, revoked_at, reason FROM revocations
+             WHERE issuer_key_id = ?1 AND not_after > ?2
+             ORDER BY serial",
         )
         .map_err(unavailable)?;
     let entries = statement

@@ -1119,3 +1119,40 @@ fn reader_connections_refuse_to_write() {
     assert!(error.to_string().contains("readonly"), "{error}");
     drop(store);
 }
+
+#[tokio::test]
+async fn revocations_from_before_schema_6_stay_on_the_crl_after_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sigil.db");
+    let (listed, expired) = (Serial::random().unwrap(), Serial::random().unwrap());
+    {
+        let conn = Connection::open(&path).unwrap();
+        schema::migrate_to(&conn, 5).unwrap();
+        for (serial, not_after) in [
+            (listed, now() + Duration::from_secs(3600)),
+            (expired, now() - Duration::from_secs(30 * 86_400)),
+        ] {
+            conn.execute(
+                "INSERT INTO certificates (serial, spiffe_id, issuer_key_id, not_before, not_after,
+                     attestation, der, created_at, line_id)
+                 VALUES (?1, 'spiffe://example.org/agent', 'ab', 0, ?2, 'join_token', x'01', 0, ?1)",
+                rusqlite::params![serial.to_string(), columns::unix(not_after)],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO revocations (serial, revoked_at, reason, revoked_by)
+                 VALUES (?1, 0, 'keyCompromise', 'spiffe://example.org/sigil/admin')",
+                [serial.to_string()],
+            )
+            .unwrap();
+        }
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let crl = store
+        .publish_crl("ab".to_owned(), now(), Arc::new(ListingSigner))
+        .await
+        .unwrap();
+    // The unexpired revocation is listed; the long-expired one is pruned,
+    // by the expiry the upgrade copied from its certificate.
+    assert_eq!(crl.der, listed.as_bytes().to_vec());
+}
