@@ -11,6 +11,10 @@
 #   FLOOR_N=20000  operations per floor measurement
 #   CFSSL=1    set to 0 to skip the cfssl comparison
 #   CFSSL_PORT=8888
+#   SCALE=1    set to 0 to skip the scale runs (a store of SCALE_CERTS
+#              certificates, SCALE_REVOKED of them revoked: about 1.1 GB
+#              of disk and 30 s to fill at the defaults)
+#   SCALE_CERTS=1000000  SCALE_REVOKED=100000
 #
 # Needs: cargo, bash, getconf; for cfssl, the `cfssl` and `cfssljson`
 # binaries or root with apt-get (Debian package golang-cfssl).
@@ -21,6 +25,9 @@ RUNS=${RUNS:-3}
 FLOOR_N=${FLOOR_N:-20000}
 CFSSL=${CFSSL:-1}
 CFSSL_PORT=${CFSSL_PORT:-8888}
+SCALE=${SCALE:-1}
+SCALE_CERTS=${SCALE_CERTS:-1000000}
+SCALE_REVOKED=${SCALE_REVOKED:-100000}
 TRUST_DOMAIN=bench.example
 AGENT_ID="spiffe://$TRUST_DOMAIN/bench/agent"
 
@@ -49,27 +56,45 @@ trap 'exit 130' INT TERM
 CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 
 # --- Sigil --------------------------------------------------------------------
-data=$work/data
-"$SIGIL" init --trust-domain "$TRUST_DOMAIN" --data-dir "$data" >/dev/null
-# The default rate limit (200/s per address, burst 2000) would throttle a
-# load generator on one address; this run measures the CA, not the limiter.
-cat >"$data/sigil.toml" <<'EOF'
-rate_limit = 1000000
-rate_burst = 1000000
-EOF
-echo "bench: wrote $data/sigil.toml raising rate_limit and rate_burst to 1000000 (defaults 200/s, 2000)"
+# init_dir DIR: a fresh trust domain in DIR.
+init_dir() {
+  "$SIGIL" init --trust-domain "$TRUST_DOMAIN" --data-dir "$1" >/dev/null
+  # The default rate limit (200/s per address, burst 2000) would throttle a
+  # load generator on one address; this run measures the CA, not the limiter.
+  printf '%s\n' 'rate_limit = 1000000' 'rate_burst = 1000000' >"$1/sigil.toml"
+  echo "bench: wrote $1/sigil.toml raising rate_limit and rate_burst to 1000000 (defaults 200/s, 2000)"
+}
 
-"$SIGIL" serve --data-dir "$data" --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.log" &
-server_pid=$!
-url=
-for _ in $(seq 1 300); do
-  url=$(sed -n 's/^listening on \(https:\/\/[^ ]*\).*/\1/p' "$work/serve.out" | head -n 1)
-  [ -n "$url" ] && break
-  kill -0 "$server_pid" 2>/dev/null || { cat "$work/serve.log" >&2; echo "bench: sigil serve exited" >&2; exit 1; }
-  sleep 0.1
-done
-[ -n "$url" ] || { echo "bench: sigil serve printed no URL" >&2; exit 1; }
-echo "bench: sigil serve (pid $server_pid) listening on $url"
+# start_server DIR: starts `sigil serve` on DIR; sets server_pid, url, data
+# and startup_ms (from the exec to the "listening on" line).
+start_server() {
+  data=$1
+  local out=$data.serve.out log=$data.serve.log started
+  started=$(date +%s%N)
+  "$SIGIL" serve --data-dir "$data" --listen 127.0.0.1:0 >"$out" 2>"$log" &
+  server_pid=$!
+  url=
+  for _ in $(seq 1 2000); do
+    url=$(sed -n 's/^listening on \(https:\/\/[^ ]*\).*/\1/p' "$out" | head -n 1)
+    [ -n "$url" ] && break
+    kill -0 "$server_pid" 2>/dev/null || { cat "$log" >&2; echo "bench: sigil serve exited" >&2; exit 1; }
+    sleep 0.005
+  done
+  [ -n "$url" ] || { echo "bench: sigil serve printed no URL" >&2; exit 1; }
+  startup_ms=$((($(date +%s%N) - started) / 1000000))
+  echo "bench: sigil serve (pid $server_pid) listening on $url after $startup_ms ms"
+}
+
+# stop_server: stops it; sets peak_rss_mb (VmHWM, the resident peak).
+stop_server() {
+  peak_rss_mb=$(awk '/^VmHWM:/ {printf "%.1f", $2 / 1024}' "/proc/$server_pid/status" 2>/dev/null || echo na)
+  kill "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=
+}
+
+init_dir "$work/data"
+start_server "$work/data"
 
 token() {
   "$SIGIL" token create --data-dir "$data" --ca "$url" --spiffe-id "$AGENT_ID" \
@@ -135,6 +160,7 @@ measure() {
 for run in $(seq 1 "$RUNS"); do
   echo "bench: run $run of $RUNS"
   measure floor "$BENCH" floor --count "$FLOOR_N"
+  measure floor-renew "$BENCH" floor --handshake --count "$((FLOOR_N / 4))"
   for c in 8 16; do
     measure "issue-c$c" "$BENCH" issue --ca "$url" --bundle "$data/bundle.pem" \
       --token "$(token "$N")" --spiffe-id "$AGENT_ID" --concurrency "$c" --count "$N" \
@@ -148,6 +174,28 @@ for run in $(seq 1 "$RUNS"); do
       --concurrency 8 --count "$N" --server-pid "$cfssl_pid" --clk-tck "$CLK_TCK"
   fi
 done
+
+stop_server
+echo "rss empty-store $peak_rss_mb" >>"$results"
+echo "startup empty-store $startup_ms" >>"$results"
+
+# --- Scale: a store of SCALE_CERTS certificates ------------------------------
+if [ "$SCALE" = 1 ]; then
+  echo "bench: scale: filling a store with $SCALE_CERTS certificates ($SCALE_REVOKED revoked)"
+  init_dir "$work/scale"
+  "$BENCH" seed --data-dir "$work/scale" --certificates "$SCALE_CERTS" --revoked "$SCALE_REVOKED"
+  measure crl "$BENCH" crl --data-dir "$work/scale" --runs 5
+  start_server "$work/scale"
+  echo "startup scale-store $startup_ms" >>"$results"
+  for run in $(seq 1 "$RUNS"); do
+    echo "bench: scale run $run of $RUNS"
+    measure "issue-c8-1m" "$BENCH" issue --ca "$url" --bundle "$data/bundle.pem" \
+      --token "$(token "$N")" --spiffe-id "$AGENT_ID" --concurrency 8 --count "$N" \
+      --server-pid "$server_pid" --clk-tck "$CLK_TCK"
+  done
+  stop_server
+  echo "rss scale-store $peak_rss_mb" >>"$results"
+fi
 
 # --- Report -------------------------------------------------------------------
 # values LABEL KEY: that key of every run of LABEL, one a line.
@@ -163,7 +211,7 @@ echo
 echo "Sigil issuance benchmark: N=$N per measurement, $RUNS runs, medians; $(nproc) cores;" \
   "CLK_TCK=$CLK_TCK; $(date -u)"
 printf '%-10s %12s %9s %9s %9s %8s %14s %14s %s\n' measurement "certs/s" "p50 ms" "p99 ms" "max ms" errors "server CPU ms" "client CPU ms" "(per run: certs/s)"
-for label in floor issue-c8 issue-c16 renew-c8 cfssl-c8; do
+for label in floor floor-renew issue-c8 issue-c16 renew-c8 cfssl-c8 issue-c8-1m; do
   grep -q "^$label " "$results" || continue
   errors=$(values "$label" errors | awk '{s += $1} END {print s + 0}')
   printf '%-10s %12s %9s %9s %9s %8s %14s %14s %s\n' "$label" "$(median "$label" rate)" \
@@ -171,13 +219,27 @@ for label in floor issue-c8 issue-c16 renew-c8 cfssl-c8; do
     "$errors" "$(median "$label" cpu_ms_per_cert)" "$(median "$label" client_cpu_ms_per_cert)" \
     "($(values "$label" rate | paste -sd ' ' -))"
 done
-echo "(floor: ops/s on $(values floor threads | head -n 1) threads; errors summed over runs; CPU ms = utime+stime"
+echo "(floor: ops/s on $(values floor threads | head -n 1) threads; floor-renew: the same plus one full mTLS handshake, both ends; errors summed over runs; CPU ms = utime+stime"
 echo " per certificate of the server process and of the load generator, which share the machine)"
 issue8=$(median issue-c8 rate)
 echo "ratio Sigil issue-c8 / floor: $(ratio "$issue8" "$(median floor rate)") (target >= 0.33)"
+echo "ratio Sigil issue-c16 / floor: $(ratio "$(median issue-c16 rate)" "$(median floor rate)")"
+echo "ratio Sigil renew-c8 / floor-renew (with one mTLS handshake): $(ratio "$(median renew-c8 rate)" "$(median floor-renew rate)") (target >= 0.33)"
 if [ -n "$cfssl_url" ]; then
   echo "ratio Sigil issue-c8 / cfssl-c8: $(ratio "$issue8" "$(median cfssl-c8 rate)") (target > 1)"
 else
   echo "ratio Sigil issue-c8 / cfssl-c8: na (cfssl not run)"
 fi
 echo "Sigil issue-c8 p99: $(median issue-c8 p99_ms) ms (target < 20 ms)"
+if grep -q "^issue-c8-1m " "$results"; then
+  echo "ratio Sigil issue-c8 on a $SCALE_CERTS-certificate store / on an empty store:" \
+    "$(ratio "$(median issue-c8-1m rate)" "$issue8")" "(target >= 0.90)"
+  echo "CRL regeneration, $(values crl entries | head -n 1) entries (store query + signing + storing):" \
+    "$(median crl median_ms) ms (target < 200 ms)"
+  echo "sigil serve start-up on that store: $(grep '^startup scale-store ' "$results" | cut -d' ' -f3) ms (target < 2000 ms)"
+fi
+echo "sigil serve start-up on an empty store: $(grep '^startup empty-store ' "$results" | cut -d' ' -f3) ms"
+for store in empty-store scale-store; do
+  rss=$(grep "^rss $store " "$results" | cut -d' ' -f3)
+  [ -n "$rss" ] && echo "server peak resident memory (VmHWM), $store, after its runs: $rss MB (target < 150 MB)"
+done

@@ -1,86 +1,149 @@
-//! The crypto floor: per certificate, what the server must do at the least
-//! — verify the CSR's signature (`sigil::csr::verify_csr_pem`, the server's
-//! own code) and sign a leaf with the Sigil leaf profile — in-process, with
-//! no HTTP and no store.
-//!
-//! `CertificateAuthority::issue` is `pub(crate)` in the `sigil` crate, so the
-//! signing half here rebuilds the same rcgen `CertificateParams` as
-//! `src/ca/profile.rs::leaf_params` (same fields, same extensions) and calls
-//! the same `signed_by` with the issuing CA's key.
+//! The crypto floor, in-process, with no HTTP and no store, through the
+//! server's own code: per issuance, `sigil::csr::verify_csr_pem` (the
+//! proof of possession) and `CertificateAuthority::issue` (a leaf with the
+//! Sigil profile). The renewal floor adds what a renewal over a new mTLS
+//! connection cannot avoid: one full TLS 1.3 handshake with client
+//! certificates, both ends (client and server share the machine in the
+//! benchmark too), on rustls's stock verifiers.
 
+use std::io::Cursor;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
-use rcgen::{
-    BasicConstraints, CertificateParams, CrlDistributionPoint, DistinguishedName,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
-    SubjectPublicKeyInfo,
-};
-use sigil::ca::CLOCK_SKEW_ALLOWANCE;
-use sigil::csr::{KeyPolicy, verify_csr_pem};
-use sigil::serial::Serial;
+use rcgen::KeyPair;
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
+use sigil::ca::{CaFiles, CertificateAuthority, DEFAULT_ISSUING_LIFETIME, KeyType, LeafRequest};
+use sigil::csr::{KeyPolicy, VerifiedPublicKey, verify_csr_pem};
+use sigil::datadir::DataDir;
+use sigil_core::SpiffeId;
 use time::OffsetDateTime;
 
 use crate::KeyKind;
 
-const SPIFFE_ID: &str = "spiffe://example.org/bench/agent";
-const CRL_URL: &str = "https://127.0.0.1:8443/v1/crl/bench";
-const TTL: time::Duration = time::Duration::hours(1);
+const TTL: Duration = Duration::from_secs(3600);
 
-fn issuer(data_dir: Option<&Path>) -> anyhow::Result<Issuer<'static, KeyPair>> {
-    match data_dir {
-        Some(dir) => {
-            let dir = sigil::datadir::DataDir::new(dir);
-            let read = |path: std::path::PathBuf| {
-                std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading {}", path.display()))
-            };
-            let key = KeyPair::from_pem(&read(dir.issuing_key())?)?;
-            Ok(Issuer::from_ca_cert_pem(&read(dir.issuing_cert())?, key)?)
-        }
-        None => {
-            let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-            let mut params = CertificateParams::default();
-            params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-            Ok(Issuer::new(params, key))
-        }
-    }
+fn authority(data_dir: Option<&Path>) -> anyhow::Result<CertificateAuthority> {
+    let files = match data_dir {
+        Some(dir) => CaFiles::read(&DataDir::new(dir))?,
+        None => CaFiles::generate(
+            &"bench.example".parse()?,
+            KeyType::P256,
+            DEFAULT_ISSUING_LIFETIME,
+            OffsetDateTime::now_utc(),
+        )?,
+    };
+    CertificateAuthority::load(&files, "https://127.0.0.1:8443")
 }
 
 /// One certificate's worth of CA crypto.
-fn issue_one(csr_pem: &str, issuer: &Issuer<'_, KeyPair>) -> anyhow::Result<usize> {
-    let key = verify_csr_pem(csr_pem, KeyPolicy::default()).map_err(|e| anyhow!("{e}"))?;
-    let spki = SubjectPublicKeyInfo::from_der(key.spki_der())?;
-    let serial = Serial::random().map_err(|_| anyhow!("random source failed"))?;
-    let now = OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .map_err(|e| anyhow!("{e}"))?;
-    let mut params = CertificateParams::default();
-    params.distinguished_name = DistinguishedName::new();
-    params.serial_number = Some(SerialNumber::from_slice(serial.as_bytes()));
-    params.not_before = now - CLOCK_SKEW_ALLOWANCE;
-    params.not_after = now + TTL;
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    params.use_authority_key_identifier_extension = true;
-    params.crl_distribution_points = vec![CrlDistributionPoint {
-        uris: vec![CRL_URL.to_owned()],
-    }];
-    params.subject_alt_names = vec![SanType::URI(
-        SPIFFE_ID
-            .to_owned()
-            .try_into()
-            .map_err(|e| anyhow!("{e}"))?,
-    )];
-    let cert = params.signed_by(&spki, issuer)?;
-    Ok(cert.der().len())
+fn issue_one(
+    ca: &CertificateAuthority,
+    spiffe_id: &SpiffeId,
+    csr_pem: &str,
+) -> anyhow::Result<usize> {
+    let public_key = verify_csr_pem(csr_pem, KeyPolicy::default()).map_err(|e| anyhow!("{e}"))?;
+    let request = LeafRequest {
+        spiffe_id,
+        public_key: &public_key,
+        dns_names: &[],
+        ip_addresses: &[],
+        ttl: TTL,
+    };
+    Ok(ca.issue(&request, OffsetDateTime::now_utc())?.der.len())
+}
+
+/// Both ends of an mTLS connection, with SVIDs of the CA.
+struct Handshakes {
+    client: Arc<ClientConfig>,
+    server: Arc<ServerConfig>,
+    name: ServerName<'static>,
+}
+
+impl Handshakes {
+    fn new(ca: &CertificateAuthority) -> anyhow::Result<Self> {
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.root().der().clone())?;
+        let roots = Arc::new(roots);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let svid = |id: &str, dns: &[String]| -> anyhow::Result<_> {
+            let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+            let public_key = VerifiedPublicKey::from_own_key(&key)?;
+            let spiffe_id: SpiffeId = id.parse()?;
+            let issued = ca.issue(
+                &LeafRequest {
+                    spiffe_id: &spiffe_id,
+                    public_key: &public_key,
+                    dns_names: dns,
+                    ip_addresses: &[],
+                    ttl: TTL,
+                },
+                OffsetDateTime::now_utc(),
+            )?;
+            let chain = vec![issued.der, ca.issuing().der().clone()];
+            let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+            Ok((chain, key))
+        };
+        let td = ca.trust_domain();
+        let (server_chain, server_key) =
+            svid(&format!("spiffe://{td}/sigil/server"), &["localhost".to_owned()])?;
+        let (client_chain, client_key) = svid(&format!("spiffe://{td}/bench/agent"), &[])?;
+        let client_verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), Arc::clone(&provider))
+                .build()?;
+        let mut server = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(client_verifier)
+            .with_single_cert(server_chain, server_key)?;
+        // A renewal is a new connection, not a resumed one.
+        server.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        server.send_tls13_tickets = 0;
+        let mut client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(client_chain, client_key)?;
+        client.resumption = rustls::client::Resumption::disabled();
+        Ok(Self {
+            client: Arc::new(client),
+            server: Arc::new(server),
+            name: ServerName::try_from("localhost")?,
+        })
+    }
+
+    /// One full handshake, in memory.
+    fn run(&self) -> anyhow::Result<()> {
+        let mut client = ClientConnection::new(Arc::clone(&self.client), self.name.clone())?;
+        let mut server = ServerConnection::new(Arc::clone(&self.server))?;
+        let mut wire = Vec::new();
+        for _ in 0..16 {
+            if !client.is_handshaking() && !server.is_handshaking() {
+                return Ok(());
+            }
+            wire.clear();
+            while client.wants_write() {
+                client.write_tls(&mut wire)?;
+            }
+            let mut input = Cursor::new(&wire[..]);
+            while (input.position() as usize) < wire.len() {
+                server.read_tls(&mut input)?;
+                server.process_new_packets()?;
+            }
+            wire.clear();
+            while server.wants_write() {
+                server.write_tls(&mut wire)?;
+            }
+            let mut input = Cursor::new(&wire[..]);
+            while (input.position() as usize) < wire.len() {
+                client.read_tls(&mut input)?;
+                client.process_new_packets()?;
+            }
+        }
+        Err(anyhow!("the handshake did not finish"))
+    }
 }
 
 pub(crate) fn run(
@@ -88,12 +151,25 @@ pub(crate) fn run(
     count: usize,
     kind: KeyKind,
     data_dir: Option<&Path>,
+    with_handshake: bool,
 ) -> anyhow::Result<()> {
     let threads = threads
         .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
         .unwrap_or(1)
         .max(1);
-    let issuer = issuer(data_dir)?;
+    let ca = authority(data_dir)?;
+    let spiffe_id: SpiffeId = format!("spiffe://{}/bench/agent", ca.trust_domain()).parse()?;
+    let handshakes = match with_handshake {
+        true => Some(Handshakes::new(&ca).context("setting up the handshake floor")?),
+        false => None,
+    };
+    let one = |csr: &str| -> anyhow::Result<()> {
+        issue_one(&ca, &spiffe_id, csr)?;
+        if let Some(handshakes) = &handshakes {
+            handshakes.run()?;
+        }
+        Ok(())
+    };
     // Distinct CSRs, reused round-robin: verifying one is the same work
     // whichever it is.
     let csrs: Vec<String> = crate::generate_csrs(count.clamp(1, 2000), kind)?
@@ -102,7 +178,7 @@ pub(crate) fn run(
         .collect();
     // Warm-up, and a check that the path works at all.
     for csr in csrs.iter().take(50) {
-        issue_one(csr, &issuer)?;
+        one(csr)?;
     }
     let next = AtomicUsize::new(0);
     let started = Instant::now();
@@ -117,7 +193,7 @@ pub(crate) fn run(
                             return Ok(done);
                         }
                         let csr = csrs.get(i % csrs.len()).ok_or_else(|| anyhow!("no CSR"))?;
-                        issue_one(csr, &issuer)?;
+                        one(csr)?;
                         done += 1;
                     }
                 })
@@ -134,9 +210,11 @@ pub(crate) fn run(
         done += result?;
     }
     let rate = done as f64 / elapsed;
-    eprintln!(
-        "floor: {done} CSR verify + leaf sign in {elapsed:.3}s on {threads} threads -> {rate:.1} ops/s"
-    );
+    let what = match with_handshake {
+        true => "CSR verify + leaf sign + mTLS handshake",
+        false => "CSR verify + leaf sign",
+    };
+    eprintln!("floor: {done} × {what} in {elapsed:.3}s on {threads} threads -> {rate:.1} ops/s");
     println!(
         "RESULT kind=floor ok={done} errors=0 threads={threads} secs={elapsed:.3} rate={rate:.1}"
     );

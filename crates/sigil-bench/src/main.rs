@@ -91,6 +91,10 @@ enum Command {
         /// Sign with this data dir's issuing CA (default: a fresh P-256 CA)
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Add one full mTLS handshake (both ends) per operation: the floor
+        /// of a renewal over a new connection
+        #[arg(long)]
+        handshake: bool,
     },
     /// Add certificates (some revoked, unexpired) to a data dir's store,
     /// directly by SQL; the CA must not be running
@@ -159,7 +163,8 @@ fn main() -> anyhow::Result<()> {
             count,
             key,
             data_dir,
-        } => floor::run(threads, count, key, data_dir.as_deref()),
+            handshake,
+        } => floor::run(threads, count, key, data_dir.as_deref(), handshake),
         Command::Seed {
             data_dir,
             certificates,
