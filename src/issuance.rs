@@ -8,9 +8,9 @@ use rcgen::KeyPair;
 use time::OffsetDateTime;
 
 use crate::audit::{AuditEvent, LOCAL_ACTOR};
-use crate::ca::{CertificateAuthority, IssuedCertificate, KeyType, LeafRequest};
+use crate::ca::{CertificateAuthority, IssuedCertificate, KeyType, LeafRequest, SubjectKey};
 use crate::cpu_pool::CpuPool;
-use crate::csr::VerifiedPublicKey;
+use crate::csr::{CsrError, VerifiedPublicKey};
 use crate::join_token::TokenHash;
 use crate::revocation::CrlSigner;
 use crate::serial::Serial;
@@ -102,9 +102,12 @@ impl TtlPolicy {
     }
 }
 
-/// Why issuance failed. Neither is the caller's fault.
+/// Why issuance failed.
 #[derive(Debug, thiserror::Error)]
 pub enum IssuanceError {
+    /// The request's CSR was refused (the caller's fault).
+    #[error(transparent)]
+    Csr(#[from] CsrError),
     /// Signing failed, or the CA cannot sign this (a bug upstream).
     #[error("signing: {0:#}")]
     Signing(anyhow::Error),
@@ -162,7 +165,7 @@ impl Issuance {
         let now = OffsetDateTime::now_utc();
         let ca = Arc::clone(&self.ca);
         let spiffe_id = request.spiffe_id.clone();
-        let public_key = request.public_key.clone();
+        let key = request.key.clone();
         let dns_names = request.dns_names.to_vec();
         let ip_addresses = request.ip_addresses.to_vec();
         let ttl = request.ttl;
@@ -171,7 +174,7 @@ impl Issuance {
             .run(move || {
                 let request = LeafRequest {
                     spiffe_id: &spiffe_id,
-                    public_key: &public_key,
+                    key: &key,
                     dns_names: &dns_names,
                     ip_addresses: &ip_addresses,
                     ttl,
@@ -180,7 +183,10 @@ impl Issuance {
             })
             .await
             .map_err(|panicked| IssuanceError::Signing(panicked.into()))?
-            .map_err(IssuanceError::Signing)?;
+            .map_err(|error| match error.downcast::<CsrError>() {
+                Ok(refused) => IssuanceError::Csr(refused),
+                Err(error) => IssuanceError::Signing(error),
+            })?;
         let record = CertificateRecord {
             serial: issued.serial,
             spiffe_id: issued.spiffe_id.clone(),
@@ -362,7 +368,7 @@ impl Issuance {
         let public_key = VerifiedPublicKey::from_own_key(&key).map_err(IssuanceError::Signing)?;
         let request = LeafRequest {
             spiffe_id,
-            public_key: &public_key,
+            key: &SubjectKey::Verified(public_key),
             dns_names,
             ip_addresses,
             ttl,
@@ -452,7 +458,7 @@ mod tests {
         let spiffe_id = "spiffe://example.org/agent".parse().unwrap();
         let request = LeafRequest {
             spiffe_id: &spiffe_id,
-            public_key: &public_key,
+            key: &SubjectKey::Verified(public_key),
             dns_names: &[],
             ip_addresses: &[],
             ttl: Duration::from_secs(600),

@@ -219,6 +219,7 @@ impl From<IssuanceError> for ApiError {
     fn from(error: IssuanceError) -> Self {
         match error {
             IssuanceError::Store(store) => store.into(),
+            IssuanceError::Csr(refused) => refused.into(),
             signing => Self::internal(signing),
         }
     }

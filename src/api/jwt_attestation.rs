@@ -16,8 +16,7 @@ use time::OffsetDateTime;
 use super::svid_response::svid_response;
 use super::{ApiError, AppState};
 use crate::audit::AuditEvent;
-use crate::ca::{IssuedCertificate, LeafRequest};
-use crate::csr::VerifiedPublicKey;
+use crate::ca::{IssuedCertificate, LeafRequest, SubjectKey};
 use crate::rfc3339;
 use crate::store::JwtRedemption;
 
@@ -34,7 +33,7 @@ pub(super) struct JwtRequest<'a> {
 pub(super) async fn issue_for_jwt(
     state: &AppState,
     source: Option<IpAddr>,
-    public_key: &VerifiedPublicKey,
+    key: &SubjectKey,
     request: JwtRequest<'_>,
 ) -> Result<Json<SvidResponse>, ApiError> {
     let refuse = |reason: &str, message: String| {
@@ -69,7 +68,7 @@ pub(super) async fn issue_for_jwt(
     };
     let leaf = LeafRequest {
         spiffe_id: &attested.spiffe_id,
-        public_key,
+        key,
         dns_names: &[],
         ip_addresses: &[],
         ttl,

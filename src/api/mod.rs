@@ -15,6 +15,7 @@ mod renew;
 mod revocations;
 mod svid;
 mod svid_response;
+mod token_grants;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -29,11 +30,12 @@ pub use crl::CRL_NUMBER_HEADER;
 pub use error::ApiError;
 pub use json_body::{BODY_TIMEOUT, JsonBody, MAX_BODY_BYTES};
 pub use rate_limit::{RateLimit, RateLimiter};
+pub use token_grants::{GRANT_TTL, TokenGrants};
 
 use crate::attestation::jwt::JwtAttestors;
 use crate::audit::RefusalCounter;
 use crate::crl_board::CrlBoard;
-use crate::csr::{KeyPolicy, VerifiedPublicKey, verify_csr_pem};
+use crate::csr::KeyPolicy;
 use crate::hostname::Host;
 use crate::issuance::{Issuance, TtlPolicy};
 use crate::namespace::{AdminIds, Namespace};
@@ -68,27 +70,10 @@ pub struct StateInner {
     pub ca_hosts: Vec<Host>,
     /// The JWT attestors `sigil.toml` configures.
     pub jwt_attestors: Arc<JwtAttestors>,
+    /// Join-token grants read from the store moments ago.
+    pub token_grants: TokenGrants,
     /// The SPIFFE bundle (JWKS), rendered once.
     spiffe_bundle: String,
-}
-
-impl StateInner {
-    /// Verifies a CSR (its signature: proof of possession) on the CPU pool
-    /// and keeps only its public key.
-    ///
-    /// # Errors
-    ///
-    /// The CSR is refused, or the pool lost the job.
-    pub(crate) async fn verify_csr(&self, csr_pem: String) -> Result<VerifiedPublicKey, ApiError> {
-        let keys = self.keys;
-        let verified = self
-            .issuance
-            .cpu()
-            .run(move || verify_csr_pem(&csr_pem, keys))
-            .await
-            .map_err(ApiError::internal)??;
-        Ok(verified)
-    }
 }
 
 impl Deref for AppState {
@@ -129,6 +114,7 @@ impl AppState {
                 rate_limiter: RateLimiter::new(RateLimit::default()),
                 ca_hosts: Vec::new(),
                 jwt_attestors: Arc::new(JwtAttestors::default()),
+                token_grants: TokenGrants::default(),
                 spiffe_bundle,
             }),
         })

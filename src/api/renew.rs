@@ -13,7 +13,7 @@ use super::client_auth::RenewingCaller;
 use super::svid_response::svid_response;
 use super::{ApiError, AppState, JsonBody, SourceIp};
 use crate::audit::AuditEvent;
-use crate::ca::LeafRequest;
+use crate::ca::{LeafRequest, SubjectKey};
 use crate::issuance::RenewAudit;
 use crate::store::RenewalOutcome;
 
@@ -30,7 +30,6 @@ pub(super) async fn renew(
              mint a fresh admin credential with `sigil admin credential`"
         )));
     }
-    let public_key = state.verify_csr(request.csr).await?;
     let ttl = state
         .ttl
         .resolve(request.ttl_seconds)
@@ -40,7 +39,10 @@ pub(super) async fn renew(
     let presented = caller.record().serial;
     let leaf = LeafRequest {
         spiffe_id: &spiffe_id,
-        public_key: &public_key,
+        key: &SubjectKey::Csr {
+            pem: request.csr,
+            policy: state.keys,
+        },
         dns_names: &dns_names,
         ip_addresses: &ip_addresses,
         ttl,

@@ -11,14 +11,15 @@ use super::jwt_attestation::{JwtRequest, issue_for_jwt};
 use super::svid_response::svid_response;
 use super::{ApiError, AppState, JsonBody, SourceIp};
 use crate::audit::AuditEvent;
-use crate::ca::{IssuedCertificate, LeafRequest};
+use crate::ca::{IssuedCertificate, LeafRequest, SubjectKey};
 use crate::store::Redemption;
 use crate::{join_token, rfc3339};
 
-/// Checks everything that costs the caller nothing first (CSR, TTL, token
-/// shape, what the token grants), so that a bad request never uses up a
-/// token; then signs, and takes the token's use and records the
-/// certificate in one transaction before answering.
+/// Checks what costs nothing first (TTL, token shape, what the token
+/// grants), so that an unknown token never costs a signature check; then
+/// verifies the CSR and signs on the CPU pool (a bad CSR uses up nothing),
+/// and takes the token's use and records the certificate in one
+/// transaction before answering.
 pub(super) async fn issue(
     State(state): State<AppState>,
     SourceIp(source): SourceIp,
@@ -33,48 +34,35 @@ pub(super) async fn issue(
     let ttl = state
         .ttl
         .resolve(request.ttl_seconds)
-        .map_err(ApiError::invalid_ttl);
-    let verify_csr = state.verify_csr(request.csr);
+        .map_err(ApiError::invalid_ttl)?;
+    // Verified on the CPU pool, in the job that signs.
+    let key = SubjectKey::Csr {
+        pem: request.csr,
+        policy: state.keys,
+    };
     let token = match request.attestation {
         Attestation::JoinToken { token } => token,
         Attestation::Jwt { attestor, token } => {
-            let public_key = verify_csr.await?;
             let jwt = JwtRequest {
                 attestor: &attestor,
                 token: token.expose(),
                 requested_ttl: request.ttl_seconds,
-                ttl: ttl?,
+                ttl,
             };
-            return issue_for_jwt(&state, source, &public_key, jwt).await;
+            return issue_for_jwt(&state, source, &key, jwt).await;
         }
         #[allow(unreachable_patterns)]
         _ => return Err(ApiError::invalid_request("unsupported attestation type")),
     };
-    let token_id = join_token::lookup_id(&token).map(str::to_owned);
+    let token_id = join_token::lookup_id(&token)
+        .ok_or_else(|| {
+            refuse(
+                "malformed join token",
+                ApiError::invalid_attestation("not a Sigil join token"),
+            )
+        })?
+        .to_owned();
     let token_hash = join_token::hash(&token);
-    // The token is looked up while the CSR is verified on the CPU pool;
-    // the answer names a bad CSR first, then a bad TTL, then the token.
-    let peek = async {
-        match &token_id {
-            Some(id) => Some(
-                state
-                    .issuance
-                    .store()
-                    .peek_join_token(id.clone(), token_hash, OffsetDateTime::now_utc())
-                    .await,
-            ),
-            None => None,
-        }
-    };
-    let (public_key, peeked) = tokio::join!(verify_csr, peek);
-    let public_key = public_key?;
-    let ttl = ttl?;
-    let (Some(token_id), Some(peeked)) = (token_id, peeked) else {
-        return Err(refuse(
-            "malformed join token",
-            ApiError::invalid_attestation("not a Sigil join token"),
-        ));
-    };
     let refused = |redemption: Redemption| match redemption {
         Redemption::UsedUp => refuse(
             "used-up join token",
@@ -93,9 +81,21 @@ pub(super) async fn issue(
             ApiError::invalid_attestation("unknown join token"),
         ),
     };
-    let grant = match peeked? {
-        Redemption::Granted(grant) => grant,
-        refusal => return Err(refused(refusal)),
+    // What the token grants decides what is signed; the redemption below
+    // checks the token again and alone decides whether it is recorded.
+    let cached = state.token_grants.get(&token_id, &token_hash);
+    let was_cached = cached.is_some();
+    let grant = match cached {
+        Some(grant) => grant,
+        None => match state
+            .issuance
+            .store()
+            .peek_join_token(token_id.clone(), token_hash, OffsetDateTime::now_utc())
+            .await?
+        {
+            Redemption::Granted(grant) => grant,
+            refusal => return Err(refused(refusal)),
+        },
     };
     // Token creation already refuses these; a token written to the store by
     // other means must not mint a reserved or foreign identity either.
@@ -111,9 +111,14 @@ pub(super) async fn issue(
             grant.spiffe_id
         )));
     }
+    if !was_cached {
+        state
+            .token_grants
+            .remember(token_id.clone(), token_hash, grant.clone());
+    }
     let leaf = LeafRequest {
         spiffe_id: &grant.spiffe_id,
-        public_key: &public_key,
+        key: &key,
         dns_names: &grant.dns_names,
         ip_addresses: &grant.ip_addresses,
         ttl,
@@ -132,11 +137,15 @@ pub(super) async fn issue(
             }),
         )]
     };
-    let issued = state
+    let outcome = state
         .issuance
         .issue_for_join_token(&leaf, &token_id, token_hash, &audit)
-        .await?
-        .map_err(refused)?;
+        .await;
+    if !matches!(outcome, Ok(Ok(_))) {
+        // Whatever went wrong, the next request reads the token again.
+        state.token_grants.forget(&token_id);
+    }
+    let issued = outcome?.map_err(refused)?;
     tracing::info!(
         spiffe_id = %issued.spiffe_id,
         serial = %issued.serial,

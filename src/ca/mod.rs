@@ -26,7 +26,7 @@ pub use key_type::KeyType;
 pub use profile::CLOCK_SKEW_ALLOWANCE;
 pub(crate) use profile::whole_seconds;
 
-use crate::csr::VerifiedPublicKey;
+use crate::csr::{KeyPolicy, VerifiedPublicKey, verify_csr_pem};
 use crate::serial::Serial;
 
 /// A CA certificate (the root or an issuing CA) with what Sigil needs to know
@@ -125,13 +125,29 @@ impl fmt::Debug for CertificateAuthority {
     }
 }
 
+/// Whose key a leaf certifies.
+#[derive(Debug, Clone)]
+pub enum SubjectKey {
+    /// A key whose holder has proved possession already.
+    Verified(VerifiedPublicKey),
+    /// A CSR, verified in the same step as the signing: its signature is
+    /// the proof of possession, and its public key all it contributes.
+    Csr {
+        /// The CSR, PEM.
+        pem: String,
+        /// The keys this CA accepts.
+        policy: KeyPolicy,
+    },
+}
+
 /// What a leaf certificate will say, all decided by the CA.
 #[derive(Debug)]
 pub struct LeafRequest<'a> {
     /// The only URI SAN.
     pub spiffe_id: &'a SpiffeId,
-    /// The subject's public key, taken from a verified CSR.
-    pub public_key: &'a VerifiedPublicKey,
+    /// The subject's key: a CSR's, verified here (on the CPU pool when
+    /// signing for a request) or before.
+    pub key: &'a SubjectKey,
     /// DNS SANs an admin bound to the identity.
     pub dns_names: &'a [String],
     /// IP SANs an admin bound to the identity.
@@ -227,7 +243,8 @@ impl CertificateAuthority {
     /// # Errors
     ///
     /// The identity is outside this CA's trust domain, the TTL is zero or
-    /// the issuing CA has expired, or signing failed.
+    /// the issuing CA has expired, the CSR is refused (a
+    /// [`crate::csr::CsrError`] inside the error), or signing failed.
     pub fn issue(
         &self,
         request: &LeafRequest<'_>,
@@ -256,8 +273,16 @@ impl CertificateAuthority {
             issuer_not_after: self.issuing.not_after,
             crl_url: &format!("{}{}", self.crl_url_base, self.issuing.key_id),
         })?;
+        let verified;
+        let public_key = match request.key {
+            SubjectKey::Verified(key) => key,
+            SubjectKey::Csr { pem, policy } => {
+                verified = verify_csr_pem(pem, *policy)?;
+                &verified
+            }
+        };
         let cert = params
-            .signed_by(request.public_key.rcgen(), &self.issuer)
+            .signed_by(public_key.rcgen(), &self.issuer)
             .map_err(|e| anyhow!("signing the certificate: {e}"))?;
         Ok(IssuedCertificate {
             serial,

@@ -103,7 +103,7 @@ fn a_leaf_never_outlives_its_issuer_and_none_is_signed_after_the_issuer_expired(
     let id: sigil_core::SpiffeId = "spiffe://example.org/agent".parse().unwrap();
     let request = LeafRequest {
         spiffe_id: &id,
-        public_key: &public_key,
+        key: &SubjectKey::Verified(public_key),
         dns_names: &[],
         ip_addresses: &[],
         ttl: Duration::from_secs(3600),

@@ -1,7 +1,7 @@
 //! The crypto floor, in-process, with no HTTP and no store, through the
-//! server's own code: per issuance, `sigil::csr::verify_csr_pem` (the
-//! proof of possession) and `CertificateAuthority::issue` (a leaf with the
-//! Sigil profile). The renewal floor adds what a renewal over a new mTLS
+//! server's own code: per issuance, `CertificateAuthority::issue` with a
+//! CSR, which verifies it (the proof of possession) and signs a leaf with
+//! the Sigil profile, as the server's CPU pool does. The renewal floor adds what a renewal over a new mTLS
 //! connection cannot avoid: one full TLS 1.3 handshake with client
 //! certificates, both ends (client and server share the machine in the
 //! benchmark too), on rustls's stock verifiers.
@@ -17,8 +17,10 @@ use rcgen::KeyPair;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
-use sigil::ca::{CaFiles, CertificateAuthority, DEFAULT_ISSUING_LIFETIME, KeyType, LeafRequest};
-use sigil::csr::{KeyPolicy, VerifiedPublicKey, verify_csr_pem};
+use sigil::ca::{
+    CaFiles, CertificateAuthority, DEFAULT_ISSUING_LIFETIME, KeyType, LeafRequest, SubjectKey,
+};
+use sigil::csr::{KeyPolicy, VerifiedPublicKey};
 use sigil::datadir::DataDir;
 use sigil_core::SpiffeId;
 use time::OffsetDateTime;
@@ -40,16 +42,19 @@ fn authority(data_dir: Option<&Path>) -> anyhow::Result<CertificateAuthority> {
     CertificateAuthority::load(&files, "https://127.0.0.1:8443")
 }
 
-/// One certificate's worth of CA crypto.
+/// One certificate's worth of CA crypto: the CSR verified and the leaf
+/// signed in one call, as the server's CPU pool runs it.
 fn issue_one(
     ca: &CertificateAuthority,
     spiffe_id: &SpiffeId,
     csr_pem: &str,
 ) -> anyhow::Result<usize> {
-    let public_key = verify_csr_pem(csr_pem, KeyPolicy::default()).map_err(|e| anyhow!("{e}"))?;
     let request = LeafRequest {
         spiffe_id,
-        public_key: &public_key,
+        key: &SubjectKey::Csr {
+            pem: csr_pem.to_owned(),
+            policy: KeyPolicy::default(),
+        },
         dns_names: &[],
         ip_addresses: &[],
         ttl: TTL,
@@ -77,7 +82,7 @@ impl Handshakes {
             let issued = ca.issue(
                 &LeafRequest {
                     spiffe_id: &spiffe_id,
-                    public_key: &public_key,
+                    key: &SubjectKey::Verified(public_key),
                     dns_names: dns,
                     ip_addresses: &[],
                     ttl: TTL,
@@ -89,8 +94,10 @@ impl Handshakes {
             Ok((chain, key))
         };
         let td = ca.trust_domain();
-        let (server_chain, server_key) =
-            svid(&format!("spiffe://{td}/sigil/server"), &["localhost".to_owned()])?;
+        let (server_chain, server_key) = svid(
+            &format!("spiffe://{td}/sigil/server"),
+            &["localhost".to_owned()],
+        )?;
         let (client_chain, client_key) = svid(&format!("spiffe://{td}/bench/agent"), &[])?;
         let client_verifier =
             WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), Arc::clone(&provider))
