@@ -18,8 +18,9 @@ use sigil::store::{SqliteStore, Store};
 use time::OffsetDateTime;
 
 /// Adds `count` certificates to the store of `data_dir`, of which
-/// `revoked` are revoked and unexpired. Each has its own line (as an
-/// attestation starts one) and the DER of the CA's own first certificate
+/// `revoked` are revoked and unexpired. Each starts its own line, as an
+/// attestation does (a line gets a row in `lines` only once it renews),
+/// and carries the DER of the CA's own first certificate
 /// (a real leaf of the usual size); the serials are random.
 pub(crate) fn seed(data_dir: &Path, count: u64, revoked: u64) -> anyhow::Result<()> {
     if revoked > count {
@@ -43,7 +44,6 @@ pub(crate) fn seed(data_dir: &Path, count: u64, revoked: u64) -> anyhow::Result<
                                        attestation, parent_serial, der, created_at, line_id)
              VALUES (?1, ?2, ?3, ?4, ?5, 'join_token', NULL, ?6, ?4, ?1)",
         )?;
-        let mut line = tx.prepare("INSERT INTO lines (line_id, head_serial) VALUES (?1, ?1)")?;
         let mut revocation = tx.prepare(
             "INSERT INTO revocations (serial, revoked_at, reason, revoked_by, issuer_key_id,
                                       not_after)
@@ -65,7 +65,6 @@ pub(crate) fn seed(data_dir: &Path, count: u64, revoked: u64) -> anyhow::Result<
             certificate.execute(params![
                 serial, spiffe_id, issuer, not_before, not_after, der
             ])?;
-            line.execute([&serial])?;
             if is_revoked {
                 revocation.execute(params![serial, now - 60, issuer, not_after])?;
             }

@@ -14,7 +14,9 @@ pub(super) fn insert_certificate(
     record: &CertificateRecord,
 ) -> Result<(), StoreError> {
     // A certificate joins its parent's line; one without a parent starts a
-    // line of its own.
+    // line of its own, whose ID is its serial. Until the line renews, that
+    // first certificate is its head, and `lines` holds no row for it: an
+    // issuance writes one row (and its index entries) less.
     conn.execute_cached(
         "INSERT INTO certificates (serial, spiffe_id, issuer_key_id, not_before, not_after,
                                    attestation, parent_serial, der, created_at, line_id)
@@ -39,14 +41,6 @@ pub(super) fn insert_certificate(
             unavailable(e)
         }
     })?;
-    if record.parent_serial.is_none() {
-        let serial = record.serial.to_string();
-        conn.execute_cached(
-            "INSERT INTO lines (line_id, head_serial) VALUES (?1, ?1)",
-            [serial],
-        )
-        .map_err(unavailable)?;
-    }
     Ok(())
 }
 

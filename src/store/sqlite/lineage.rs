@@ -95,13 +95,17 @@ fn renew_in(
     let line_id = line_id.ok_or_else(|| {
         StoreError::Corrupt(format!("certificate {presented} belongs to no line"))
     })?;
+    // A line without a row has not renewed yet: its head is its first
+    // certificate, whose serial is the line's ID.
     let head: String = tx
         .query_row_cached(
             "SELECT head_serial FROM lines WHERE line_id = ?1",
             [&line_id],
             |row| row.get(0),
         )
-        .map_err(unavailable)?;
+        .optional()
+        .map_err(unavailable)?
+        .unwrap_or_else(|| line_id.clone());
     let head: Serial = parse_column(0, &head).map_err(unavailable)?;
 
     let superseded = if head == presented {
@@ -134,7 +138,8 @@ fn renew_in(
     insert_certificate(tx, &certificate)?;
     let moved = tx
         .execute_cached(
-            "UPDATE lines SET head_serial = ?1 WHERE line_id = ?2 AND head_serial = ?3",
+            "INSERT INTO lines (line_id, head_serial) VALUES (?2, ?1)
+             ON CONFLICT (line_id) DO UPDATE SET head_serial = ?1 WHERE head_serial = ?3",
             params![certificate.serial.to_string(), line_id, head.to_string()],
         )
         .map_err(unavailable)?;

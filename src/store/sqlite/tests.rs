@@ -1156,3 +1156,75 @@ async fn revocations_from_before_schema_6_stay_on_the_crl_after_the_upgrade() {
     // by the expiry the upgrade copied from its certificate.
     assert_eq!(crl.der, listed.as_bytes().to_vec());
 }
+
+#[tokio::test]
+async fn lines_from_before_schema_7_renew_once_and_a_second_renewal_of_the_first_is_a_fork() {
+    use crate::store::RenewalOutcome;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sigil.db");
+    let first = record(Serial::random().unwrap());
+    {
+        // As schema 6 left it: every line had its row from the start.
+        let conn = Connection::open(&path).unwrap();
+        schema::migrate_to(&conn, 6).unwrap();
+        conn.execute(
+            "INSERT INTO certificates (serial, spiffe_id, issuer_key_id, not_before, not_after,
+                 attestation, der, created_at, line_id)
+             VALUES (?1, 'spiffe://example.org/agent', 'ab', 0, ?2, 'join_token', x'01', 0, ?1)",
+            rusqlite::params![
+                first.serial.to_string(),
+                columns::unix(now() + Duration::from_secs(3600))
+            ],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO lines (line_id, head_serial) VALUES (?1, ?1)",
+            [first.serial.to_string()],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(
+        count(&path, "lines"),
+        0,
+        "a line that never renewed needs no row"
+    );
+    let renew = |parent: &CertificateRecord| {
+        store.renew(
+            renewal_of(parent),
+            now(),
+            Arc::new(ListingSigner),
+            Box::new(|_| Vec::new()),
+        )
+    };
+    let renewed = renew(&first).await.unwrap();
+    assert!(
+        matches!(
+            renewed,
+            RenewalOutcome::Renewed {
+                superseded: None,
+                ..
+            }
+        ),
+        "{renewed:?}"
+    );
+    assert_eq!(count(&path, "lines"), 1, "the line's head moved");
+    // The head moved on; the first renews again after its child renewed.
+    let head = {
+        let conn = Connection::open(&path).unwrap();
+        let head: String = conn
+            .query_row("SELECT head_serial FROM lines", [], |row| row.get(0))
+            .unwrap();
+        head.parse::<Serial>().unwrap()
+    };
+    let child = CertificateRecord {
+        serial: head,
+        ..renewal_of(&first)
+    };
+    assert!(matches!(
+        renew(&child).await.unwrap(),
+        RenewalOutcome::Renewed { .. }
+    ));
+    let fork = renew(&first).await.unwrap();
+    assert!(matches!(fork, RenewalOutcome::Fork { .. }), "{fork:?}");
+}
