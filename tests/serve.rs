@@ -5,11 +5,12 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 use std::process::Command;
 
 use base64::Engine;
 use common::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn curl(args: &[&str]) -> std::process::Output {
     Command::new("curl")
@@ -524,5 +525,67 @@ fn the_public_url_names_the_server_and_every_crl_distribution_point() {
             "{bad}: {}",
             stderr(&out)
         );
+    }
+}
+
+#[test]
+fn svids_are_issued_over_http2_and_over_one_kept_alive_http1_connection() {
+    let dir = DataDir::init();
+    let server = dir.start();
+    let token = server.token_with(json!({
+        "spiffe_id": "spiffe://example.org/agents/h2",
+        "uses": 4,
+    }));
+    let bundle = dir.file("bundle.pem");
+    for version in ["--http2", "--http1.1"] {
+        // Two requests in one curl run: the second rides the first one's
+        // connection (keep-alive, or a second HTTP/2 stream).
+        let bodies: Vec<PathBuf> = (0..2)
+            .map(|i| {
+                let body = dir.temp.path().join(format!("svid{version}{i}.json"));
+                let request = json!({
+                    "csr": p256_csr().1,
+                    "attestation": {"type": "join_token", "token": token},
+                });
+                std::fs::write(&body, request.to_string()).unwrap();
+                body
+            })
+            .collect();
+        let mut curl = Command::new("curl");
+        curl.args(["-sS", version, "--cacert", bundle.to_str().unwrap()]);
+        for (i, body) in bodies.iter().enumerate() {
+            if i > 0 {
+                curl.arg("--next")
+                    .args([version, "--cacert", bundle.to_str().unwrap()]);
+            }
+            curl.args(["-H", "content-type: application/json"])
+                .args(["--data-binary", &format!("@{}", body.display())])
+                .args(["-w", "\n%{http_code} %{http_version} %{num_connects}\n"])
+                .arg(format!("{}/v1/svid", server.url));
+        }
+        let out = curl.output().unwrap();
+        assert!(out.status.success(), "{version}: {}", stderr(&out));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let expected_version = if version == "--http2" { "2" } else { "1.1" };
+        // Each answer: the JSON body, then "code version connects".
+        let answers: Vec<(&str, &str)> = lines.chunks(2).map(|pair| (pair[0], pair[1])).collect();
+        assert_eq!(answers.len(), 2, "{version}: {text}");
+        for (i, (body, status)) in answers.iter().enumerate() {
+            let connects = if i == 0 { "1" } else { "0" };
+            assert_eq!(
+                *status,
+                format!("200 {expected_version} {connects}"),
+                "{version} request {i}: {body}"
+            );
+            let svid: Value = serde_json::from_str(body).unwrap();
+            assert!(
+                svid["cert_chain_pem"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("-----BEGIN CERTIFICATE-----"),
+                "{body}"
+            );
+        }
     }
 }
