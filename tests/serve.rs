@@ -589,3 +589,29 @@ fn svids_are_issued_over_http2_and_over_one_kept_alive_http1_connection() {
         }
     }
 }
+
+#[test]
+fn serve_raises_its_open_file_limit_to_the_hard_limit() {
+    let dir = DataDir::init();
+    let limits = |pid: u32| -> (String, String) {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let line = text
+            .lines()
+            .find(|line| line.starts_with("Max open files"))
+            .unwrap()
+            .to_owned();
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // "Max open files  SOFT  HARD  files"
+        (fields[3].to_owned(), fields[4].to_owned())
+    };
+    // Started with a soft limit of 256, as a shell with a low limit would.
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "ulimit -Sn 256 && exec \"$@\"", "sh"])
+        .arg(env!("CARGO_BIN_EXE_sigil"))
+        .args(["serve", "--data-dir", dir.arg(), "--listen", "127.0.0.1:0"]);
+    let server = Server::spawn_command(command, dir.path.clone(), "info");
+    let (soft, hard) = limits(server.child.id());
+    assert_eq!(soft, hard, "{}", server.log());
+    assert_ne!(soft, "256");
+}

@@ -4,6 +4,7 @@ mod admission;
 mod audit_keeper;
 mod connection;
 mod crl_refresh;
+mod fd_limit;
 mod identity;
 mod tls;
 
@@ -75,6 +76,7 @@ pub async fn serve(
     options: ServeOptions,
     banner: impl FnOnce(SocketAddr) -> String,
 ) -> anyhow::Result<()> {
+    fd_limit::raise_for(options.connections.total);
     let listener = TcpListener::bind(options.listen)
         .await
         .with_context(|| format!("binding {}", options.listen))?;

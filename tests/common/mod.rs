@@ -141,10 +141,16 @@ impl Server {
     /// Starts `sigil serve` with this `RUST_LOG`; its log goes to
     /// [`Server::log`] (and to the test's output if the test fails).
     pub fn spawn_logging(args: &[&str], data_dir: PathBuf, rust_log: &str) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sigil"));
+        command.args(args);
+        Self::spawn_command(command, data_dir, rust_log)
+    }
+
+    /// Starts `sigil serve` as `command` (which may wrap it) runs it.
+    pub fn spawn_command(mut command: Command, data_dir: PathBuf, rust_log: &str) -> Self {
         let log_path = data_dir.with_extension("serve.log");
         let log = std::fs::File::create(&log_path).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sigil"))
-            .args(args)
+        let mut child = command
             .env_remove("SIGIL_DATA_DIR")
             .env("RUST_LOG", rust_log)
             .stdout(Stdio::piped())
