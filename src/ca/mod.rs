@@ -236,15 +236,17 @@ impl CertificateAuthority {
     }
 
     /// Signs an X509-SVID following the Sigil leaf profile. It records
-    /// nothing: the server issues through `Issuance`, which commits each
-    /// certificate before handing it out; this is public for the crypto
-    /// floor of the issuance benchmark.
+    /// nothing, so it is not part of the API: the server issues through
+    /// `Issuance`, which commits each certificate before handing it out
+    /// (invariant 1). It is public only for the crypto floor of the
+    /// issuance benchmark (`crates/sigil-bench`).
     ///
     /// # Errors
     ///
     /// The identity is outside this CA's trust domain, the TTL is zero or
     /// the issuing CA has expired, the CSR is refused (a
     /// [`crate::csr::CsrError`] inside the error), or signing failed.
+    #[doc(hidden)]
     pub fn issue(
         &self,
         request: &LeafRequest<'_>,

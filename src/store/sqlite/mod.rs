@@ -3,6 +3,7 @@
 //! more on theirs, so that async callers never block the runtime and a
 //! read never waits for a commit's fsync.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -182,8 +183,16 @@ fn write_batches(conn: &mut Connection, queue: &mpsc::Receiver<Job>) {
             }
             continue;
         }
-        let replies: Vec<Reply> = batch.into_iter().map(|job| job(Some(conn))).collect();
-        let committed = commit(conn);
+        // A job that panics loses its caller's answer (the caller gets an
+        // error) and its savepoint rolls back as it unwinds; the thread and
+        // the rest of the batch go on.
+        let replies: Vec<Reply> = batch
+            .into_iter()
+            .filter_map(|job| catch_unwind(AssertUnwindSafe(|| job(Some(conn)))).ok())
+            .collect();
+        // A savepoint that could not be rolled back may have left a failed
+        // operation's writes in the transaction: then nothing commits.
+        let committed = !sql::take_undo_failure() && commit(conn);
         if !committed {
             let _ = conn.execute_cached("ROLLBACK", []);
         }
@@ -212,9 +221,15 @@ fn serve_reads(conn: &Connection, queue: &Mutex<mpsc::Receiver<ReadJob>>) {
         // while running one; a reader that panicked leaves the queue
         // usable.
         let next = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
-        match next {
-            Ok(job) => job(conn),
-            Err(_) => return,
+        let Ok(job) = next else { return };
+        // A read that panics loses its caller's answer (the caller gets an
+        // error), not the thread.
+        let _ = catch_unwind(AssertUnwindSafe(|| job(conn)));
+        sql::take_undo_failure();
+        // A read transaction left open would pin this reader to an old
+        // snapshot for good.
+        if !conn.is_autocommit() && conn.execute_batch("ROLLBACK").is_err() {
+            tracing::error!("a store reader could not end its read transaction");
         }
     }
 }
@@ -249,6 +264,14 @@ pub(crate) mod faults {
 
 #[cfg(test)]
 impl SqliteStore {
+    /// Runs `job` on a reader thread.
+    pub(crate) fn run_on_reader<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
+        self.read(job)
+    }
+
     /// Runs `job` on the writer thread, inside the next batch.
     pub(crate) fn run_on_writer<T: Send + 'static>(
         &self,
@@ -408,13 +431,16 @@ impl Store for SqliteStore {
     }
 
     fn check_ready(&self) -> StoreFuture<'_, ()> {
-        self.run(|conn| {
-            let tx = Savepoint::begin(conn).map_err(unavailable)?;
-            tx.query_row_cached("SELECT count(*) FROM certificates LIMIT 1", [], |_| Ok(()))
-                .map_err(unavailable)?;
-            // A read: dropping the savepoint rolls it back.
-            drop(tx);
-            Ok(())
+        Box::pin(async move {
+            // A job runs only inside its batch's `BEGIN IMMEDIATE`: reaching
+            // it proves the writer can take the write lock.
+            self.run(|_| Ok(())).await?;
+            // And a reader answers.
+            self.read(|conn| {
+                conn.query_row_cached("SELECT EXISTS (SELECT 1 FROM certificates)", [], |_| Ok(()))
+                    .map_err(unavailable)
+            })
+            .await
         })
     }
 }

@@ -168,6 +168,21 @@ pub(super) fn publish_in(
         .map_err(unavailable)?;
     let number =
         u64::try_from(number).map_err(|_| StoreError::Corrupt(format!("CRL number {number}")))?;
+    // Every revocation carries its issuer and expiry, copied together from
+    // its certificate (schema 6 filled them in for older rows); one without
+    // would silently miss every CRL. (An index lookup: NULLs sort first.)
+    let unplaced: bool = tx
+        .query_row_cached(
+            "SELECT EXISTS (SELECT 1 FROM revocations WHERE issuer_key_id IS NULL)",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(unavailable)?;
+    if unplaced {
+        return Err(StoreError::Corrupt(
+            "a revocation names no issuer; it would be missing from the CRL".to_owned(),
+        ));
+    }
     let mut statement = tx
         .prepare_cached(
             "SELECT serial, revoked_at, reason FROM revocations

@@ -4,6 +4,7 @@
 //! showed the writer thread spending more time parsing SQL than running
 //! it.
 
+use std::cell::Cell;
 use std::ops::Deref;
 
 use rusqlite::{Connection, Params, Row};
@@ -38,6 +39,18 @@ impl CachedSql for Connection {
     }
 }
 
+thread_local! {
+    /// Set when a savepoint could not be rolled back: its operation's
+    /// writes may still be in the transaction, which must then not commit.
+    static UNDO_FAILED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether a savepoint on this thread failed to roll back since the last
+/// call; clears the flag.
+pub(super) fn take_undo_failure() -> bool {
+    UNDO_FAILED.with(Cell::take)
+}
+
 /// A savepoint: released by [`Savepoint::commit`], rolled back when
 /// dropped without it. Every operation of a batch runs in one, so that a
 /// failed operation undoes its own writes and nothing of the others'.
@@ -58,10 +71,12 @@ impl<'c> Savepoint<'c> {
         })
     }
 
-    /// Keeps what was done in the savepoint.
+    /// Keeps what was done in the savepoint; if that fails, dropping it
+    /// rolls it back.
     pub(super) fn commit(mut self) -> rusqlite::Result<()> {
+        self.conn.execute_cached("RELEASE op", [])?;
         self.released = true;
-        self.conn.execute_cached("RELEASE op", []).map(drop)
+        Ok(())
     }
 }
 
@@ -75,11 +90,47 @@ impl Deref for Savepoint<'_> {
 
 impl Drop for Savepoint<'_> {
     fn drop(&mut self) {
-        if !self.released {
-            // If these fail the connection is broken, and the batch's
-            // commit fails too: nothing of the operation is kept either way.
-            let _ = self.conn.execute_cached("ROLLBACK TO op", []);
-            let _ = self.conn.execute_cached("RELEASE op", []);
+        if self.released {
+            return;
         }
+        // Only a savepoint that was rolled back may be released: releasing
+        // one that was not would keep the failed operation's writes. If
+        // either step fails, the flag makes the writer roll back the whole
+        // batch instead of committing it.
+        let undone = !faults::take_rollback_failure()
+            && self.conn.execute_cached("ROLLBACK TO op", []).is_ok()
+            && self.conn.execute_cached("RELEASE op", []).is_ok();
+        if !undone {
+            UNDO_FAILED.with(|failed| failed.set(true));
+        }
+    }
+}
+
+/// Fault injection for the tests: the next rollback of a savepoint on this
+/// thread fails as if SQLite had refused it (and leaves its writes).
+pub(super) mod faults {
+    #[cfg(test)]
+    use std::cell::Cell;
+
+    #[cfg(test)]
+    thread_local! {
+        static FAIL_NEXT_ROLLBACK: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// Makes the next savepoint rollback on this thread fail.
+    #[cfg(test)]
+    pub(crate) fn fail_next_rollback() {
+        FAIL_NEXT_ROLLBACK.with(|flag| flag.set(true));
+    }
+
+    #[cfg(test)]
+    pub(super) fn take_rollback_failure() -> bool {
+        FAIL_NEXT_ROLLBACK.with(Cell::take)
+    }
+
+    /// Never, outside the tests.
+    #[cfg(not(test))]
+    pub(super) fn take_rollback_failure() -> bool {
+        false
     }
 }

@@ -223,7 +223,7 @@ async fn a_redemption_whose_certificate_cannot_be_recorded_keeps_the_use_and_aud
         .redeem_join_token(token_id.clone(), hash, now(), other, event())
         .await
         .unwrap_err();
-    assert!(matches!(error, StoreError::Conflict(_)), "{error}");
+    assert!(matches!(error, StoreError::Corrupt(_)), "{error}");
 
     assert!(
         store.audit_page(0, 10).await.unwrap().is_empty(),
@@ -1227,4 +1227,89 @@ async fn lines_from_before_schema_7_renew_once_and_a_second_renewal_of_the_first
     ));
     let fork = renew(&first).await.unwrap();
     assert!(matches!(fork, RenewalOutcome::Fork { .. }), "{fork:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_savepoint_that_cannot_be_rolled_back_keeps_its_whole_batch_from_committing() {
+    let (dir, store) = open();
+    let path = dir.path().join("sigil.db");
+    // Hold the writer, so that what follows is one batch.
+    let (started_tx, started) = std::sync::mpsc::channel::<()>();
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let writer = store.clone();
+    let blocker = tokio::spawn(async move {
+        writer
+            .run_on_writer(move |_| {
+                let _ = started_tx.send(());
+                let _ = held.recv();
+                Ok(())
+            })
+            .await
+    });
+    started.recv().unwrap();
+    // An operation writes, then fails; the rollback of its savepoint fails
+    // too, so its write is still in the transaction.
+    let failing = Serial::random().unwrap();
+    let failed = store.run_on_writer(move |conn| -> Result<(), StoreError> {
+        let op = Savepoint::begin(conn).map_err(unavailable)?;
+        certificates::insert_certificate(&op, &record(failing))?;
+        super::sql::faults::fail_next_rollback();
+        Err(StoreError::Unavailable("the operation failed".to_owned()))
+    });
+    let innocent = Serial::random().unwrap();
+    let other = store.record_certificate(record(innocent), Vec::new());
+    release.send(()).unwrap();
+    blocker.await.unwrap().unwrap();
+    assert!(failed.await.is_err());
+    assert!(matches!(other.await, Err(StoreError::Unavailable(_))));
+    assert_eq!(count(&path, "certificates"), 0, "the batch did not commit");
+
+    // The next batch is a fresh transaction.
+    store
+        .record_certificate(record(innocent), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(count(&path, "certificates"), 1);
+}
+
+#[tokio::test]
+async fn readers_and_the_writer_survive_jobs_that_panic() {
+    let (_dir, store) = open();
+    // More panics than there are reader threads.
+    for _ in 0..=READERS {
+        let answer = store
+            .run_on_reader(|_| -> Result<(), StoreError> { panic!("a bug in a read") })
+            .await;
+        assert!(matches!(answer, Err(StoreError::Unavailable(_))));
+    }
+    let answer = store
+        .run_on_writer(|_| -> Result<(), StoreError> { panic!("a bug in a write") })
+        .await;
+    assert!(matches!(answer, Err(StoreError::Unavailable(_))));
+    let serial = Serial::random().unwrap();
+    store
+        .record_certificate(record(serial), Vec::new())
+        .await
+        .unwrap();
+    assert!(store.find_certificate(serial).await.unwrap().is_some());
+    store.check_ready().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_revocation_without_its_issuer_stops_the_crl_instead_of_vanishing_from_it() {
+    let (dir, store) = open();
+    // Written by other means than the store.
+    let conn = Connection::open(dir.path().join("sigil.db")).unwrap();
+    conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+    conn.execute(
+        "INSERT INTO revocations (serial, revoked_at, reason, revoked_by)
+         VALUES ('0123', 0, 'keyCompromise', 'spiffe://example.org/sigil/admin')",
+        [],
+    )
+    .unwrap();
+    let error = store
+        .publish_crl("ab".to_owned(), now(), Arc::new(ListingSigner))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt(_)), "{error}");
 }

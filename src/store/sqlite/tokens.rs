@@ -73,8 +73,11 @@ pub(super) fn redeem(
         Redemption::Granted(grant) => grant,
         refusal => return Ok(refusal),
     };
+    // The token's grant changed between the check that decided what to
+    // sign and now: tokens never change, so the store was altered. Not a
+    // conflict to retry.
     if grant.spiffe_id != certificate.spiffe_id {
-        return Err(StoreError::Conflict(format!(
+        return Err(StoreError::Corrupt(format!(
             "join token {id} grants {}, not {}",
             grant.spiffe_id, certificate.spiffe_id
         )));
