@@ -191,6 +191,30 @@ fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<(
     Ok(())
 }
 
+/// Reads a private key (or other secret) file, refusing one that group or
+/// others may read: a key that leaked that way must not be used silently.
+///
+/// # Errors
+///
+/// The file cannot be read, is not UTF-8, or its mode lets anyone but its
+/// owner read it.
+pub fn read_secret(path: &Path) -> anyhow::Result<String> {
+    let mode = fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "{} is readable by group or others (mode {mode:03o}); it holds a private key: \
+             run `chmod 600 {}` (and check who may have read it)",
+            path.display(),
+            path.display()
+        );
+    }
+    read_text(path)
+}
+
 /// Reads a UTF-8 file, naming it in the error.
 ///
 /// # Errors

@@ -615,3 +615,32 @@ fn serve_raises_its_open_file_limit_to_the_hard_limit() {
     assert_eq!(soft, hard, "{}", server.log());
     assert_ne!(soft, "256");
 }
+
+#[test]
+fn serve_refuses_key_files_that_group_or_others_can_read() {
+    let dir = DataDir::init();
+    for key in ["ca/issuing.key", "ca/root.key", "audit/audit.key"] {
+        let path = dir.file(key);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        // Bounded: a server that wrongly starts is stopped, and fails below.
+        let out = Command::new("timeout")
+            .arg("20")
+            .arg(env!("CARGO_BIN_EXE_sigil"))
+            .args(["serve", "--data-dir", dir.arg(), "--listen", "127.0.0.1:0"])
+            .env_remove("SIGIL_DATA_DIR")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{key}: served anyway");
+        let message = stderr(&out);
+        assert!(
+            message.contains(&path.display().to_string())
+                && message.contains("readable by group or others")
+                && message.contains("chmod 600"),
+            "{key}: {message}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    // Owner-only again: it serves.
+    let server = dir.start();
+    assert!(server.url.starts_with("https://"));
+}

@@ -45,7 +45,7 @@ impl AuditKey {
     /// The key is missing or does not parse.
     pub fn load(dir: &DataDir) -> anyhow::Result<Self> {
         let path = dir.audit_key();
-        let pem_text = datadir::read_text(&path)?;
+        let pem_text = datadir::read_secret(&path)?;
         let block =
             pem::parse(pem_text).with_context(|| format!("{} is not PEM", path.display()))?;
         let pair = Ed25519KeyPair::from_pkcs8(block.contents())

@@ -119,9 +119,9 @@ impl CaFiles {
         dir.require_initialised()?;
         Ok(Self {
             root_pem: datadir::read_text(&dir.root_cert())?,
-            root_key_pem: datadir::read_text(&dir.root_key())?,
+            root_key_pem: datadir::read_secret(&dir.root_key())?,
             issuing_pem: datadir::read_text(&dir.issuing_cert())?,
-            issuing_key_pem: datadir::read_text(&dir.issuing_key())?,
+            issuing_key_pem: datadir::read_secret(&dir.issuing_key())?,
         })
     }
 
