@@ -36,7 +36,8 @@ fn renew(server: &Server, chain_pem: &str, key_pem: &str) -> (Value, String) {
 #[test]
 fn every_state_changing_call_leaves_exactly_the_expected_records() {
     let dir = DataDir::init();
-    let server = dir.start();
+    // The 25 refusals below are counted, not limited.
+    let server = dir.start_with(&["--failed-attestation-burst", "100"]);
     let baseline = events(&server);
     assert_eq!(
         actions(&baseline),

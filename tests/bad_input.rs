@@ -213,3 +213,44 @@ fn an_address_over_its_rate_limit_gets_429_with_retry_after() {
     assert_eq!(block_on(client.get("/v1/bundle")).unwrap().status, 200);
     assert_eq!(block_on(client.get("/v1/crls")).unwrap().status, 200);
 }
+
+#[test]
+fn an_address_that_fails_too_many_attestations_gets_429_and_good_tokens_are_never_charged() {
+    let dir = DataDir::init();
+    let server = dir.start_with(&[
+        "--failed-attestation-limit",
+        "0.01",
+        "--failed-attestation-burst",
+        "3",
+    ]);
+    let token = server.token_with(json!({
+        "spiffe_id": "spiffe://example.org/agents/guessed",
+        "uses": 20,
+    }));
+    // A fleet restarting with good tokens: far more than the burst, all
+    // issued.
+    for _ in 0..10 {
+        assert_eq!(server.redeem(&token, &p256_csr().1).status, 200);
+    }
+    // A client guessing: its burst of failures is judged one by one...
+    let guess = format!("{}0", &token[..token.len() - 1]);
+    let guess = if guess == token {
+        format!("{}1", &token[..token.len() - 1])
+    } else {
+        guess
+    };
+    for _ in 0..3 {
+        assert_error(
+            &server.redeem(&guess, &p256_csr().1),
+            401,
+            "invalid_attestation",
+        );
+    }
+    // ...then every attestation from that address waits, even a good one,
+    // and nothing is issued meanwhile.
+    let before = dir.count("certificates");
+    let limited = server.redeem(&token, &p256_csr().1);
+    assert_error(&limited, 429, "rate_limited");
+    assert!(limited.headers.contains_key("retry-after"));
+    assert_eq!(dir.count("certificates"), before);
+}

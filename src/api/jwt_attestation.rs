@@ -37,14 +37,12 @@ pub(super) async fn issue_for_jwt(
     request: JwtRequest<'_>,
 ) -> Result<Json<SvidResponse>, ApiError> {
     let refuse = |reason: &str, message: String| {
-        state
-            .refusals
-            .count(&format!("jwt {}: {reason}", request.attestor), source);
+        state.attestation_refused(&format!("jwt {}: {reason}", request.attestor), source);
         ApiError::invalid_attestation(message)
     };
     let Some(attestor) = state.jwt_attestors.get(request.attestor) else {
         // The name is the caller's text: it stays out of the audit log.
-        state.refusals.count("jwt: unknown attestor", source);
+        state.attestation_refused("jwt: unknown attestor", source);
         return Err(ApiError::invalid_attestation(
             "no attestor of that name is configured",
         ));
@@ -101,7 +99,7 @@ pub(super) async fn issue_for_jwt(
         .await?
         .map_err(|redemption| match redemption {
             JwtRedemption::Banned(spiffe_id) => {
-                state.refusals.count(
+                state.attestation_refused(
                     &format!("jwt {}: banned identity", request.attestor),
                     source,
                 );

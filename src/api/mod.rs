@@ -65,6 +65,8 @@ pub struct StateInner {
     pub refusals: Arc<RefusalCounter>,
     /// Per-address limits on the routes that cost work.
     pub rate_limiter: RateLimiter,
+    /// Per-address limits on failed attestations (bad tokens and JWTs).
+    pub failed_attestations: RateLimiter,
     /// The names the CA's own server certificate carries; no token may
     /// bind them to a workload, which could then pass for the CA.
     pub ca_hosts: Vec<Host>,
@@ -74,6 +76,40 @@ pub struct StateInner {
     pub token_grants: TokenGrants,
     /// The SPIFFE bundle (JWKS), rendered once.
     spiffe_bundle: String,
+}
+
+impl StateInner {
+    /// An attestation was refused: counted for the audit log, and charged
+    /// to the address's failed-attestation limit.
+    pub(crate) fn attestation_refused(&self, reason: &str, source: Option<std::net::IpAddr>) {
+        self.refusals.count(reason, source);
+        if let Some(ip) = source {
+            // Over the limit already: the next attempt is refused anyway.
+            let _ = self.failed_attestations.take(ip, std::time::Instant::now());
+        }
+    }
+
+    /// 429 for an address that failed too many attestations lately.
+    ///
+    /// # Errors
+    ///
+    /// The address is over its failed-attestation limit.
+    pub(crate) fn admit_attestation(
+        &self,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<(), ApiError> {
+        let Some(ip) = source else { return Ok(()) };
+        match self
+            .failed_attestations
+            .exhausted(ip, std::time::Instant::now())
+        {
+            Some(wait) => {
+                self.refusals.count("too many failed attestations", source);
+                Err(ApiError::rate_limited(wait))
+            }
+            None => Ok(()),
+        }
+    }
 }
 
 impl Deref for AppState {
@@ -112,6 +148,7 @@ impl AppState {
                 crls,
                 refusals,
                 rate_limiter: RateLimiter::new(RateLimit::default()),
+                failed_attestations: RateLimiter::new(RateLimit::FAILED_ATTESTATIONS),
                 ca_hosts: Vec::new(),
                 jwt_attestors: Arc::new(JwtAttestors::default()),
                 token_grants: TokenGrants::default(),
@@ -129,6 +166,17 @@ impl AppState {
     pub fn with_rate_limit(mut self, limit: RateLimit) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.rate_limiter = RateLimiter::new(limit);
+        }
+        self
+    }
+
+    /// Sets the per-address limit on failed attestations.
+    ///
+    /// Call it before the state is shared; a shared state keeps its limit.
+    #[must_use]
+    pub fn with_failed_attestation_limit(mut self, limit: RateLimit) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.failed_attestations = RateLimiter::new(limit);
         }
         self
     }

@@ -22,6 +22,17 @@ pub struct RateLimit {
     pub burst: f64,
 }
 
+impl RateLimit {
+    /// The default limit on failed attestations per address: an agent
+    /// with a good token never fails, one with a stale token fails a few
+    /// times while it backs off, and a client guessing tokens is held to
+    /// two guesses a second (each also a counted refusal in the audit log).
+    pub const FAILED_ATTESTATIONS: Self = Self {
+        per_second: 2.0,
+        burst: 20.0,
+    };
+}
+
 impl Default for RateLimit {
     fn default() -> Self {
         Self {
@@ -56,8 +67,18 @@ impl RateLimiter {
         }
     }
 
+    /// Whether `ip` is out of tokens, and if so for how long, without
+    /// taking one.
+    pub(super) fn exhausted(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
+        let buckets = self.buckets.lock().ok()?;
+        let bucket = refill(*buckets.get(&ip)?, self.limit, now);
+        (bucket.tokens < 1.0).then(|| {
+            Duration::from_secs_f64(((1.0 - bucket.tokens) / self.limit.per_second).max(0.001))
+        })
+    }
+
     /// Takes one token for `ip`, or says how long until one is free.
-    fn take(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+    pub(super) fn take(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
         let Ok(mut buckets) = self.buckets.lock() else {
             return Ok(());
         };
@@ -121,5 +142,23 @@ mod tests {
         let later = start + Duration::from_millis(100);
         assert!(limiter.take(busy, later).is_ok());
         assert!(limiter.take(busy, later).is_err());
+    }
+
+    #[test]
+    fn looking_at_a_bucket_takes_nothing_from_it() {
+        let limiter = RateLimiter::new(RateLimit {
+            per_second: 1.0,
+            burst: 2.0,
+        });
+        let start = Instant::now();
+        let ip: IpAddr = [192, 0, 2, 1].into();
+        assert_eq!(limiter.exhausted(ip, start), None, "an address never seen");
+        limiter.take(ip, start).unwrap();
+        assert_eq!(limiter.exhausted(ip, start), None);
+        limiter.take(ip, start).unwrap();
+        let wait = limiter.exhausted(ip, start).unwrap();
+        assert!(wait <= Duration::from_secs(1), "{wait:?}");
+        assert!(limiter.exhausted(ip, start).is_some(), "still exhausted");
+        assert_eq!(limiter.exhausted(ip, start + Duration::from_secs(1)), None);
     }
 }

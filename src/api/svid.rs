@@ -28,9 +28,10 @@ pub(super) async fn issue(
     // Refused attestations are counted for the audit log, not logged one by
     // one: anyone can send them.
     let refuse = |reason: &'static str, error: ApiError| {
-        state.refusals.count(reason, source);
+        state.attestation_refused(reason, source);
         error
     };
+    state.admit_attestation(source)?;
     let ttl = state
         .ttl
         .resolve(request.ttl_seconds)

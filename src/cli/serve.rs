@@ -66,6 +66,13 @@ pub(super) struct ServeArgs {
     /// behind one NAT) [default: 2000]
     #[arg(long)]
     rate_burst: Option<f64>,
+    /// Failed attestations per second one address may make before it gets
+    /// 429 on every attestation [default: 2]
+    #[arg(long)]
+    failed_attestation_limit: Option<f64>,
+    /// Failed attestations one address may make at once [default: 20]
+    #[arg(long)]
+    failed_attestation_burst: Option<f64>,
     /// Accept RSA agent keys (2048 to 4096 bits)
     #[arg(long)]
     allow_rsa: bool,
@@ -88,6 +95,8 @@ impl ServeArgs {
             max_connections_per_ip: self.max_connections_per_ip,
             rate_limit: self.rate_limit,
             rate_burst: self.rate_burst,
+            failed_attestation_limit: self.failed_attestation_limit,
+            failed_attestation_burst: self.failed_attestation_burst,
             allow_rsa: self.allow_rsa,
         }
     }
@@ -145,6 +154,7 @@ pub(super) async fn run(data_dir: Option<PathBuf>, args: ServeArgs) -> anyhow::R
         crl_resign: settings.crl_resign,
         connections: settings.connections,
         rate_limit: settings.rate_limit,
+        failed_attestation_limit: settings.failed_attestation_limit,
         admins,
         jwt_attestors: Arc::new(jwt_attestors),
     };

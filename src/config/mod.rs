@@ -62,6 +62,10 @@ pub struct ServerFile {
     pub rate_limit: Option<f64>,
     /// Requests one idle address may make at once.
     pub rate_burst: Option<f64>,
+    /// Failed attestations per second one address may make, sustained.
+    pub failed_attestation_limit: Option<f64>,
+    /// Failed attestations one address may make before it is slowed down.
+    pub failed_attestation_burst: Option<f64>,
     /// Accept RSA agent keys.
     pub allow_rsa: Option<bool>,
     /// The `[[attestor.…]]` tables.

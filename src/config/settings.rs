@@ -34,6 +34,8 @@ pub struct Overrides {
     pub max_connections_per_ip: Option<usize>,
     pub rate_limit: Option<f64>,
     pub rate_burst: Option<f64>,
+    pub failed_attestation_limit: Option<f64>,
+    pub failed_attestation_burst: Option<f64>,
     pub allow_rsa: bool,
 }
 
@@ -65,6 +67,8 @@ pub struct Settings {
     pub connections: ConnectionLimits,
     /// Per-address rate limit.
     pub rate_limit: RateLimit,
+    /// Per-address limit on failed attestations.
+    pub failed_attestation_limit: RateLimit,
     /// Accepted agent keys.
     pub keys: KeyPolicy,
     /// `admin_ids` as written; checked against the CA's trust domain by
@@ -122,6 +126,40 @@ impl Sources<'_> {
                 value: default,
                 origin: format!("the built-in {key}"),
             })
+    }
+
+    /// A rate (above 0 per second) and a burst (at least 1), each from its
+    /// flag, its key or the default.
+    fn rate_limit(
+        &self,
+        (rate_flag, rate_given, rate_key, rate_written): (&str, Option<f64>, &str, Option<f64>),
+        (burst_flag, burst_given, burst_key, burst_written): (&str, Option<f64>, &str, Option<f64>),
+        default: RateLimit,
+    ) -> anyhow::Result<RateLimit> {
+        let per_second = self.pick_or(
+            rate_flag,
+            rate_given,
+            rate_key,
+            rate_written,
+            default.per_second,
+        );
+        if !(per_second.value > 0.0 && per_second.value.is_finite()) {
+            bail!("{}: a rate limit must be above 0", per_second.origin);
+        }
+        let burst = self.pick_or(
+            burst_flag,
+            burst_given,
+            burst_key,
+            burst_written,
+            default.burst,
+        );
+        if !(burst.value >= 1.0 && burst.value.is_finite()) {
+            bail!("{}: a burst must be at least 1", burst.origin);
+        }
+        Ok(RateLimit {
+            per_second: per_second.value,
+            burst: burst.value,
+        })
     }
 
     /// [`Self::pick_or`] for a duration.
@@ -237,27 +275,26 @@ impl Settings {
             }
         }
 
-        let rate_defaults = RateLimit::default();
-        let per_second = from.pick_or(
-            "--rate-limit",
-            flags.rate_limit,
-            "rate_limit",
-            f.rate_limit,
-            rate_defaults.per_second,
-        );
-        if !(per_second.value > 0.0 && per_second.value.is_finite()) {
-            bail!("{}: the rate limit must be above 0", per_second.origin);
-        }
-        let burst = from.pick_or(
-            "--rate-burst",
-            flags.rate_burst,
-            "rate_burst",
-            f.rate_burst,
-            rate_defaults.burst,
-        );
-        if !(burst.value >= 1.0 && burst.value.is_finite()) {
-            bail!("{}: the rate burst must be at least 1", burst.origin);
-        }
+        let rate_limit = from.rate_limit(
+            ("--rate-limit", flags.rate_limit, "rate_limit", f.rate_limit),
+            ("--rate-burst", flags.rate_burst, "rate_burst", f.rate_burst),
+            RateLimit::default(),
+        )?;
+        let failed_attestation_limit = from.rate_limit(
+            (
+                "--failed-attestation-limit",
+                flags.failed_attestation_limit,
+                "failed_attestation_limit",
+                f.failed_attestation_limit,
+            ),
+            (
+                "--failed-attestation-burst",
+                flags.failed_attestation_burst,
+                "failed_attestation_burst",
+                f.failed_attestation_burst,
+            ),
+            RateLimit::FAILED_ATTESTATIONS,
+        )?;
 
         let public_url = from.pick("--public-url", flags.public_url, "public_url", f.public_url);
         if let Some(url) = &public_url {
@@ -277,10 +314,8 @@ impl Settings {
                 total: total.value,
                 per_ip: per_ip.value,
             },
-            rate_limit: RateLimit {
-                per_second: per_second.value,
-                burst: burst.value,
-            },
+            rate_limit,
+            failed_attestation_limit,
             keys: KeyPolicy {
                 allow_rsa: flags.allow_rsa || f.allow_rsa.unwrap_or(false),
             },

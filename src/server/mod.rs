@@ -58,6 +58,8 @@ pub struct ServeOptions {
     pub connections: ConnectionLimits,
     /// Per-address rate limit on the routes that cost work.
     pub rate_limit: RateLimit,
+    /// Per-address limit on failed attestations.
+    pub failed_attestation_limit: RateLimit,
     /// Who may use the admin API, when not everything under
     /// `/sigil/admin/`.
     pub admins: Option<AdminIds>,
@@ -105,6 +107,7 @@ pub async fn serve(
     let mut state = AppState::new(issuance.clone(), options.ttl, options.keys, crls, refusals)?
         .with_ca_hosts(names.hosts())
         .with_rate_limit(options.rate_limit)
+        .with_failed_attestation_limit(options.failed_attestation_limit)
         .with_jwt_attestors(options.jwt_attestors);
     if let Some(admins) = options.admins {
         state = state.with_admins(admins)?;

@@ -107,7 +107,10 @@ pub(crate) fn github_claims(repository: &str) -> Value {
 /// k8s-prod attestor's `jwks` key.
 pub(crate) fn config(k8s_jwks: &str) -> String {
     format!(
-        r#"# Written by the jwt integration tests.
+        r#"# Written by the jwt integration tests, which count refusals
+# rather than limit them.
+failed_attestation_burst = 1000
+
 [[attestor.jwt]]
 name = "k8s-prod"
 issuer = "{K8S_ISSUER}"
