@@ -84,6 +84,7 @@ pub(super) async fn issue(
     };
     // What the token grants decides what is signed; the redemption below
     // checks the token again and alone decides whether it is recorded.
+    let epoch = state.token_grants.epoch();
     let cached = state.token_grants.get(&token_id, &token_hash);
     let was_cached = cached.is_some();
     let grant = match cached {
@@ -115,7 +116,7 @@ pub(super) async fn issue(
     if !was_cached {
         state
             .token_grants
-            .remember(token_id.clone(), token_hash, grant.clone());
+            .remember(epoch, token_id.clone(), token_hash, grant.clone());
     }
     let leaf = LeafRequest {
         spiffe_id: &grant.spiffe_id,

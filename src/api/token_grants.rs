@@ -11,6 +11,7 @@
 //! redemption through it is refused.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,9 @@ const CAPACITY: usize = 4096;
 #[derive(Debug, Default)]
 pub struct TokenGrants {
     entries: Mutex<HashMap<String, Entry>>,
+    /// Bumped by every [`TokenGrants::forget`]: a grant read before a
+    /// forget is not remembered after it.
+    forgets: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -46,9 +50,19 @@ impl TokenGrants {
         (fresh && join_token::hashes_match(&entry.hash, presented)).then(|| entry.grant.clone())
     }
 
-    /// Remembers what the store just granted token `id`.
-    pub fn remember(&self, id: String, hash: TokenHash, grant: TokenGrant) {
+    /// Where the forgets stand: take it before reading a grant from the
+    /// store, and hand it to [`TokenGrants::remember`].
+    pub fn epoch(&self) -> u64 {
+        self.forgets.load(Ordering::Acquire)
+    }
+
+    /// Remembers what the store granted token `id`, unless a redemption
+    /// was refused since `epoch` (the read may predate that refusal).
+    pub fn remember(&self, epoch: u64, id: String, hash: TokenHash, grant: TokenGrant) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.forgets.load(Ordering::Acquire) != epoch {
+            return;
+        }
         if entries.len() >= CAPACITY && !entries.contains_key(&id) {
             entries.retain(|_, entry| entry.read_at.elapsed() < GRANT_TTL);
             if entries.len() >= CAPACITY {
@@ -68,10 +82,9 @@ impl TokenGrants {
 
     /// Forgets token `id`: the store refused a redemption through it.
     pub fn forget(&self, id: &str) {
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(id);
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        self.forgets.fetch_add(1, Ordering::AcqRel);
+        entries.remove(id);
     }
 }
 
@@ -94,7 +107,7 @@ mod tests {
         let grants = TokenGrants::default();
         let hash = [7u8; 32];
         assert_eq!(grants.get("id", &hash), None);
-        grants.remember("id".to_owned(), hash, grant());
+        grants.remember(grants.epoch(), "id".to_owned(), hash, grant());
         assert_eq!(grants.get("id", &hash), Some(grant()));
         // Another secret under the same public ID gets nothing.
         assert_eq!(grants.get("id", &[8u8; 32]), None);
@@ -106,10 +119,25 @@ mod tests {
     fn a_full_cache_stays_bounded() {
         let grants = TokenGrants::default();
         for index in 0..=CAPACITY {
-            grants.remember(format!("id-{index}"), [1u8; 32], grant());
+            grants.remember(grants.epoch(), format!("id-{index}"), [1u8; 32], grant());
         }
         let held = grants.entries.lock().unwrap().len();
         assert!(held <= CAPACITY, "{held} entries");
         assert!(grants.get(&format!("id-{CAPACITY}"), &[1u8; 32]).is_some());
+    }
+
+    #[test]
+    fn a_grant_read_before_a_refusal_is_not_remembered_after_it() {
+        let grants = TokenGrants::default();
+        let hash = [7u8; 32];
+        // A request reads the grant; meanwhile another's redemption through
+        // the same token is refused.
+        let epoch = grants.epoch();
+        grants.forget("id");
+        grants.remember(epoch, "id".to_owned(), hash, grant());
+        assert_eq!(grants.get("id", &hash), None);
+        // A read after the refusal is remembered.
+        grants.remember(grants.epoch(), "id".to_owned(), hash, grant());
+        assert_eq!(grants.get("id", &hash), Some(grant()));
     }
 }
