@@ -45,9 +45,10 @@ impl AuditKey {
     /// The key is missing or does not parse.
     pub fn load(dir: &DataDir) -> anyhow::Result<Self> {
         let path = dir.audit_key();
-        let pem_text = datadir::read_secret(&path)?;
-        let block =
-            pem::parse(pem_text).with_context(|| format!("{} is not PEM", path.display()))?;
+        // The key's text is wiped from memory once parsed.
+        let pem_text = zeroize::Zeroizing::new(datadir::read_secret(&path)?);
+        let block = pem::parse(pem_text.as_bytes())
+            .with_context(|| format!("{} is not PEM", path.display()))?;
         let pair = Ed25519KeyPair::from_pkcs8(block.contents())
             .map_err(|e| anyhow!("{} is not an Ed25519 key: {e}", path.display()))?;
         Ok(Self { pair })

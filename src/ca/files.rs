@@ -8,6 +8,7 @@ use anyhow::{Context, anyhow};
 use rcgen::Issuer;
 use sigil_core::TrustDomain;
 use time::OffsetDateTime;
+use zeroize::Zeroizing;
 
 use super::{KeyType, profile};
 use crate::datadir::{self, DataDir};
@@ -27,10 +28,12 @@ const CA_BACKDATE: Duration = Duration::from_secs(3600);
 pub struct CaFiles {
     /// Root CA certificate.
     pub root_pem: String,
-    root_key_pem: String,
+    /// Wiped from memory when dropped, as is every copy of a key's PEM
+    /// text the CA makes.
+    root_key_pem: Zeroizing<String>,
     /// Issuing CA certificate.
     pub issuing_pem: String,
-    issuing_key_pem: String,
+    issuing_key_pem: Zeroizing<String>,
 }
 
 impl fmt::Debug for CaFiles {
@@ -54,9 +57,9 @@ impl CaFiles {
     ) -> Self {
         Self {
             root_pem: root_pem.to_owned(),
-            root_key_pem: root_key_pem.to_owned(),
+            root_key_pem: Zeroizing::new(root_key_pem.to_owned()),
             issuing_pem: issuing_pem.to_owned(),
-            issuing_key_pem: issuing_key_pem.to_owned(),
+            issuing_key_pem: Zeroizing::new(issuing_key_pem.to_owned()),
         }
     }
 
@@ -104,9 +107,9 @@ impl CaFiles {
 
         Ok(Self {
             root_pem,
-            root_key_pem: root_issuer.key().serialize_pem(),
+            root_key_pem: Zeroizing::new(root_issuer.key().serialize_pem()),
             issuing_pem: issuing_cert.pem(),
-            issuing_key_pem: issuing_key.serialize_pem(),
+            issuing_key_pem: Zeroizing::new(issuing_key.serialize_pem()),
         })
     }
 
@@ -119,9 +122,9 @@ impl CaFiles {
         dir.require_initialised()?;
         Ok(Self {
             root_pem: datadir::read_text(&dir.root_cert())?,
-            root_key_pem: datadir::read_secret(&dir.root_key())?,
+            root_key_pem: Zeroizing::new(datadir::read_secret(&dir.root_key())?),
             issuing_pem: datadir::read_text(&dir.issuing_cert())?,
-            issuing_key_pem: datadir::read_secret(&dir.issuing_key())?,
+            issuing_key_pem: Zeroizing::new(datadir::read_secret(&dir.issuing_key())?),
         })
     }
 
