@@ -17,6 +17,37 @@ fn open() -> (tempfile::TempDir, SqliteStore) {
     (dir, store)
 }
 
+/// The writer thread, held inside a batch until [`HeldWriter::release`]:
+/// whatever is sent to it meanwhile queues up as the next batch.
+struct HeldWriter {
+    release: std::sync::mpsc::Sender<()>,
+    blocker: tokio::task::JoinHandle<Result<(), StoreError>>,
+}
+
+impl HeldWriter {
+    fn hold(store: &SqliteStore) -> Self {
+        let (started_tx, started) = std::sync::mpsc::channel::<()>();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let writer = store.clone();
+        let blocker = tokio::spawn(async move {
+            writer
+                .run_on_writer(move |_| {
+                    let _ = started_tx.send(());
+                    let _ = held.recv();
+                    Ok(())
+                })
+                .await
+        });
+        started.recv().unwrap();
+        Self { release, blocker }
+    }
+
+    async fn release(self) {
+        self.release.send(()).unwrap();
+        self.blocker.await.unwrap().unwrap();
+    }
+}
+
 fn now() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(OffsetDateTime::now_utc().unix_timestamp()).unwrap()
 }
@@ -997,19 +1028,7 @@ async fn group_commit_answers_only_after_the_commit_and_a_failed_commit_stores_n
     let (dir, store) = open();
     let path = dir.path().join("sigil.db");
     // Hold the writer thread, so that what follows queues up as one batch.
-    let (started_tx, started) = std::sync::mpsc::channel::<()>();
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let writer = store.clone();
-    let blocker = tokio::spawn(async move {
-        writer
-            .run_on_writer(move |_| {
-                let _ = started_tx.send(());
-                let _ = held.recv();
-                Ok(())
-            })
-            .await
-    });
-    started.recv().unwrap();
+    let writer = HeldWriter::hold(&store);
 
     // The next batch: a fault that fails its commit, then ten requests
     // (each enqueued when called).
@@ -1022,8 +1041,7 @@ async fn group_commit_answers_only_after_the_commit_and_a_failed_commit_stores_n
         .iter()
         .map(|serial| store.record_certificate(record(*serial), Vec::new()))
         .collect();
-    release.send(()).unwrap();
-    blocker.await.unwrap().unwrap();
+    writer.release().await;
 
     assert!(matches!(fault.await, Err(StoreError::Unavailable(_))));
     for request in requests {
@@ -1073,19 +1091,7 @@ async fn reads_do_not_wait_for_the_writer_and_see_only_committed_writes() {
         .unwrap();
 
     // Hold the writer thread mid-batch.
-    let (started_tx, started) = std::sync::mpsc::channel::<()>();
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let writer = store.clone();
-    let blocker = tokio::spawn(async move {
-        writer
-            .run_on_writer(move |_| {
-                let _ = started_tx.send(());
-                let _ = held.recv();
-                Ok(())
-            })
-            .await
-    });
-    started.recv().unwrap();
+    let writer = HeldWriter::hold(&store);
     let pending = Serial::random().unwrap();
     let write = store.record_certificate(record(pending), Vec::new());
 
@@ -1102,8 +1108,7 @@ async fn reads_do_not_wait_for_the_writer_and_see_only_committed_writes() {
         .unwrap();
     assert_eq!(not_yet, None);
 
-    release.send(()).unwrap();
-    blocker.await.unwrap().unwrap();
+    writer.release().await;
     write.await.unwrap();
     // Once the write is answered, every read sees it.
     assert!(store.find_certificate(pending).await.unwrap().is_some());
@@ -1234,19 +1239,7 @@ async fn a_savepoint_that_cannot_be_rolled_back_keeps_its_whole_batch_from_commi
     let (dir, store) = open();
     let path = dir.path().join("sigil.db");
     // Hold the writer, so that what follows is one batch.
-    let (started_tx, started) = std::sync::mpsc::channel::<()>();
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let writer = store.clone();
-    let blocker = tokio::spawn(async move {
-        writer
-            .run_on_writer(move |_| {
-                let _ = started_tx.send(());
-                let _ = held.recv();
-                Ok(())
-            })
-            .await
-    });
-    started.recv().unwrap();
+    let writer = HeldWriter::hold(&store);
     // An operation writes, then fails; the rollback of its savepoint fails
     // too, so its write is still in the transaction.
     let failing = Serial::random().unwrap();
@@ -1258,8 +1251,7 @@ async fn a_savepoint_that_cannot_be_rolled_back_keeps_its_whole_batch_from_commi
     });
     let innocent = Serial::random().unwrap();
     let other = store.record_certificate(record(innocent), Vec::new());
-    release.send(()).unwrap();
-    blocker.await.unwrap().unwrap();
+    writer.release().await;
     assert!(failed.await.is_err());
     assert!(matches!(other.await, Err(StoreError::Unavailable(_))));
     assert_eq!(count(&path, "certificates"), 0, "the batch did not commit");
