@@ -176,6 +176,18 @@ fn renewal_is_refused_without_a_valid_live_certificate_of_this_ca() {
         400,
         "invalid_csr",
     );
+    // A CSR whose proof-of-possession signature does not verify: checked
+    // in the job that would sign, before anything is signed or recorded.
+    let (_, good) = p256_csr();
+    let mut der = pem::parse(&good).unwrap().into_contents();
+    let last = der.len() - 1;
+    der[last] ^= 0x01;
+    let forged = pem::encode(&pem::Pem::new("CERTIFICATE REQUEST", der));
+    assert_error(
+        &renew_raw(&server, &live, json!({"csr": forged})),
+        400,
+        "invalid_csr",
+    );
     assert_error(
         &renew_raw(&server, &live, json!({"csr": csr, "ttl_seconds": 999_999})),
         400,
