@@ -138,12 +138,6 @@ impl Issuance {
         Self { ca, store, cpu }
     }
 
-    /// The pool that signs, for the other CPU-heavy work of a request
-    /// (verifying its CSR).
-    pub fn cpu(&self) -> &Arc<CpuPool> {
-        &self.cpu
-    }
-
     /// The CA.
     pub fn ca(&self) -> &Arc<CertificateAuthority> {
         &self.ca

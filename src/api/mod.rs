@@ -30,7 +30,7 @@ pub use crl::CRL_NUMBER_HEADER;
 pub use error::ApiError;
 pub use json_body::{BODY_TIMEOUT, JsonBody, MAX_BODY_BYTES};
 pub use rate_limit::{RateLimit, RateLimiter};
-pub use token_grants::{GRANT_TTL, TokenGrants};
+pub use token_grants::TokenGrants;
 
 use crate::attestation::jwt::JwtAttestors;
 use crate::audit::RefusalCounter;

@@ -19,7 +19,7 @@ use crate::join_token::{self, TokenHash};
 use crate::store::TokenGrant;
 
 /// How long a grant read from the store is used without reading it again.
-pub const GRANT_TTL: Duration = Duration::from_secs(2);
+const GRANT_TTL: Duration = Duration::from_secs(2);
 /// The most tokens remembered; a full cache drops its stale entries, then,
 /// if that is not enough, all of them.
 const CAPACITY: usize = 4096;
