@@ -59,10 +59,11 @@ CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 # init_dir DIR: a fresh trust domain in DIR.
 init_dir() {
   "$SIGIL" init --trust-domain "$TRUST_DOMAIN" --data-dir "$1" >/dev/null
-  # The default rate limit (200/s per address, burst 2000) would throttle a
+  # The default rate limits (200/s per address, burst 2000) would throttle a
   # load generator on one address; this run measures the CA, not the limiter.
-  printf '%s\n' 'rate_limit = 1000000' 'rate_burst = 1000000' >"$1/sigil.toml"
-  echo "bench: wrote $1/sigil.toml raising rate_limit and rate_burst to 1000000 (defaults 200/s, 2000)"
+  printf '%s\n' 'rate_limit = 1000000' 'rate_burst = 1000000' \
+    'renewal_limit = 1000000' 'renewal_burst = 1000000' >"$1/sigil.toml"
+  echo "bench: wrote $1/sigil.toml raising the attestation and renewal rate limits to 1000000 (defaults 200/s, burst 2000)"
 }
 
 # start_server DIR: starts `sigil serve` on DIR; sets server_pid, url, data

@@ -127,7 +127,7 @@ fn sigkill_during_issuance_and_renewal_loses_nothing() {
     // This test measures crashes, not the rate limiter.
     std::fs::write(
         dir.path.join("sigil.toml"),
-        "rate_limit = 1000000\nrate_burst = 1000000\n",
+        "rate_limit = 1000000\nrate_burst = 1000000\nrenewal_limit = 1000000\nrenewal_burst = 1000000\n",
     )
     .unwrap();
     let received = Mutex::new(Vec::<String>::new());

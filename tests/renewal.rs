@@ -324,3 +324,25 @@ fn a_parent_cannot_retry_past_a_head_an_admin_revoked() {
             .all(|c| c["spiffe_id"] != "spiffe://example.org/agents/compromised")
     );
 }
+
+#[test]
+fn an_address_over_its_renewal_limit_gets_429_and_can_still_attest() {
+    let dir = DataDir::init();
+    let server = dir.start_with(&["--renewal-limit", "0.01", "--renewal-burst", "2"]);
+    let mut current = attest(&server, "spiffe://example.org/agents/eager");
+    for _ in 0..2 {
+        current = renew(&server, &current).unwrap();
+    }
+    let before = dir.count("certificates");
+    let limited = renew(&server, &current).unwrap_err();
+    assert_error(&limited, 429, "rate_limited");
+    let retry_after: u64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1, "{retry_after}");
+    assert_eq!(dir.count("certificates"), before, "nothing issued");
+    // Renewals have their own buckets: the same address still attests.
+    attest(&server, "spiffe://example.org/agents/starting");
+}

@@ -29,7 +29,7 @@ pub use client_auth::{
 pub use crl::CRL_NUMBER_HEADER;
 pub use error::ApiError;
 pub use json_body::{BODY_TIMEOUT, JsonBody, MAX_BODY_BYTES};
-pub use rate_limit::{RateLimit, RateLimiter};
+pub use rate_limit::{RateLimit, RateLimiter, RateLimiters, RateLimits};
 pub use token_grants::TokenGrants;
 
 use crate::attestation::jwt::JwtAttestors;
@@ -63,10 +63,9 @@ pub struct StateInner {
     pub crls: Arc<CrlBoard>,
     /// Anonymous refusals, counted until they are written to the audit log.
     pub refusals: Arc<RefusalCounter>,
-    /// Per-address limits on the routes that cost work.
-    pub rate_limiter: RateLimiter,
-    /// Per-address limits on failed attestations (bad tokens and JWTs).
-    pub failed_attestations: RateLimiter,
+    /// Per-address limits on the routes that cost work and on failed
+    /// attestations.
+    pub rate_limiters: RateLimiters,
     /// The names the CA's own server certificate carries; no token may
     /// bind them to a workload, which could then pass for the CA.
     pub ca_hosts: Vec<Host>,
@@ -85,7 +84,10 @@ impl StateInner {
         self.refusals.count(reason, source);
         if let Some(ip) = source {
             // Over the limit already: the next attempt is refused anyway.
-            let _ = self.failed_attestations.take(ip, std::time::Instant::now());
+            let _ = self
+                .rate_limiters
+                .failed_attestations
+                .take(ip, std::time::Instant::now());
         }
     }
 
@@ -100,6 +102,7 @@ impl StateInner {
     ) -> Result<(), ApiError> {
         let Some(ip) = source else { return Ok(()) };
         match self
+            .rate_limiters
             .failed_attestations
             .exhausted(ip, std::time::Instant::now())
         {
@@ -147,8 +150,7 @@ impl AppState {
                 keys,
                 crls,
                 refusals,
-                rate_limiter: RateLimiter::new(RateLimit::default()),
-                failed_attestations: RateLimiter::new(RateLimit::FAILED_ATTESTATIONS),
+                rate_limiters: RateLimiters::new(RateLimits::default()),
                 ca_hosts: Vec::new(),
                 jwt_attestors: Arc::new(JwtAttestors::default()),
                 token_grants: TokenGrants::default(),
@@ -159,24 +161,13 @@ impl AppState {
 }
 
 impl AppState {
-    /// Sets the per-address rate limit.
+    /// Sets the per-address rate limits.
     ///
-    /// Call it before the state is shared; a shared state keeps its limit.
+    /// Call it before the state is shared; a shared state keeps its limits.
     #[must_use]
-    pub fn with_rate_limit(mut self, limit: RateLimit) -> Self {
+    pub fn with_rate_limits(mut self, limits: RateLimits) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.rate_limiter = RateLimiter::new(limit);
-        }
-        self
-    }
-
-    /// Sets the per-address limit on failed attestations.
-    ///
-    /// Call it before the state is shared; a shared state keeps its limit.
-    #[must_use]
-    pub fn with_failed_attestation_limit(mut self, limit: RateLimit) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.failed_attestations = RateLimiter::new(limit);
+            inner.rate_limiters = RateLimiters::new(limits);
         }
         self
     }
@@ -220,10 +211,16 @@ impl AppState {
 
 /// The API's router.
 pub fn app(state: AppState) -> Router {
-    // The routes that cost the CA work are rate-limited per address.
+    // The routes that cost the CA work are rate-limited per address, and
+    // renewals apart from the rest.
+    let renewals = Router::new()
+        .route("/v1/renew", post(renew::renew))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit_renewals,
+        ));
     let limited = Router::new()
         .route("/v1/svid", post(svid::issue))
-        .route("/v1/renew", post(renew::renew))
         .route("/admin/v1/join-tokens", post(admin::create_join_token))
         .route("/admin/v1/revocations", post(revocations::revoke))
         .route("/admin/v1/bans/{spiffe_id}", delete(revocations::lift_ban))
@@ -231,7 +228,7 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/v1/audit", get(audit::page))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            rate_limit::limit,
+            rate_limit::limit_requests,
         ));
     Router::new()
         .route("/v1/bundle", get(bundle::pem))
@@ -242,6 +239,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .merge(limited)
+        .merge(renewals)
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(axum::middleware::from_fn(json_body::buffer_body))

@@ -1,6 +1,7 @@
-//! Per-source-address rate limits on the routes that cost the CA work
-//! (issuance, renewal, admin calls): a token bucket per IP address, with a
-//! burst large enough for a fleet behind one NAT to restart at once.
+//! Per-source-address rate limits on the routes that cost the CA work: a
+//! token bucket per IP address and per kind of call (attestations and admin
+//! calls, renewals, failed attestations), each with a burst large enough
+//! for a fleet behind one NAT to restart at once.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -38,6 +39,53 @@ impl Default for RateLimit {
         Self {
             per_second: 200.0,
             burst: 2000.0,
+        }
+    }
+}
+
+/// The per-address limits, one per kind of call. Each kind has its own
+/// buckets, so a renewal storm (every agent of a NAT renewing after the CA
+/// was down) does not starve the attestations of agents starting up, and
+/// the reverse.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimits {
+    /// Attestations (`POST /v1/svid`) and admin calls.
+    pub requests: RateLimit,
+    /// Renewals (`POST /v1/renew`).
+    pub renewals: RateLimit,
+    /// Failed attestations (bad tokens and JWTs); an address over it gets
+    /// 429 on every attestation.
+    pub failed_attestations: RateLimit,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            requests: RateLimit::default(),
+            renewals: RateLimit::default(),
+            failed_attestations: RateLimit::FAILED_ATTESTATIONS,
+        }
+    }
+}
+
+/// The buckets of every kind of call.
+#[derive(Debug)]
+pub struct RateLimiters {
+    /// Attestations and admin calls.
+    pub requests: RateLimiter,
+    /// Renewals.
+    pub renewals: RateLimiter,
+    /// Failed attestations.
+    pub failed_attestations: RateLimiter,
+}
+
+impl RateLimiters {
+    /// Limiters with these limits.
+    pub fn new(limits: RateLimits) -> Self {
+        Self {
+            requests: RateLimiter::new(limits.requests),
+            renewals: RateLimiter::new(limits.renewals),
+            failed_attestations: RateLimiter::new(limits.failed_attestations),
         }
     }
 }
@@ -109,10 +157,28 @@ fn refill(bucket: Bucket, limit: RateLimit, now: Instant) -> Bucket {
 }
 
 /// Middleware: 429 `rate_limited` with Retry-After for an address over its
-/// limit.
-pub(super) async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// limit on attestations and admin calls.
+pub(super) async fn limit_requests(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    limit(&state, &state.rate_limiters.requests, request, next).await
+}
+
+/// Middleware: 429 `rate_limited` with Retry-After for an address over its
+/// limit on renewals.
+pub(super) async fn limit_renewals(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    limit(&state, &state.rate_limiters.renewals, request, next).await
+}
+
+async fn limit(state: &AppState, limiter: &RateLimiter, request: Request, next: Next) -> Response {
     if let Some(PeerAddr(peer)) = request.extensions().get::<PeerAddr>().copied()
-        && let Err(wait) = state.rate_limiter.take(peer.ip(), Instant::now())
+        && let Err(wait) = limiter.take(peer.ip(), Instant::now())
     {
         state.refusals.count("rate limited", Some(peer.ip()));
         return ApiError::rate_limited(wait).into_response();

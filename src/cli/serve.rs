@@ -58,14 +58,21 @@ pub(super) struct ServeArgs {
     /// Connections from one IP address at once [default: 256]
     #[arg(long)]
     max_connections_per_ip: Option<usize>,
-    /// Requests per second one address may make to the routes that cost
-    /// work (issuance, renewal, admin) [default: 200]
+    /// Attestations and admin calls per second one address may make
+    /// [default: 200]
     #[arg(long)]
     rate_limit: Option<f64>,
-    /// Requests one idle address may make at once (a fleet restarting
-    /// behind one NAT) [default: 2000]
+    /// Attestations and admin calls one idle address may make at once (a
+    /// fleet restarting behind one NAT) [default: 2000]
     #[arg(long)]
     rate_burst: Option<f64>,
+    /// Renewals per second one address may make [default: 200]
+    #[arg(long)]
+    renewal_limit: Option<f64>,
+    /// Renewals one idle address may make at once (a fleet renewing after
+    /// the CA was down) [default: 2000]
+    #[arg(long)]
+    renewal_burst: Option<f64>,
     /// Failed attestations per second one address may make before it gets
     /// 429 on every attestation [default: 2]
     #[arg(long)]
@@ -95,6 +102,8 @@ impl ServeArgs {
             max_connections_per_ip: self.max_connections_per_ip,
             rate_limit: self.rate_limit,
             rate_burst: self.rate_burst,
+            renewal_limit: self.renewal_limit,
+            renewal_burst: self.renewal_burst,
             failed_attestation_limit: self.failed_attestation_limit,
             failed_attestation_burst: self.failed_attestation_burst,
             allow_rsa: self.allow_rsa,
@@ -153,8 +162,7 @@ pub(super) async fn run(data_dir: Option<PathBuf>, args: ServeArgs) -> anyhow::R
         crl_validity: settings.crl_ttl,
         crl_resign: settings.crl_resign,
         connections: settings.connections,
-        rate_limit: settings.rate_limit,
-        failed_attestation_limit: settings.failed_attestation_limit,
+        rate_limits: settings.rate_limits,
         admins,
         jwt_attestors: Arc::new(jwt_attestors),
     };
@@ -218,7 +226,7 @@ mod tests {
     use clap::CommandFactory as _;
 
     use super::*;
-    use crate::api::RateLimit;
+    use crate::api::RateLimits;
     use crate::config::DEFAULT_LISTEN;
     use crate::issuance::TtlPolicy;
     use crate::server::ConnectionLimits;
@@ -244,13 +252,17 @@ mod tests {
             assert!(help.contains(&format!("[default: {text}]")), "{text}");
         }
         let connections = ConnectionLimits::default();
-        let rate = RateLimit::default();
+        let rates = RateLimits::default();
         for default in [
             DEFAULT_LISTEN.to_string(),
             connections.total.to_string(),
             connections.per_ip.to_string(),
-            rate.per_second.to_string(),
-            rate.burst.to_string(),
+            rates.requests.per_second.to_string(),
+            rates.requests.burst.to_string(),
+            rates.renewals.per_second.to_string(),
+            rates.renewals.burst.to_string(),
+            rates.failed_attestations.per_second.to_string(),
+            rates.failed_attestations.burst.to_string(),
         ] {
             let text = format!("[default: {default}]");
             assert!(help.contains(&text), "{text} missing from:\n{help}");

@@ -58,10 +58,14 @@ pub struct ServerFile {
     pub max_connections: Option<usize>,
     /// Connections from one IP address at once.
     pub max_connections_per_ip: Option<usize>,
-    /// Requests per second one address may make to the routes that cost work.
+    /// Attestations and admin calls per second one address may make.
     pub rate_limit: Option<f64>,
     /// Requests one idle address may make at once.
     pub rate_burst: Option<f64>,
+    /// Renewals per second one address may make.
+    pub renewal_limit: Option<f64>,
+    /// Renewals one idle address may make at once.
+    pub renewal_burst: Option<f64>,
     /// Failed attestations per second one address may make, sustained.
     pub failed_attestation_limit: Option<f64>,
     /// Failed attestations one address may make before it is slowed down.

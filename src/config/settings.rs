@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use sigil_core::TrustDomain;
 
 use super::{DEFAULT_LISTEN, LoadedConfig, MAX_CRL_TTL, MIN_CRL_TTL};
-use crate::api::RateLimit;
+use crate::api::{RateLimit, RateLimits};
 use crate::attestation::jwt::config::JwtAttestorConfig;
 use crate::csr::KeyPolicy;
 use crate::duration::HumanDuration;
@@ -34,6 +34,8 @@ pub struct Overrides {
     pub max_connections_per_ip: Option<usize>,
     pub rate_limit: Option<f64>,
     pub rate_burst: Option<f64>,
+    pub renewal_limit: Option<f64>,
+    pub renewal_burst: Option<f64>,
     pub failed_attestation_limit: Option<f64>,
     pub failed_attestation_burst: Option<f64>,
     pub allow_rsa: bool,
@@ -65,10 +67,8 @@ pub struct Settings {
     pub crl_resign: Duration,
     /// Connection limits.
     pub connections: ConnectionLimits,
-    /// Per-address rate limit.
-    pub rate_limit: RateLimit,
-    /// Per-address limit on failed attestations.
-    pub failed_attestation_limit: RateLimit,
+    /// Per-address rate limits.
+    pub rate_limits: RateLimits,
     /// Accepted agent keys.
     pub keys: KeyPolicy,
     /// `admin_ids` as written; checked against the CA's trust domain by
@@ -275,12 +275,28 @@ impl Settings {
             }
         }
 
-        let rate_limit = from.rate_limit(
+        let defaults = RateLimits::default();
+        let requests = from.rate_limit(
             ("--rate-limit", flags.rate_limit, "rate_limit", f.rate_limit),
             ("--rate-burst", flags.rate_burst, "rate_burst", f.rate_burst),
-            RateLimit::default(),
+            defaults.requests,
         )?;
-        let failed_attestation_limit = from.rate_limit(
+        let renewals = from.rate_limit(
+            (
+                "--renewal-limit",
+                flags.renewal_limit,
+                "renewal_limit",
+                f.renewal_limit,
+            ),
+            (
+                "--renewal-burst",
+                flags.renewal_burst,
+                "renewal_burst",
+                f.renewal_burst,
+            ),
+            defaults.renewals,
+        )?;
+        let failed_attestations = from.rate_limit(
             (
                 "--failed-attestation-limit",
                 flags.failed_attestation_limit,
@@ -293,7 +309,7 @@ impl Settings {
                 "failed_attestation_burst",
                 f.failed_attestation_burst,
             ),
-            RateLimit::FAILED_ATTESTATIONS,
+            defaults.failed_attestations,
         )?;
 
         let public_url = from.pick("--public-url", flags.public_url, "public_url", f.public_url);
@@ -314,8 +330,11 @@ impl Settings {
                 total: total.value,
                 per_ip: per_ip.value,
             },
-            rate_limit,
-            failed_attestation_limit,
+            rate_limits: RateLimits {
+                requests,
+                renewals,
+                failed_attestations,
+            },
             keys: KeyPolicy {
                 allow_rsa: flags.allow_rsa || f.allow_rsa.unwrap_or(false),
             },

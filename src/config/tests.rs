@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::api::RateLimit;
+use crate::api::RateLimits;
 use crate::issuance::TtlPolicy;
 use crate::server::ConnectionLimits;
 use sigil_core::TrustDomain;
@@ -55,7 +55,7 @@ fn without_a_file_or_flags_the_defaults_hold() {
     let connections = ConnectionLimits::default();
     assert_eq!(settings.connections.total, connections.total);
     assert_eq!(settings.connections.per_ip, connections.per_ip);
-    assert_eq!(settings.rate_limit, RateLimit::default());
+    assert_eq!(settings.rate_limits, RateLimits::default());
     assert!(!settings.keys.allow_rsa);
     assert!(settings.admin_ids.is_none());
     assert!(settings.attestors.jwt.is_empty());
@@ -69,10 +69,12 @@ fn flags_win_over_the_file_which_wins_over_the_defaults() {
         max_ttl = "1h"
         crl_ttl = "10m"
         rate_limit = 5
+        renewal_burst = 7
         allow_rsa = true
     "#;
     let flags = Overrides {
         default_ttl: Some("3m".parse().unwrap()),
+        renewal_limit: Some(9.0),
         crl_resign: Some("1m".parse().unwrap()),
         ..Overrides::default()
     };
@@ -83,7 +85,14 @@ fn flags_win_over_the_file_which_wins_over_the_defaults() {
     assert_eq!(settings.ttl.min, TtlPolicy::default().min);
     assert_eq!(settings.crl_ttl, Duration::from_secs(600));
     assert_eq!(settings.crl_resign, Duration::from_secs(60));
-    assert!((settings.rate_limit.per_second - 5.0).abs() < f64::EPSILON);
+    let rates = settings.rate_limits;
+    assert!((rates.requests.per_second - 5.0).abs() < f64::EPSILON);
+    assert!((rates.renewals.per_second - 9.0).abs() < f64::EPSILON);
+    assert!((rates.renewals.burst - 7.0).abs() < f64::EPSILON);
+    assert_eq!(
+        rates.failed_attestations,
+        RateLimits::default().failed_attestations
+    );
     assert!(settings.keys.allow_rsa);
 }
 
@@ -132,7 +141,7 @@ fn bad_values_name_their_key() {
 
 #[test]
 fn out_of_range_values_name_their_origin() {
-    let cases: [(&str, Overrides, &str); 8] = [
+    let cases: [(&str, Overrides, &str); 9] = [
         (
             "min_ttl = \"2h\"",
             Overrides::default(),
@@ -170,6 +179,11 @@ fn out_of_range_values_name_their_origin() {
                 ..Overrides::default()
             },
             "--rate-limit",
+        ),
+        (
+            "renewal_burst = 0.5",
+            Overrides::default(),
+            "renewal_burst in",
         ),
         (
             "public_url = \"http://ca\"",

@@ -20,7 +20,7 @@ use tokio_rustls::TlsAcceptor;
 
 pub use admission::ConnectionLimits;
 
-use crate::api::{self, AppState, RateLimit};
+use crate::api::{self, AppState, RateLimits};
 use crate::attestation::jwt::JwtAttestors;
 use crate::audit::{AuditKey, RefusalCounter};
 use crate::ca::{CaFiles, CertificateAuthority};
@@ -56,10 +56,9 @@ pub struct ServeOptions {
     pub crl_resign: Duration,
     /// How many connections the server takes.
     pub connections: ConnectionLimits,
-    /// Per-address rate limit on the routes that cost work.
-    pub rate_limit: RateLimit,
-    /// Per-address limit on failed attestations.
-    pub failed_attestation_limit: RateLimit,
+    /// Per-address rate limits on the routes that cost work and on failed
+    /// attestations.
+    pub rate_limits: RateLimits,
     /// Who may use the admin API, when not everything under
     /// `/sigil/admin/`.
     pub admins: Option<AdminIds>,
@@ -106,8 +105,7 @@ pub async fn serve(
     let names = identity::ServerNames::for_listener(local, &public_url)?;
     let mut state = AppState::new(issuance.clone(), options.ttl, options.keys, crls, refusals)?
         .with_ca_hosts(names.hosts())
-        .with_rate_limit(options.rate_limit)
-        .with_failed_attestation_limit(options.failed_attestation_limit)
+        .with_rate_limits(options.rate_limits)
         .with_jwt_attestors(options.jwt_attestors);
     if let Some(admins) = options.admins {
         state = state.with_admins(admins)?;
