@@ -21,17 +21,9 @@ pub fn files() -> CaFiles {
     CaFiles::from_pem(ROOT_PEM, ROOT_KEY_PEM, ISSUING_PEM, ISSUING_KEY_PEM)
 }
 
-/// True when `files` hold the public development root.
-pub fn is_dev_root(files: &CaFiles) -> bool {
-    let fingerprint_of = |pem_text: &str| {
-        pem::parse(pem_text)
-            .ok()
-            .map(|block| fingerprint(block.contents()))
-    };
-    match (fingerprint_of(&files.root_pem), fingerprint_of(ROOT_PEM)) {
-        (Some(theirs), Some(dev)) => theirs == dev,
-        _ => false,
-    }
+/// True when `root_fingerprint` is the public development root's.
+pub fn is_dev_root(root_fingerprint: &str) -> bool {
+    pem::parse(ROOT_PEM).is_ok_and(|dev| fingerprint(dev.contents()) == root_fingerprint)
 }
 
 /// Makes `dir` a development data dir: copies the dev CA into a missing or
@@ -43,7 +35,7 @@ pub fn is_dev_root(files: &CaFiles) -> bool {
 /// The directory holds another CA, or cannot be written.
 pub fn prepare(dir: &DataDir) -> anyhow::Result<()> {
     if dir.require_initialised().is_ok() {
-        if !is_dev_root(&CaFiles::read(dir)?) {
+        if !is_dev_root(&CaFiles::read_root_fingerprint(dir)?) {
             bail!(
                 "{} holds a CA that is not the development CA; --dev runs only on certs-dev/ (pick another --data-dir)",
                 dir.path().display()
@@ -52,22 +44,29 @@ pub fn prepare(dir: &DataDir) -> anyhow::Result<()> {
         return Ok(());
     }
     dir.create_empty()?;
-    files().write(dir)
+    // The development keys are public: encrypting them would protect
+    // nothing.
+    files().write(dir, None)
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
+    fn root_fingerprint(files: &CaFiles) -> String {
+        fingerprint(pem::parse(&files.root_pem).unwrap().contents())
+    }
+
     #[test]
     fn the_dev_root_is_recognised_and_another_is_not() {
-        assert!(is_dev_root(&files()));
+        assert!(is_dev_root(&root_fingerprint(&files())));
         let other = CaFiles::generate(
-            &TRUST_DOMAIN.parse().unwrap_or_else(|_| unreachable!()),
+            &TRUST_DOMAIN.parse().unwrap(),
             crate::ca::KeyType::P256,
             crate::ca::DEFAULT_ISSUING_LIFETIME,
             time::OffsetDateTime::now_utc(),
         );
-        assert!(!is_dev_root(&other.unwrap_or_else(|e| panic!("{e}"))));
+        assert!(!is_dev_root(&root_fingerprint(&other.unwrap())));
     }
 }

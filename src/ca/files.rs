@@ -4,12 +4,13 @@
 use std::fmt;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use rcgen::Issuer;
 use sigil_core::TrustDomain;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
+use super::key_encryption::{self, Passphrase};
 use super::{KeyType, profile};
 use crate::datadir::{self, DataDir};
 use crate::serial::Serial;
@@ -113,34 +114,79 @@ impl CaFiles {
         })
     }
 
-    /// Reads the CA files of a data directory.
+    /// Reads the CA files of a data directory, decrypting keys encrypted at
+    /// rest with `passphrase`.
     ///
     /// # Errors
     ///
-    /// The directory holds no CA, or a file cannot be read.
-    pub fn read(dir: &DataDir) -> anyhow::Result<Self> {
+    /// The directory holds no CA, a file cannot be read, a key is encrypted
+    /// and no passphrase (or a wrong one) was given, or a passphrase was
+    /// given for keys that are not encrypted (they are not protected the
+    /// way the operator believes).
+    pub fn read(dir: &DataDir, passphrase: Option<&Passphrase>) -> anyhow::Result<Self> {
         dir.require_initialised()?;
+        let read_key = |path: &std::path::Path| -> anyhow::Result<Zeroizing<String>> {
+            let text = Zeroizing::new(datadir::read_secret(path)?);
+            let encrypted = key_encryption::is_encrypted(&text);
+            match (encrypted, passphrase) {
+                (true, Some(passphrase)) => key_encryption::decrypt(&text, passphrase)
+                    .with_context(|| format!("decrypting {}", path.display())),
+                (true, None) => bail!(
+                    "{} is encrypted: give its passphrase with --ca-passphrase-file FILE \
+                     or the {} environment variable",
+                    path.display(),
+                    key_encryption::PASSPHRASE_ENV
+                ),
+                (false, Some(_)) => bail!(
+                    "a CA passphrase was given, but {} is not encrypted; \
+                     drop the passphrase, or re-create the CA with it",
+                    path.display()
+                ),
+                (false, None) => Ok(text),
+            }
+        };
         Ok(Self {
             root_pem: datadir::read_text(&dir.root_cert())?,
-            root_key_pem: Zeroizing::new(datadir::read_secret(&dir.root_key())?),
+            root_key_pem: read_key(&dir.root_key())?,
             issuing_pem: datadir::read_text(&dir.issuing_cert())?,
-            issuing_key_pem: Zeroizing::new(datadir::read_secret(&dir.issuing_key())?),
+            issuing_key_pem: read_key(&dir.issuing_key())?,
         })
     }
 
     /// Writes the CA files and the trust bundle into a data directory; keys
-    /// with mode 0600.
+    /// with mode 0600, encrypted with `passphrase` if one is given.
     ///
     /// # Errors
     ///
-    /// A file cannot be written.
-    pub fn write(&self, dir: &DataDir) -> anyhow::Result<()> {
-        datadir::write_secret(&dir.root_key(), self.root_key_pem.as_bytes())?;
-        datadir::write_secret(&dir.issuing_key(), self.issuing_key_pem.as_bytes())?;
+    /// A file cannot be written, or a key cannot be encrypted.
+    pub fn write(&self, dir: &DataDir, passphrase: Option<&Passphrase>) -> anyhow::Result<()> {
+        let key_text = |pem: &Zeroizing<String>| match passphrase {
+            Some(passphrase) => key_encryption::encrypt(pem, passphrase),
+            None => Ok(pem.clone()),
+        };
+        datadir::write_secret(&dir.root_key(), key_text(&self.root_key_pem)?.as_bytes())?;
+        datadir::write_secret(
+            &dir.issuing_key(),
+            key_text(&self.issuing_key_pem)?.as_bytes(),
+        )?;
         datadir::write_public(&dir.root_cert(), self.root_pem.as_bytes())?;
         datadir::write_public(&dir.issuing_cert(), self.issuing_pem.as_bytes())?;
         datadir::write_public(&dir.bundle(), self.root_pem.as_bytes())
             .context("writing the trust bundle")
+    }
+
+    /// The root fingerprint of a data directory's CA, read from its
+    /// certificate alone: no key, so no passphrase, is needed.
+    ///
+    /// # Errors
+    ///
+    /// The directory holds no CA, or its root certificate cannot be read.
+    pub fn read_root_fingerprint(dir: &DataDir) -> anyhow::Result<String> {
+        dir.require_initialised()?;
+        let path = dir.root_cert();
+        let root = pem::parse(datadir::read_text(&path)?)
+            .with_context(|| format!("reading {}", path.display()))?;
+        Ok(super::fingerprint(root.contents()))
     }
 
     /// The issuing CA key, PEM.

@@ -6,6 +6,7 @@
 
 mod crl;
 mod files;
+mod key_encryption;
 mod key_type;
 mod profile;
 
@@ -22,6 +23,7 @@ use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
 
 pub use crl::{DEFAULT_CRL_VALIDITY, ROOT_CRL_VALIDITY};
 pub use files::{CaFiles, DEFAULT_ISSUING_LIFETIME, ROOT_LIFETIME};
+pub use key_encryption::{PASSPHRASE_ENV, Passphrase};
 pub use key_type::KeyType;
 pub use profile::CLOCK_SKEW_ALLOWANCE;
 pub(crate) use profile::whole_seconds;

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use super::local::{DEFAULT_ADMIN_TTL, write_admin_credential};
 use crate::audit::{AuditEvent, AuditKey, LOCAL_ACTOR};
-use crate::ca::{CaFiles, KeyType, ROOT_LIFETIME};
+use crate::ca::{CaFiles, KeyType, Passphrase, ROOT_LIFETIME};
 use crate::datadir::DataDir;
 use crate::duration::HumanDuration;
 use crate::store::{SqliteStore, Store};
@@ -46,7 +46,11 @@ async fn record_init(dir: &DataDir, files: &CaFiles) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(super) async fn run(dir: &DataDir, args: InitArgs) -> anyhow::Result<()> {
+pub(super) async fn run(
+    dir: &DataDir,
+    args: InitArgs,
+    passphrase: Option<Passphrase>,
+) -> anyhow::Result<()> {
     let issuing_ttl = args.issuing_ttl.get();
     if issuing_ttl < MIN_ISSUING_TTL || issuing_ttl > ROOT_LIFETIME {
         bail!("--issuing-ttl must lie between 1d and 3650d");
@@ -58,16 +62,27 @@ pub(super) async fn run(dir: &DataDir, args: InitArgs) -> anyhow::Result<()> {
         issuing_ttl,
         OffsetDateTime::now_utc(),
     )?;
-    files.write(dir)?;
+    files.write(dir, passphrase.as_ref())?;
     AuditKey::load_or_create(dir)?;
     record_init(dir, &files).await?;
-    let credential =
-        write_admin_credential(dir, "admin", DEFAULT_ADMIN_TTL, &dir.admin_dir()).await?;
+    let credential = write_admin_credential(
+        dir,
+        passphrase.as_ref(),
+        "admin",
+        DEFAULT_ADMIN_TTL,
+        &dir.admin_dir(),
+    )
+    .await?;
     let ca = crate::ca::CertificateAuthority::load(&files, &super::local::public_url(dir)?)?;
     eprintln!(
-        "created trust domain {} in {}\nadmin credential: {} (expires {})",
+        "created trust domain {} in {}{}\nadmin credential: {} (expires {})",
         args.trust_domain,
         dir.path().display(),
+        if passphrase.is_some() {
+            " (CA keys encrypted with the passphrase)"
+        } else {
+            ""
+        },
         dir.admin_dir().display(),
         crate::rfc3339::format(credential.not_after)
     );

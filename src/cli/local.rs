@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 
-use crate::ca::{CaFiles, CertificateAuthority, IssuedCertificate};
+use crate::ca::{CaFiles, CertificateAuthority, IssuedCertificate, Passphrase};
 use crate::cpu_pool::CpuPool;
 use crate::datadir::{self, DataDir};
 use crate::duration::HumanDuration;
@@ -54,8 +54,8 @@ pub(super) fn public_url(dir: &DataDir) -> anyhow::Result<String> {
     }
 }
 
-fn local_issuance(dir: &DataDir) -> anyhow::Result<Issuance> {
-    let files = CaFiles::read(dir)?;
+fn local_issuance(dir: &DataDir, passphrase: Option<&Passphrase>) -> anyhow::Result<Issuance> {
+    let files = CaFiles::read(dir, passphrase)?;
     let ca = CertificateAuthority::load(&files, &public_url(dir)?)?;
     let store = SqliteStore::open(&dir.store())?;
     // A local command signs one certificate at a time.
@@ -67,6 +67,7 @@ fn local_issuance(dir: &DataDir) -> anyhow::Result<Issuance> {
 /// and `svid.key` (mode 0600) into `out`.
 pub(super) async fn write_admin_credential(
     dir: &DataDir,
+    passphrase: Option<&Passphrase>,
     name: &str,
     ttl: Duration,
     out: &std::path::Path,
@@ -74,7 +75,7 @@ pub(super) async fn write_admin_credential(
     if ttl.is_zero() || ttl > MAX_ADMIN_TTL {
         bail!("an admin credential's --ttl must lie between 1s and 24h");
     }
-    let issuance = local_issuance(dir)?;
+    let issuance = local_issuance(dir, passphrase)?;
     let spiffe_id = Namespace::new(issuance.ca().trust_domain()).admin(name)?;
     let (issued, key) = match issuance
         .mint_local("admin.credential", &spiffe_id, &[], &[], ttl)
@@ -94,17 +95,20 @@ pub(super) async fn write_admin_credential(
 }
 
 pub(super) fn fingerprint(dir: &DataDir) -> anyhow::Result<()> {
-    let files = CaFiles::read(dir)?;
-    let ca = CertificateAuthority::load(&files, DEFAULT_PUBLIC_URL)?;
-    println!("{}", ca.root().fingerprint());
+    println!("{}", CaFiles::read_root_fingerprint(dir)?);
     Ok(())
 }
 
-pub(super) async fn run_admin(dir: &DataDir, command: AdminCommand) -> anyhow::Result<()> {
+pub(super) async fn run_admin(
+    dir: &DataDir,
+    command: AdminCommand,
+    passphrase: Option<Passphrase>,
+) -> anyhow::Result<()> {
     match command {
         AdminCommand::Credential { name, ttl, out } => {
             let out = out.unwrap_or_else(|| dir.admin_dir());
-            let issued = write_admin_credential(dir, &name, ttl.get(), &out).await?;
+            let issued =
+                write_admin_credential(dir, passphrase.as_ref(), &name, ttl.get(), &out).await?;
             eprintln!(
                 "{} until {}: {}",
                 issued.spiffe_id,

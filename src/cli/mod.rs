@@ -15,6 +15,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::ca::Passphrase;
 use crate::datadir::DataDir;
 
 /// Sigil: short-lived, attested SPIFFE identities for AI agents and other
@@ -25,6 +26,12 @@ struct Cli {
     /// The data directory [default: ./sigil-data, or ./sigil-dev with `serve --dev`]
     #[arg(long, global = true, env = "SIGIL_DATA_DIR")]
     data_dir: Option<PathBuf>,
+
+    /// A file whose first line is the passphrase of the CA keys: `init`
+    /// encrypts them with it, `serve` and `admin credential` decrypt them.
+    /// Without it, the SIGIL_CA_PASSPHRASE environment variable is read
+    #[arg(long, global = true, env = "SIGIL_CA_PASSPHRASE_FILE")]
+    ca_passphrase_file: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -112,13 +119,15 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let dir = cli.data_dir();
+    // Read only by the commands that use the CA keys.
+    let passphrase = || Passphrase::from_file_or_env(cli.ca_passphrase_file.as_deref());
     match cli.command {
-        Command::Init(args) => init::run(&dir, args).await,
-        Command::Serve(args) => serve::run(cli.data_dir, args).await,
+        Command::Init(args) => init::run(&dir, args, passphrase()?).await,
+        Command::Serve(args) => serve::run(cli.data_dir, args, passphrase()?).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Agent(args) => return agent::run(args).await,
         Command::Fingerprint => local::fingerprint(&dir),
-        Command::Admin(command) => local::run_admin(&dir, command).await,
+        Command::Admin(command) => local::run_admin(&dir, command, passphrase()?).await,
         Command::Token(command) => token::run_token(&dir, command).await,
         Command::Revoke(args) => revocation::revoke(&dir, args).await,
         Command::Unban(args) => revocation::unban(&dir, args).await,

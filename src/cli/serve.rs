@@ -10,7 +10,7 @@ use sigil_core::TrustDomain;
 
 use super::local::{DEFAULT_ADMIN_TTL, write_admin_credential};
 use crate::attestation::jwt::JwtAttestors;
-use crate::ca::CaFiles;
+use crate::ca::{CaFiles, Passphrase};
 use crate::config::{LoadedConfig, Overrides, Settings};
 use crate::datadir::DataDir;
 use crate::dev;
@@ -111,7 +111,11 @@ impl ServeArgs {
     }
 }
 
-pub(super) async fn run(data_dir: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
+pub(super) async fn run(
+    data_dir: Option<PathBuf>,
+    args: ServeArgs,
+    passphrase: Option<Passphrase>,
+) -> anyhow::Result<()> {
     let default_dir = if args.dev {
         "./sigil-dev"
     } else {
@@ -128,18 +132,23 @@ pub(super) async fn run(data_dir: Option<PathBuf>, args: ServeArgs) -> anyhow::R
     let settings = Settings::resolve(args.overrides(), config)?;
 
     let files = if args.dev {
+        if passphrase.is_some() {
+            bail!(
+                "the development CA's keys are public and not encrypted; \
+                 `sigil serve --dev` takes no CA passphrase"
+            );
+        }
         dev::prepare(&dir)?;
-        CaFiles::read(&dir)?
+        CaFiles::read(&dir, None)?
     } else {
-        let files = CaFiles::read(&dir)?;
-        if dev::is_dev_root(&files) {
+        if dev::is_dev_root(&CaFiles::read_root_fingerprint(&dir)?) {
             bail!(
                 "{} holds the public development CA from certs-dev/, whose keys anyone can read; \
                  run `sigil serve --dev` for development, or `sigil init` a real CA",
                 dir.path().display()
             );
         }
-        files
+        CaFiles::read(&dir, passphrase.as_ref())?
     };
     let trust_domain = trust_domain(&files)?;
     let admins = settings.admins(&trust_domain)?;
@@ -168,7 +177,7 @@ pub(super) async fn run(data_dir: Option<PathBuf>, args: ServeArgs) -> anyhow::R
     };
 
     if args.dev {
-        write_admin_credential(&dir, "dev", DEFAULT_ADMIN_TTL, &dir.admin_dir()).await?;
+        write_admin_credential(&dir, None, "dev", DEFAULT_ADMIN_TTL, &dir.admin_dir()).await?;
         return serve(&dir, &files, options, |addr| dev_banner(&dir, addr)).await;
     }
     serve(&dir, &files, options, |_| String::new()).await

@@ -45,7 +45,12 @@ impl DataDir {
     }
 
     pub fn init_with(extra: &[&str]) -> Self {
-        let temp = tempfile::tempdir().unwrap();
+        Self::init_in(tempfile::tempdir().unwrap(), extra)
+    }
+
+    /// `sigil init` into `TEMP/data`, for a test that put files in `temp`
+    /// first.
+    pub fn init_in(temp: TempDir, extra: &[&str]) -> Self {
         let path = temp.path().join("data");
         let mut args = vec!["init", "--trust-domain", TRUST_DOMAIN, "--data-dir"];
         args.push(path.to_str().unwrap());

@@ -18,7 +18,8 @@ use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
 use sigil::ca::{
-    CaFiles, CertificateAuthority, DEFAULT_ISSUING_LIFETIME, KeyType, LeafRequest, SubjectKey,
+    CaFiles, CertificateAuthority, DEFAULT_ISSUING_LIFETIME, KeyType, LeafRequest, Passphrase,
+    SubjectKey,
 };
 use sigil::csr::{KeyPolicy, VerifiedPublicKey};
 use sigil::datadir::DataDir;
@@ -31,7 +32,11 @@ const TTL: Duration = Duration::from_secs(3600);
 
 fn authority(data_dir: Option<&Path>) -> anyhow::Result<CertificateAuthority> {
     let files = match data_dir {
-        Some(dir) => CaFiles::read(&DataDir::new(dir))?,
+        // An encrypted CA's passphrase comes from SIGIL_CA_PASSPHRASE.
+        Some(dir) => CaFiles::read(
+            &DataDir::new(dir),
+            Passphrase::from_file_or_env(None)?.as_ref(),
+        )?,
         None => CaFiles::generate(
             &"bench.example".parse()?,
             KeyType::P256,

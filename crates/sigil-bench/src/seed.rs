@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use rusqlite::{Connection, params};
-use sigil::ca::{CaFiles, CertificateAuthority};
+use sigil::ca::{CaFiles, CertificateAuthority, Passphrase};
 use sigil::datadir::DataDir;
 use sigil::revocation::CrlSigner;
 use sigil::serial::Serial;
@@ -87,7 +87,8 @@ pub(crate) fn seed(data_dir: &Path, count: u64, revoked: u64) -> anyhow::Result<
 /// `RESULT` line with the median of `runs`.
 pub(crate) async fn crl(data_dir: &Path, runs: usize) -> anyhow::Result<()> {
     let dir = DataDir::new(data_dir.to_owned());
-    let files = CaFiles::read(&dir)?;
+    // An encrypted CA's passphrase comes from SIGIL_CA_PASSPHRASE.
+    let files = CaFiles::read(&dir, Passphrase::from_file_or_env(None)?.as_ref())?;
     let ca = Arc::new(CertificateAuthority::load(
         &files,
         "https://localhost:8443",

@@ -19,7 +19,7 @@ use sigil_verifier::{PeerIdentity, Policy};
 use super::admin_connection::AdminConnection;
 use super::init::{self, InitArgs};
 use super::serve::{self, ServeArgs};
-use crate::ca::{CaFiles, CertificateAuthority};
+use crate::ca::CaFiles;
 use crate::client::CaClient;
 use crate::datadir::DataDir;
 use echo::EchoServer;
@@ -69,16 +69,15 @@ async fn story(dir: &DataDir) -> anyhow::Result<()> {
     // `init` prints the root fingerprint and `serve` its address, each as
     // one line on stdout: with these prefixes they read as part of step 1.
     print!("   root fingerprint ");
-    init::run(dir, init_args)
+    init::run(dir, init_args, None)
         .await
         .inspect_err(|_| println!())?;
-    let fingerprint = CertificateAuthority::load(&CaFiles::read(dir)?, "https://localhost")?
-        .root()
-        .fingerprint();
+    let fingerprint = CaFiles::read_root_fingerprint(dir)?;
     print!("   CA ");
     let mut server = Task(tokio::spawn(serve::run(
         Some(dir.path().to_owned()),
         serve_args,
+        None,
     )));
     let admin = wait_until_serving(dir, &mut server)
         .await
