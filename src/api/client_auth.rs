@@ -189,11 +189,26 @@ async fn authenticate_with(
     })
 }
 
+/// Counts a caller refused for who it is, for the audit log (per reason
+/// and address, like every anonymous refusal): a forged, foreign, expired,
+/// revoked or missing client certificate, or an agent calling admin routes.
+fn count_refusal(state: &AppState, parts: &Parts, reason: &str, error: &ApiError) {
+    if error.refuses_the_caller() {
+        let source = parts.extensions.get::<PeerAddr>().map(|peer| peer.0.ip());
+        state.refusals.count(reason, source);
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        authenticate(state, parts.extensions.get::<PeerCertificates>()).await
+        authenticate(state, parts.extensions.get::<PeerCertificates>())
+            .await
+            .inspect_err(|error| {
+                let reason = format!("client certificate: {}", error.code());
+                count_refusal(state, parts, &reason, error);
+            })
     }
 }
 
@@ -210,6 +225,10 @@ impl FromRequestParts<AppState> for RenewingCaller {
         authenticate_with(state, peer, Revoked::LetLineageJudge)
             .await
             .map(Self)
+            .inspect_err(|error| {
+                let reason = format!("renewal: {}", error.code());
+                count_refusal(state, parts, &reason, error);
+            })
     }
 }
 
@@ -217,12 +236,19 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let caller = authenticate(state, parts.extensions.get::<PeerCertificates>()).await?;
+        let caller = authenticate(state, parts.extensions.get::<PeerCertificates>())
+            .await
+            .inspect_err(|error| {
+                let reason = format!("admin route: {}", error.code());
+                count_refusal(state, parts, &reason, error);
+            })?;
         if !state.namespace.is_admin(&caller.spiffe_id) {
-            return Err(ApiError::forbidden(format!(
-                "{} is not an admin",
-                caller.spiffe_id
-            )));
+            let error = ApiError::forbidden(format!("{} is not an admin", caller.spiffe_id));
+            // Who probed the admin API is worth knowing: an agent's
+            // credential may be in the wrong hands.
+            let reason = format!("admin route called by {}", caller.spiffe_id);
+            count_refusal(state, parts, &reason, &error);
+            return Err(error);
         }
         Ok(Admin(caller))
     }

@@ -30,6 +30,20 @@ impl ApiError {
         }
     }
 
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// Whether the caller was refused for who it is (401 or 403), as
+    /// opposed to what it sent or how the CA is doing.
+    pub(super) fn refuses_the_caller(&self) -> bool {
+        matches!(
+            self.status,
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        )
+    }
+
     /// 400: malformed JSON, a missing or wrong field.
     pub fn invalid_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
