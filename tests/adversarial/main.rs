@@ -28,7 +28,9 @@
 //! - `admin`: every admin route called by an agent and by nobody, and
 //!   forged, unrecorded, foreign or revoked admin certificates;
 //! - `requests`: oversized, deeply nested, duplicated or unknown JSON, broken
-//!   or ambiguous HTTP/1.1 framing, wrong content types, methods and routes.
+//!   or ambiguous HTTP/1.1 framing, wrong content types, methods and routes;
+//! - `slowloris`: a thousand connections held open doing nothing, half a
+//!   TLS handshake or half an HTTP request, while an agent gets its SVID.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../common/mod.rs"]
@@ -46,4 +48,5 @@ mod identities;
 mod lifetimes;
 mod renewal;
 mod requests;
+mod slowloris;
 mod tokens;

@@ -637,24 +637,13 @@ pub(crate) fn serial_of(chain_pem: &str) -> String {
 /// TCP write half is shut right after the request: a body the headers
 /// promise never comes.
 pub(crate) fn raw_http(server: &Server, request: &[u8], half_close: bool) -> (Response, Vec<u8>) {
-    let mut roots = rustls::RootCertStore::empty();
-    for der in chain_der(&server.bundle_pem) {
-        roots.add(der.into()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connector = tls_connector(server);
     let port = server.port();
     let answer = block_on(async move {
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .unwrap();
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let mut tls = connector.connect(name, tcp).await.unwrap();
+        let mut tls = connector.connect(server_name(), tcp).await.unwrap();
         tls.write_all(request).await.unwrap();
         tls.flush().await.unwrap();
         if half_close {
@@ -682,6 +671,26 @@ pub(crate) fn raw_http(server: &Server, request: &[u8], half_close: bool) -> (Re
             String::from_utf8_lossy(&answer)
         )
     })
+}
+
+/// A TLS client that trusts the server's bundle and shows no certificate.
+pub(crate) fn tls_connector(server: &Server) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for der in chain_der(&server.bundle_pem) {
+        roots.add(der.into()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// The name the server's certificate carries for a local listener.
+pub(crate) fn server_name() -> rustls::pki_types::ServerName<'static> {
+    rustls::pki_types::ServerName::try_from("localhost").unwrap()
 }
 
 /// The first HTTP/1.1 answer (with a Content-Length) in `bytes`, and the
