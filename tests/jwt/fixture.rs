@@ -204,13 +204,13 @@ impl Ca {
     }
 }
 
-/// `sigil serve` on the data dir's `sigil.toml`, logging at debug: the
+/// `sigil serve` on the data dir's `sigil.toml`, logging at trace: the
 /// tests check that no token shows in the log even then.
 pub(crate) fn start_logging(dir: &DataDir) -> Server {
     Server::spawn_logging(
         &["serve", "--data-dir", dir.arg(), "--listen", "127.0.0.1:0"],
         dir.path.clone(),
-        "debug",
+        "trace",
     )
 }
 
