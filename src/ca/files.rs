@@ -10,6 +10,7 @@ use sigil_core::TrustDomain;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
+use super::ca_key::CaKey;
 use super::key_encryption::{self, Passphrase};
 use super::{KeyType, profile};
 use crate::datadir::{self, DataDir};
@@ -81,7 +82,7 @@ impl CaFiles {
         let rcgen_err = |what: &'static str| move |e: rcgen::Error| anyhow!("{what}: {e}");
         let random_serial = || Serial::random().map_err(|_| anyhow!("the random source failed"));
 
-        let root_key = key_type.generate().map_err(rcgen_err("root key"))?;
+        let root_key = CaKey::new(key_type.generate().map_err(rcgen_err("root key"))?);
         let root_params = profile::root_params(
             trust_domain,
             &root_key,
@@ -93,7 +94,7 @@ impl CaFiles {
             .self_signed(&root_key)
             .map_err(rcgen_err("signing the root"))?;
 
-        let issuing_key = key_type.generate().map_err(rcgen_err("issuing key"))?;
+        let issuing_key = CaKey::new(key_type.generate().map_err(rcgen_err("issuing key"))?);
         let issuing_params = profile::issuing_params(
             &issuing_key,
             random_serial()?,
@@ -108,9 +109,9 @@ impl CaFiles {
 
         Ok(Self {
             root_pem,
-            root_key_pem: Zeroizing::new(root_issuer.key().serialize_pem()),
+            root_key_pem: root_issuer.key().pem(),
             issuing_pem: issuing_cert.pem(),
-            issuing_key_pem: Zeroizing::new(issuing_key.serialize_pem()),
+            issuing_key_pem: issuing_key.pem(),
         })
     }
 

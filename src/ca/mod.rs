@@ -4,6 +4,7 @@
 //! Every field of every certificate is decided here. A CSR contributes its
 //! public key and nothing else (see [`crate::csr`]).
 
+mod ca_key;
 mod crl;
 mod files;
 mod key_encryption;
@@ -30,6 +31,7 @@ pub(crate) use profile::whole_seconds;
 
 use crate::csr::{KeyPolicy, VerifiedPublicKey, verify_csr_pem};
 use crate::serial::Serial;
+use ca_key::CaKey;
 
 /// A CA certificate (the root or an issuing CA) with what Sigil needs to know
 /// of it.
@@ -111,8 +113,8 @@ pub struct CertificateAuthority {
     trust_domain: TrustDomain,
     root: CaCertificate,
     issuing: CaCertificate,
-    issuer: Issuer<'static, KeyPair>,
-    root_issuer: Issuer<'static, KeyPair>,
+    issuer: Issuer<'static, CaKey>,
+    root_issuer: Issuer<'static, CaKey>,
     crl_url_base: String,
     crl_validity: Duration,
 }
@@ -305,8 +307,8 @@ fn signing_issuer(
     cert: &CaCertificate,
     cert_pem: &str,
     key_pem: &str,
-) -> anyhow::Result<Issuer<'static, KeyPair>> {
-    let key = KeyPair::from_pem(key_pem).context("key")?;
+) -> anyhow::Result<Issuer<'static, CaKey>> {
+    let key = CaKey::new(KeyPair::from_pem(key_pem).context("key")?);
     let (_, parsed) = X509Certificate::from_der(&cert.der)?;
     ensure!(
         parsed.public_key().raw == key.subject_public_key_info().as_slice(),
