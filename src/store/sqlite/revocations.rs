@@ -1,6 +1,7 @@
 //! Revocations, bans and CRLs. A revocation and the CRLs that list it
 //! commit in one transaction; CRL numbers come from one global sequence, so
-//! a higher number is always newer, whatever the issuer.
+//! a higher number is always newer, whatever the issuer, and never fall
+//! below the time in milliseconds, so they keep growing across a restore.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -159,10 +160,15 @@ pub(super) fn publish_in(
     now: OffsetDateTime,
     signer: &dyn CrlSigner,
 ) -> Result<SignedCrl, StoreError> {
+    // Never below the time in milliseconds: a store restored from a backup
+    // then still numbers its next CRLs above every one served before the
+    // restore, which relying parties (that keep the highest number they
+    // saw) would otherwise ignore as stale.
+    let floor = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
     let number: i64 = tx
         .query_row_cached(
-            "UPDATE crl_sequence SET last = last + 1 WHERE id = 1 RETURNING last",
-            [],
+            "UPDATE crl_sequence SET last = max(last + 1, ?1) WHERE id = 1 RETURNING last",
+            [floor],
             |row| row.get(0),
         )
         .map_err(unavailable)?;

@@ -563,6 +563,42 @@ async fn crl_numbers_keep_growing_across_reopening_the_store() {
     );
 }
 
+#[tokio::test]
+async fn crl_numbers_after_a_restore_from_an_older_copy_still_exceed_those_served_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sigil.db");
+    let backup = dir.path().join("backup.db");
+    let live = SqliteStore::open(&path).unwrap();
+    let at = now();
+    live.publish_crl("aa".to_owned(), at, Arc::new(ListingSigner))
+        .await
+        .unwrap();
+    drop(live);
+    std::fs::copy(&path, &backup).unwrap();
+    // After the backup, the live store serves more CRLs...
+    let live = SqliteStore::open(&path).unwrap();
+    let mut served = 0;
+    for _ in 0..5 {
+        served = live
+            .publish_crl("aa".to_owned(), at, Arc::new(ListingSigner))
+            .await
+            .unwrap()
+            .number;
+    }
+    drop(live);
+    // ...then is lost, and the backup restored a second later.
+    let restored = SqliteStore::open(&backup).unwrap();
+    let next = restored
+        .publish_crl(
+            "aa".to_owned(),
+            at + time::Duration::seconds(1),
+            Arc::new(ListingSigner),
+        )
+        .await
+        .unwrap();
+    assert!(next.number > served, "{} after {served}", next.number);
+}
+
 fn renewal_of(parent: &CertificateRecord) -> CertificateRecord {
     CertificateRecord {
         parent_serial: Some(parent.serial),
