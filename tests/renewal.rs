@@ -346,3 +346,18 @@ fn an_address_over_its_renewal_limit_gets_429_and_can_still_attest() {
     // Renewals have their own buckets: the same address still attests.
     attest(&server, "spiffe://example.org/agents/starting");
 }
+
+#[test]
+fn an_address_over_its_attestation_limit_can_still_renew() {
+    let dir = DataDir::init();
+    let server = dir.start_with(&["--rate-limit", "0.01", "--rate-burst", "3"]);
+    // A token and an attestation: two of the three.
+    let agent = attest(&server, "spiffe://example.org/agents/steady");
+    let limited = (0..3)
+        .map(|_| server.post_svid(json!({})))
+        .find(|response| response.status == 429)
+        .expect("the attestation limit was reached");
+    assert_error(&limited, 429, "rate_limited");
+    // Renewals have their own buckets.
+    renew(&server, &agent).unwrap();
+}

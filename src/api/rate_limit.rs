@@ -90,6 +90,14 @@ impl RateLimiters {
     }
 }
 
+/// The longest Retry-After given, whatever the configured rate: a day.
+const MAX_WAIT_SECONDS: f64 = 86_400.0;
+
+/// The wait for a bucket `missing` tokens short of one at `per_second`.
+fn wait_for(missing: f64, per_second: f64) -> Duration {
+    Duration::from_secs_f64((missing / per_second).clamp(0.001, MAX_WAIT_SECONDS))
+}
+
 /// Above this many tracked addresses, full buckets are forgotten.
 const PRUNE_ABOVE: usize = 10_000;
 
@@ -120,9 +128,7 @@ impl RateLimiter {
     pub(super) fn exhausted(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
         let buckets = self.buckets.lock().ok()?;
         let bucket = refill(*buckets.get(&ip)?, self.limit, now);
-        (bucket.tokens < 1.0).then(|| {
-            Duration::from_secs_f64(((1.0 - bucket.tokens) / self.limit.per_second).max(0.001))
-        })
+        (bucket.tokens < 1.0).then(|| wait_for(1.0 - bucket.tokens, self.limit.per_second))
     }
 
     /// Takes one token for `ip`, or says how long until one is free.
@@ -143,8 +149,7 @@ impl RateLimiter {
             bucket.tokens -= 1.0;
             return Ok(());
         }
-        let wait = (1.0 - bucket.tokens) / self.limit.per_second;
-        Err(Duration::from_secs_f64(wait.max(0.001)))
+        Err(wait_for(1.0 - bucket.tokens, self.limit.per_second))
     }
 }
 
@@ -208,6 +213,22 @@ mod tests {
         let later = start + Duration::from_millis(100);
         assert!(limiter.take(busy, later).is_ok());
         assert!(limiter.take(busy, later).is_err());
+    }
+
+    #[test]
+    fn a_tiny_rate_waits_at_most_a_day_instead_of_overflowing() {
+        let limiter = RateLimiter::new(RateLimit {
+            per_second: 1e-20,
+            burst: 1.0,
+        });
+        let now = Instant::now();
+        let ip: IpAddr = [192, 0, 2, 1].into();
+        limiter.take(ip, now).unwrap();
+        assert_eq!(limiter.take(ip, now), Err(Duration::from_secs(86_400)));
+        assert_eq!(
+            limiter.exhausted(ip, now),
+            Some(Duration::from_secs(86_400))
+        );
     }
 
     #[test]

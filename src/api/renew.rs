@@ -95,7 +95,10 @@ pub(super) async fn renew(
                 "certificate {presented} is revoked"
             )))
         }
-        RenewalOutcome::Banned => Err(ApiError::banned(&spiffe_id)),
+        RenewalOutcome::Banned => {
+            state.refusals.count("renewal: banned", source);
+            Err(ApiError::banned(&spiffe_id))
+        }
         RenewalOutcome::Unknown => Err(ApiError::invalid_client_certificate(
             "client certificate was not issued by this CA",
         )),

@@ -22,7 +22,10 @@ struct Tally {
 }
 
 /// At most this many (reason, source) pairs are told apart per period;
-/// beyond it, refusals are counted under source "other".
+/// beyond it, a refusal is counted under its reason alone (no source), and
+/// beyond twice as many, under reason "other". A flood from many addresses
+/// thus cannot hide a reason that names who was refused (an agent calling
+/// admin routes), until the reasons themselves number in the thousands.
 const MAX_SOURCES: usize = 1000;
 
 /// The source a refusal is counted under: IPv6 addresses by their /64, the
@@ -51,7 +54,10 @@ impl RefusalCounter {
         if let Ok(mut counts) = self.counts.lock() {
             let mut key = (reason.to_owned(), source_key(source));
             if !counts.contains_key(&key) && counts.len() >= MAX_SOURCES {
-                key = ("other".to_owned(), None);
+                key.1 = None;
+                if !counts.contains_key(&key) && counts.len() >= 2 * MAX_SOURCES {
+                    key = ("other".to_owned(), None);
+                }
             }
             let tally = counts.entry(key).or_default();
             tally.count += 1;
@@ -116,10 +122,38 @@ mod tests {
         }
         let events = counter.drain();
         assert!(events.len() <= MAX_SOURCES + 1, "{}", events.len());
+        assert!(events.iter().all(|e| e.details["reason"] == "unknown join token"));
         let total: u64 = events
             .iter()
             .map(|e| e.details["count"].as_u64().unwrap_or(0))
             .sum();
         assert_eq!(total, 10_000, "every refusal is counted");
+    }
+
+    #[test]
+    fn a_flood_from_many_sources_does_not_hide_who_called_an_admin_route() {
+        let counter = RefusalCounter::default();
+        for i in 0..5_000u32 {
+            counter.count("unknown join token", Some(IpAddr::from(i.to_be_bytes())));
+        }
+        let probe = "admin route called by spiffe://example.org/agents/nosy";
+        counter.count(probe, Some(IpAddr::from([192, 0, 2, 9])));
+        let events = counter.drain();
+        assert!(events.len() <= 2 * MAX_SOURCES, "{}", events.len());
+        assert!(
+            events.iter().any(|e| e.details["reason"] == probe),
+            "the probe's reason was folded away"
+        );
+    }
+
+    #[test]
+    fn thousands_of_reasons_fold_into_other_and_stay_bounded() {
+        let counter = RefusalCounter::default();
+        for i in 0..10_000u32 {
+            counter.count(&format!("reason {i}"), Some(IpAddr::from(i.to_be_bytes())));
+        }
+        let events = counter.drain();
+        assert!(events.len() <= 2 * MAX_SOURCES + 1, "{}", events.len());
+        assert!(events.iter().any(|e| e.details["reason"] == "other"));
     }
 }

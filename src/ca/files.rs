@@ -139,8 +139,9 @@ impl CaFiles {
                     key_encryption::PASSPHRASE_ENV
                 ),
                 (false, Some(_)) => bail!(
-                    "a CA passphrase was given, but {} is not encrypted; \
-                     drop the passphrase, or re-create the CA with it",
+                    "a CA passphrase was given, but {} is not encrypted; drop the passphrase, \
+                     or encrypt the key in place (`openssl pkcs8 -topk8 -scrypt`, see \
+                     docs/operations.md)",
                     path.display()
                 ),
                 (false, None) => Ok(text),
@@ -165,11 +166,11 @@ impl CaFiles {
             Some(passphrase) => key_encryption::encrypt(pem, passphrase),
             None => Ok(pem.clone()),
         };
-        datadir::write_secret(&dir.root_key(), key_text(&self.root_key_pem)?.as_bytes())?;
-        datadir::write_secret(
-            &dir.issuing_key(),
-            key_text(&self.issuing_key_pem)?.as_bytes(),
-        )?;
+        // Both encrypted before either is written: no half-written CA.
+        let root_key = key_text(&self.root_key_pem)?;
+        let issuing_key = key_text(&self.issuing_key_pem)?;
+        datadir::write_secret(&dir.root_key(), root_key.as_bytes())?;
+        datadir::write_secret(&dir.issuing_key(), issuing_key.as_bytes())?;
         datadir::write_public(&dir.root_cert(), self.root_pem.as_bytes())?;
         datadir::write_public(&dir.issuing_cert(), self.issuing_pem.as_bytes())?;
         datadir::write_public(&dir.bundle(), self.root_pem.as_bytes())

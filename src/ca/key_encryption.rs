@@ -13,7 +13,7 @@ use std::path::Path;
 
 use anyhow::{Context, anyhow, bail};
 use pkcs8::der::pem::LineEnding;
-use pkcs8::pkcs5::{pbes2, scrypt};
+use pkcs8::pkcs5::{self, pbes2, scrypt};
 use pkcs8::{EncryptedPrivateKeyInfo, PrivateKeyInfo, SecretDocument};
 use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::Zeroizing;
@@ -155,9 +155,15 @@ pub(super) fn decrypt(key_pem: &str, passphrase: &Passphrase) -> anyhow::Result<
     }
     let info = EncryptedPrivateKeyInfo::try_from(der.as_bytes())
         .map_err(|e| anyhow!("reading the encrypted key: {e}"))?;
-    let plain = info
-        .decrypt(passphrase.as_bytes())
-        .map_err(|_| anyhow!("the passphrase is wrong, or the key file is damaged"))?;
+    let plain = info.decrypt(passphrase.as_bytes()).map_err(|e| match e {
+        // pkcs5 0.7 reports a padding failure, what a wrong passphrase
+        // gives, as `EncryptFailed`.
+        pkcs8::Error::EncryptedPrivateKey(
+            pkcs5::Error::DecryptFailed | pkcs5::Error::EncryptFailed,
+        ) => anyhow!("the passphrase is wrong, or the key file is damaged"),
+        // An unsupported scheme (e.g. PBES1) or broken parameters.
+        other => anyhow!("decrypting the key: {other}"),
+    })?;
     // A wrong passphrase can decrypt to valid padding by chance; what comes
     // out must then still be a key.
     PrivateKeyInfo::try_from(plain.as_bytes())

@@ -148,7 +148,10 @@ pub(super) async fn run(
                 dir.path().display()
             );
         }
-        CaFiles::read(&dir, passphrase.as_ref())?
+        let files = CaFiles::read(&dir, passphrase.as_ref())?;
+        // Wiped as soon as it has served.
+        drop(passphrase);
+        files
     };
     let trust_domain = trust_domain(&files)?;
     let admins = settings.admins(&trust_domain)?;
@@ -178,9 +181,9 @@ pub(super) async fn run(
 
     if args.dev {
         write_admin_credential(&dir, None, "dev", DEFAULT_ADMIN_TTL, &dir.admin_dir()).await?;
-        return serve(&dir, &files, options, |addr| dev_banner(&dir, addr)).await;
+        return serve(&dir, files, options, |addr| dev_banner(&dir, addr)).await;
     }
-    serve(&dir, &files, options, |_| String::new()).await
+    serve(&dir, files, options, |_| String::new()).await
 }
 
 /// Warns when the data dir's admin credential, which the local admin

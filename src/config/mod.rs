@@ -60,7 +60,7 @@ pub struct ServerFile {
     pub max_connections_per_ip: Option<usize>,
     /// Attestations and admin calls per second one address may make.
     pub rate_limit: Option<f64>,
-    /// Requests one idle address may make at once.
+    /// Attestations and admin calls one idle address may make at once.
     pub rate_burst: Option<f64>,
     /// Renewals per second one address may make.
     pub renewal_limit: Option<f64>,

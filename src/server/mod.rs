@@ -73,7 +73,7 @@ pub struct ServeOptions {
 /// The CA or store cannot be loaded, or the address cannot be bound.
 pub async fn serve(
     dir: &DataDir,
-    files: &CaFiles,
+    files: CaFiles,
     options: ServeOptions,
     banner: impl FnOnce(SocketAddr) -> String,
 ) -> anyhow::Result<()> {
@@ -88,8 +88,10 @@ pub async fn serve(
     };
 
     let ca = Arc::new(
-        CertificateAuthority::load(files, &public_url)?.with_crl_validity(options.crl_validity),
+        CertificateAuthority::load(&files, &public_url)?.with_crl_validity(options.crl_validity),
     );
+    // The keys' PEM text is wiped now, not at exit.
+    drop(files);
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.store())?);
     let cpu = CpuPool::sized_to_cores().context("starting the signing threads")?;
     let issuance = Issuance::new(Arc::clone(&ca), store, Arc::new(cpu));

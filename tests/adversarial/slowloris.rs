@@ -1,12 +1,15 @@
 //! Slowloris: 1,000 connections hold the server's sockets open, some doing
 //! nothing after connecting, some stopping halfway through the TLS
 //! handshake, some halfway through the request headers. They come from
-//! three addresses, one of them opening more than the per-address cap.
-//! A well-behaved agent, from its own address, still gets its SVID.
+//! three addresses, one of them opening more than the per-address cap,
+//! which the server closes at once. A well-behaved agent, from its own
+//! address, still gets its SVID.
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use tokio::io::AsyncWriteExt;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::common::*;
@@ -14,7 +17,9 @@ use crate::support::{server_name, tls_connector};
 
 /// Idle connections from one address: more than the per-address cap (256),
 /// so that the cap is what refuses the rest.
-const IDLE: usize = 400;
+const IDLE: usize = 500;
+/// The default per-address connection cap.
+const PER_ADDRESS_CAP: usize = 256;
 /// Connections that send the start of a TLS record and stop.
 const HALF_HANDSHAKE: usize = 250;
 /// Connections that finish TLS and send half of a request's headers.
@@ -53,13 +58,14 @@ fn a_thousand_idle_and_half_open_connections_do_not_stop_an_agent() {
     let port = server.port();
     let connector = tls_connector(&server);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let held = runtime.block_on(async {
-        let mut held = Vec::new();
+    let (idle, held) = runtime.block_on(async {
+        let mut idle = Vec::new();
         for _ in 0..IDLE {
             if let Some(tcp) = connect_from(Ipv4Addr::new(127, 0, 0, 2), port).await {
-                held.push(tcp);
+                idle.push(tcp);
             }
         }
+        let mut held = Vec::new();
         for _ in 0..HALF_HANDSHAKE {
             let mut tcp = connect_from(Ipv4Addr::new(127, 0, 0, 3), port)
                 .await
@@ -77,7 +83,7 @@ fn a_thousand_idle_and_half_open_connections_do_not_stop_an_agent() {
             tls.flush().await.unwrap();
             half_requests.push(tls);
         }
-        (held, half_requests)
+        (idle, (held, half_requests))
     });
     assert_eq!(held.1.len(), HALF_HEADERS);
 
@@ -90,5 +96,29 @@ fn a_thousand_idle_and_half_open_connections_do_not_stop_an_agent() {
         String::from_utf8_lossy(&response.body)
     );
     assert_eq!(dir.count("certificates"), certificates + 1);
+
+    // The idle address got its share and no more: the server closed the
+    // connections past the cap at once (the others wait for the handshake
+    // timeout, which may also have passed by now: hence "at least").
+    let closed = runtime.block_on(async {
+        let mut reads = tokio::task::JoinSet::new();
+        for mut tcp in idle {
+            reads.spawn(async move {
+                let mut byte = [0u8; 1];
+                let read = tokio::time::timeout(Duration::from_secs(3), tcp.read(&mut byte));
+                matches!(read.await, Ok(Ok(0) | Err(_)))
+            });
+        }
+        reads
+            .join_all()
+            .await
+            .into_iter()
+            .filter(|&closed| closed)
+            .count()
+    });
+    assert!(
+        closed >= IDLE - PER_ADDRESS_CAP,
+        "only {closed} of {IDLE} idle connections from one address were closed"
+    );
     drop(held);
 }

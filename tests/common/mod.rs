@@ -20,6 +20,8 @@ pub fn sigil(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sigil"))
         .args(args)
         .env_remove("SIGIL_DATA_DIR")
+        .env_remove("SIGIL_CA_PASSPHRASE")
+        .env_remove("SIGIL_CA_PASSPHRASE_FILE")
         .output()
         .expect("running sigil")
 }
@@ -147,7 +149,10 @@ impl Server {
     /// [`Server::log`] (and to the test's output if the test fails).
     pub fn spawn_logging(args: &[&str], data_dir: PathBuf, rust_log: &str) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sigil"));
-        command.args(args);
+        command
+            .args(args)
+            .env_remove("SIGIL_CA_PASSPHRASE")
+            .env_remove("SIGIL_CA_PASSPHRASE_FILE");
         Self::spawn_command(command, data_dir, rust_log)
     }
 
