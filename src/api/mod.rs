@@ -12,6 +12,7 @@ mod json_body;
 mod jwt_attestation;
 mod rate_limit;
 mod renew;
+mod request_id;
 mod revocations;
 mod svid;
 mod svid_response;
@@ -30,6 +31,7 @@ pub use crl::CRL_NUMBER_HEADER;
 pub use error::ApiError;
 pub use json_body::{BODY_TIMEOUT, JsonBody, MAX_BODY_BYTES};
 pub use rate_limit::{RateLimit, RateLimiter, RateLimiters, RateLimits};
+pub use request_id::REQUEST_ID_HEADER;
 pub use token_grants::TokenGrants;
 
 use crate::attestation::jwt::JwtAttestors;
@@ -243,6 +245,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(axum::middleware::from_fn(json_body::buffer_body))
+        .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
 }
 

@@ -122,7 +122,11 @@ mod tests {
         }
         let events = counter.drain();
         assert!(events.len() <= MAX_SOURCES + 1, "{}", events.len());
-        assert!(events.iter().all(|e| e.details["reason"] == "unknown join token"));
+        assert!(
+            events
+                .iter()
+                .all(|e| e.details["reason"] == "unknown join token")
+        );
         let total: u64 = events
             .iter()
             .map(|e| e.details["count"].as_u64().unwrap_or(0))
