@@ -60,3 +60,30 @@ fn a_store_locked_by_another_process_gives_503_and_issuance_recovers_when_it_is_
     }
     assert_eq!(dir.count("certificates"), before + 2);
 }
+
+#[test]
+fn status_says_degraded_while_the_store_cannot_write_and_ok_after() {
+    let dir = DataDir::init();
+    let server = dir.start();
+    let status = || -> Value {
+        let response = block_on(server.admin().get("/admin/v1/status")).unwrap();
+        assert_eq!(response.status, 200);
+        response.json().unwrap()
+    };
+    assert_eq!(status()["health"], "ok");
+
+    let locker = rusqlite::Connection::open(dir.file("sigil.db")).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let degraded = status();
+    assert_eq!(degraded["health"], "degraded", "{degraded}");
+    assert!(
+        degraded["problem"].as_str().unwrap().contains("store"),
+        "{degraded}"
+    );
+    // What could still be read is still shown.
+    assert!(degraded["issuers"].as_array().unwrap().len() == 2);
+
+    locker.execute_batch("ROLLBACK").unwrap();
+    drop(locker);
+    assert_eq!(status()["health"], "ok");
+}

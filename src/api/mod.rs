@@ -14,6 +14,7 @@ mod rate_limit;
 mod renew;
 mod request_id;
 mod revocations;
+mod status;
 mod svid;
 mod svid_response;
 mod token_grants;
@@ -228,6 +229,7 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/v1/bans/{spiffe_id}", delete(revocations::lift_ban))
         .route("/admin/v1/certificates", get(revocations::list))
         .route("/admin/v1/audit", get(audit::page))
+        .route("/admin/v1/status", get(status::status))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             rate_limit::limit_requests,

@@ -177,6 +177,10 @@ impl Store for FlakyStore {
         })
     }
 
+    fn summary(&self, now: OffsetDateTime) -> StoreFuture<'_, crate::store::StoreSummary> {
+        self.inner.summary(now)
+    }
+
     fn check_ready(&self) -> StoreFuture<'_, ()> {
         self.refuse().unwrap_or_else(|| self.inner.check_ready())
     }

@@ -83,6 +83,11 @@ impl CaCertificate {
         &self.pem
     }
 
+    /// Start of validity.
+    pub fn not_before(&self) -> OffsetDateTime {
+        self.not_before
+    }
+
     /// End of validity.
     pub fn not_after(&self) -> OffsetDateTime {
         self.not_after

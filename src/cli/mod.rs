@@ -8,6 +8,7 @@ mod init;
 mod local;
 mod revocation;
 mod serve;
+mod status;
 mod token;
 
 use std::path::PathBuf;
@@ -85,6 +86,9 @@ enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// The CA at a glance: health, issuers and their expiry, certificate
+    /// counts, CRL ages, the last audit record.
+    Status(status::StatusArgs),
 }
 
 impl Cli {
@@ -156,6 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Unban(args) => revocation::unban(&dir, args).await,
         Command::Certs(command) => revocation::certs(&dir, command).await,
         Command::Audit(command) => audit::run(&dir, command).await,
+        Command::Status(args) => status::run(&dir, args).await,
     }
     .map(|()| ExitCode::SUCCESS)
 }

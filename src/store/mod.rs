@@ -429,4 +429,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Succeeds when the store can be read and written.
     fn check_ready(&self) -> StoreFuture<'_, ()>;
+
+    /// What the store holds at `now`, for `GET /admin/v1/status`.
+    fn summary(&self, now: OffsetDateTime) -> StoreFuture<'_, StoreSummary>;
+}
+
+/// How many certificates the store holds, by state, and how far its audit
+/// log goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreSummary {
+    /// Certificates neither revoked nor expired.
+    pub live: u64,
+    /// Revoked certificates not yet expired: the entries of the CRLs.
+    pub revoked: u64,
+    /// Every certificate ever issued.
+    pub issued: u64,
+    /// The sequence number of the newest audit record (0 for none).
+    pub last_audit_seq: u64,
 }

@@ -182,6 +182,69 @@ pub struct CertificateInfo {
     pub reason: Option<String>,
 }
 
+/// `GET /admin/v1/status`: the CA at a glance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusResponse {
+    /// `ok`, or `degraded` when the store cannot be written or read.
+    pub health: String,
+    /// Why the CA is degraded, when it is.
+    pub problem: Option<String>,
+    /// The server's version.
+    pub version: String,
+    /// The trust domain.
+    pub trust_domain: String,
+    /// The root and the issuing CA, and when they expire.
+    pub issuers: Vec<IssuerStatus>,
+    /// Certificate counts; absent when the store could not be read.
+    pub certificates: Option<CertificateCounts>,
+    /// The CRLs being served.
+    pub crls: Vec<CrlStatus>,
+    /// The sequence number of the newest audit record; absent when the
+    /// store could not be read.
+    pub last_audit_seq: Option<u64>,
+}
+
+/// One CA certificate in the status.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IssuerStatus {
+    /// `root` or `issuing`.
+    pub role: String,
+    /// Its key identifier, hex (the `{issuer_key_id}` of `/v1/crl/...`).
+    pub key_id: String,
+    /// Start of validity, RFC 3339 UTC.
+    pub not_before: String,
+    /// End of validity, RFC 3339 UTC.
+    pub not_after: String,
+    /// Seconds until `not_after` (negative once expired).
+    pub expires_in_seconds: i64,
+}
+
+/// How many certificates the store holds.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct CertificateCounts {
+    /// Neither revoked nor expired.
+    pub live: u64,
+    /// Revoked and not yet expired: the CRLs' entries.
+    pub revoked: u64,
+    /// Every certificate ever issued.
+    pub issued: u64,
+}
+
+/// One CRL being served.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CrlStatus {
+    /// The key identifier of the CA whose certificates it covers.
+    pub issuer_key_id: String,
+    /// Its CRL number.
+    pub number: u64,
+    /// When it was signed, RFC 3339 UTC.
+    pub this_update: String,
+    /// When the next one is due, RFC 3339 UTC.
+    pub next_update: String,
+    /// Seconds since it was signed.
+    pub age_seconds: i64,
+}
+
 /// Every error the API returns has this shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

@@ -1,12 +1,14 @@
 //! Certificates: recorded once, found by serial.
 
 use rusqlite::{Connection, OptionalExtension, params};
+use time::OffsetDateTime;
 
 use super::columns::{from_unix, is_unique_violation, parse_column, unavailable, unix};
 use super::sql::CachedSql;
 use crate::serial::Serial;
 use crate::store::{
-    CertificateQuery, CertificateRecord, Revocation, StatusFilter, StoreError, StoredCertificate,
+    CertificateQuery, CertificateRecord, Revocation, StatusFilter, StoreError, StoreSummary,
+    StoredCertificate,
 };
 
 pub(super) fn insert_certificate(
@@ -93,6 +95,34 @@ pub(super) fn find(
     )
     .optional()
     .map_err(unavailable)
+}
+
+/// Counts for the status page: one read transaction, so the numbers agree.
+pub(super) fn summary(conn: &Connection, now: OffsetDateTime) -> Result<StoreSummary, StoreError> {
+    let count = |sql: &str, now: Option<i64>| -> Result<u64, StoreError> {
+        let value: i64 = match now {
+            Some(now) => conn.query_row_cached(sql, [now], |row| row.get(0)),
+            None => conn.query_row_cached(sql, [], |row| row.get(0)),
+        }
+        .map_err(unavailable)?;
+        u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("a count of {value}")))
+    };
+    let now = unix(now);
+    let revoked = count(
+        "SELECT count(*) FROM revocations WHERE not_after > ?1",
+        Some(now),
+    )?;
+    // Unexpired certificates, less the unexpired revoked ones.
+    let unexpired = count(
+        "SELECT count(*) FROM certificates WHERE not_after > ?1",
+        Some(now),
+    )?;
+    Ok(StoreSummary {
+        live: unexpired.saturating_sub(revoked),
+        revoked,
+        issued: count("SELECT count(*) FROM certificates", None)?,
+        last_audit_seq: count("SELECT coalesce(max(seq), 0) FROM audit_events", None)?,
+    })
 }
 
 pub(super) fn list(

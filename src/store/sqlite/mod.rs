@@ -28,7 +28,7 @@ use sql::{CachedSql, Savepoint};
 use super::{
     AuditFn, CertificateQuery, CertificateRecord, JwtRedemption, NewJoinToken, Redemption,
     RenewalOutcome, RevocationOutcome, RevocationRequest, Store, StoreError, StoreFuture,
-    StoredCertificate, schema,
+    StoreSummary, StoredCertificate, schema,
 };
 use crate::audit::{AuditEvent, AuditRecord, Checkpoint};
 use crate::join_token::TokenHash;
@@ -428,6 +428,10 @@ impl Store for SqliteStore {
         events: Vec<AuditEvent>,
     ) -> StoreFuture<'_, JwtRedemption> {
         self.run(move |conn| jwt::redeem(conn, issuer, jti, expires_at, now, certificate, events))
+    }
+
+    fn summary(&self, now: OffsetDateTime) -> StoreFuture<'_, StoreSummary> {
+        self.read(move |conn| certificates::summary(conn, now))
     }
 
     fn check_ready(&self) -> StoreFuture<'_, ()> {

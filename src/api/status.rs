@@ -1,0 +1,65 @@
+//! `GET /admin/v1/status`: the CA at a glance, for `sigil status` and for
+//! scripts. It answers 200 even when the store is failing, and then says
+//! so (`health: degraded`), since that is when an operator asks.
+
+use axum::Json;
+use axum::extract::State;
+use sigil_core::wire::{CertificateCounts, CrlStatus, IssuerStatus, StatusResponse};
+use time::OffsetDateTime;
+
+use super::{Admin, AppState};
+use crate::ca::CaCertificate;
+use crate::rfc3339;
+
+fn issuer(role: &str, certificate: &CaCertificate, now: OffsetDateTime) -> IssuerStatus {
+    IssuerStatus {
+        role: role.to_owned(),
+        key_id: certificate.key_id().to_owned(),
+        not_before: rfc3339::format(certificate.not_before()),
+        not_after: rfc3339::format(certificate.not_after()),
+        expires_in_seconds: (certificate.not_after() - now).whole_seconds(),
+    }
+}
+
+/// `GET /admin/v1/status`.
+pub(super) async fn status(State(state): State<AppState>, _admin: Admin) -> Json<StatusResponse> {
+    let now = OffsetDateTime::now_utc();
+    let ca = state.issuance.ca();
+    let store = state.issuance.store();
+    let ready = store.check_ready().await;
+    let summary = store.summary(now).await;
+    let problem = match (&ready, &summary) {
+        (Err(error), _) | (Ok(()), Err(error)) => Some(format!("the store: {error}")),
+        (Ok(()), Ok(_)) => None,
+    };
+    let summary = summary.ok();
+    let crls = state
+        .crls
+        .snapshot()
+        .iter()
+        .map(|crl| CrlStatus {
+            issuer_key_id: crl.issuer_key_id.clone(),
+            number: crl.number,
+            this_update: rfc3339::format(crl.this_update),
+            next_update: rfc3339::format(crl.next_update),
+            age_seconds: (now - crl.this_update).whole_seconds(),
+        })
+        .collect();
+    Json(StatusResponse {
+        health: if problem.is_some() { "degraded" } else { "ok" }.to_owned(),
+        problem,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        trust_domain: ca.trust_domain().to_string(),
+        issuers: vec![
+            issuer("root", ca.root(), now),
+            issuer("issuing", ca.issuing(), now),
+        ],
+        certificates: summary.map(|summary| CertificateCounts {
+            live: summary.live,
+            revoked: summary.revoked,
+            issued: summary.issued,
+        }),
+        crls,
+        last_audit_seq: summary.map(|summary| summary.last_audit_seq),
+    })
+}
