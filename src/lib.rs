@@ -23,6 +23,7 @@ pub mod duration;
 pub mod hostname;
 pub mod issuance;
 pub mod join_token;
+pub mod metrics;
 pub mod namespace;
 pub mod revocation;
 pub mod rfc3339;

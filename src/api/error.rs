@@ -11,6 +11,10 @@ use crate::csr::CsrError;
 use crate::issuance::IssuanceError;
 use crate::store::StoreError;
 
+/// The stable code of an error response, in its extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ErrorCode(pub(super) &'static str);
+
 /// An API refusal: status, stable code, message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -199,6 +203,8 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, Json(body)).into_response();
+        // For the metrics layer, which sees only the response.
+        response.extensions_mut().insert(ErrorCode(self.code));
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()

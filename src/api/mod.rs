@@ -10,6 +10,8 @@ mod error;
 mod health;
 mod json_body;
 mod jwt_attestation;
+mod metrics;
+mod openapi;
 mod rate_limit;
 mod renew;
 mod request_id;
@@ -41,6 +43,7 @@ use crate::crl_board::CrlBoard;
 use crate::csr::KeyPolicy;
 use crate::hostname::Host;
 use crate::issuance::{Issuance, TtlPolicy};
+use crate::metrics::Metrics;
 use crate::namespace::{AdminIds, Namespace};
 
 /// What the handlers share.
@@ -76,6 +79,8 @@ pub struct StateInner {
     pub jwt_attestors: Arc<JwtAttestors>,
     /// Join-token grants read from the store moments ago.
     pub token_grants: TokenGrants,
+    /// What `GET /metrics` reports.
+    pub metrics: Arc<Metrics>,
     /// The SPIFFE bundle (JWKS), rendered once.
     spiffe_bundle: String,
 }
@@ -111,6 +116,7 @@ impl StateInner {
         {
             Some(wait) => {
                 self.refusals.count("too many failed attestations", source);
+                self.metrics.rate_limited("failed_attestations");
                 Err(ApiError::rate_limited(wait))
             }
             None => Ok(()),
@@ -157,6 +163,7 @@ impl AppState {
                 ca_hosts: Vec::new(),
                 jwt_attestors: Arc::new(JwtAttestors::default()),
                 token_grants: TokenGrants::default(),
+                metrics: Arc::new(Metrics::new()),
                 spiffe_bundle,
             }),
         })
@@ -164,6 +171,18 @@ impl AppState {
 }
 
 impl AppState {
+    /// Sets where the metrics are kept (shared with the store, which
+    /// reports its commits there).
+    ///
+    /// Call it before the state is shared; a shared state keeps its own.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.metrics = metrics;
+        }
+        self
+    }
+
     /// Sets the per-address rate limits.
     ///
     /// Call it before the state is shared; a shared state keeps its limits.
@@ -242,11 +261,17 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/crls", get(crl::all))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
+        .route("/metrics", get(metrics::render))
+        .route("/openapi.json", get(openapi::document))
         .merge(limited)
         .merge(renewals)
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(axum::middleware::from_fn(json_body::buffer_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
 }

@@ -168,7 +168,14 @@ pub(super) async fn limit_requests(
     request: Request,
     next: Next,
 ) -> Response {
-    limit(&state, &state.rate_limiters.requests, request, next).await
+    limit(
+        &state,
+        "requests",
+        &state.rate_limiters.requests,
+        request,
+        next,
+    )
+    .await
 }
 
 /// Middleware: 429 `rate_limited` with Retry-After for an address over its
@@ -178,14 +185,28 @@ pub(super) async fn limit_renewals(
     request: Request,
     next: Next,
 ) -> Response {
-    limit(&state, &state.rate_limiters.renewals, request, next).await
+    limit(
+        &state,
+        "renewals",
+        &state.rate_limiters.renewals,
+        request,
+        next,
+    )
+    .await
 }
 
-async fn limit(state: &AppState, limiter: &RateLimiter, request: Request, next: Next) -> Response {
+async fn limit(
+    state: &AppState,
+    name: &str,
+    limiter: &RateLimiter,
+    request: Request,
+    next: Next,
+) -> Response {
     if let Some(PeerAddr(peer)) = request.extensions().get::<PeerAddr>().copied()
         && let Err(wait) = limiter.take(peer.ip(), Instant::now())
     {
         state.refusals.count("rate limited", Some(peer.ip()));
+        state.metrics.rate_limited(name);
         return ApiError::rate_limited(wait).into_response();
     }
     next.run(request).await

@@ -84,6 +84,7 @@ pub(super) async fn renew(
         }
         RenewalOutcome::Fork { revoked, crls } => {
             state.crls.post(crls);
+            state.metrics.revoked(revoked.len());
             tracing::warn!(%spiffe_id, %presented, ?revoked, "identity.ban: lineage fork, two parties renew one identity");
             Err(ApiError::lineage_fork(&spiffe_id))
         }

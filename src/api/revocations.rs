@@ -98,12 +98,20 @@ pub(super) async fn revoke(
             audit,
         )
         .await?;
-    let RevocationOutcome::Revoked { serials, crls, .. } = outcome else {
+    let RevocationOutcome::Revoked {
+        serials,
+        crls,
+        changed,
+    } = outcome
+    else {
         return Err(ApiError::not_found_message(
             "no certificate has that serial",
         ));
     };
     state.crls.post(crls);
+    if changed {
+        state.metrics.revoked(serials.len());
+    }
     let revoked: Vec<String> = serials.iter().map(Serial::to_string).collect();
     tracing::info!(admin = %admin.spiffe_id(), %subject, %reason, revoked = ?revoked, action);
     Ok(Json(RevokeResponse { revoked }))

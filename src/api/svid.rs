@@ -12,6 +12,7 @@ use super::svid_response::svid_response;
 use super::{ApiError, AppState, JsonBody, SourceIp};
 use crate::audit::AuditEvent;
 use crate::ca::{IssuedCertificate, LeafRequest, SubjectKey};
+use crate::metrics::ISSUED;
 use crate::store::Redemption;
 use crate::{join_token, rfc3339};
 
@@ -24,6 +25,26 @@ pub(super) async fn issue(
     State(state): State<AppState>,
     SourceIp(source): SourceIp,
     JsonBody(request): JsonBody<SvidRequest>,
+) -> Result<Json<SvidResponse>, ApiError> {
+    // The metrics' label: a configured attestor's name, never what a
+    // client made up.
+    let attestor = match &request.attestation {
+        Attestation::Jwt { attestor, .. } if state.jwt_attestors.get(attestor).is_some() => {
+            format!("jwt:{attestor}")
+        }
+        Attestation::Jwt { .. } => "jwt:unknown".to_owned(),
+        _ => "join_token".to_owned(),
+    };
+    let answer = attest_and_issue(&state, source, request).await;
+    let outcome = answer.as_ref().map_or_else(ApiError::code, |_| ISSUED);
+    state.metrics.issuance(&attestor, outcome);
+    answer
+}
+
+async fn attest_and_issue(
+    state: &AppState,
+    source: Option<std::net::IpAddr>,
+    request: SvidRequest,
 ) -> Result<Json<SvidResponse>, ApiError> {
     // Refused attestations are counted for the audit log, not logged one by
     // one: anyone can send them.
@@ -50,7 +71,7 @@ pub(super) async fn issue(
                 requested_ttl: request.ttl_seconds,
                 ttl,
             };
-            return issue_for_jwt(&state, source, &key, jwt).await;
+            return issue_for_jwt(state, source, &key, jwt).await;
         }
         #[allow(unreachable_patterns)]
         _ => return Err(ApiError::invalid_request("unsupported attestation type")),
@@ -154,5 +175,5 @@ pub(super) async fn issue(
         not_after = %rfc3339::format(issued.not_after),
         "svid.issue"
     );
-    Ok(Json(svid_response(&state, &issued)?))
+    Ok(Json(svid_response(state, &issued)?))
 }

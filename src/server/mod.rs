@@ -30,8 +30,9 @@ use crate::csr::KeyPolicy;
 use crate::datadir::{self, DataDir};
 use crate::hostname::HttpsUrl;
 use crate::issuance::{Issuance, TtlPolicy};
+use crate::metrics::Metrics;
 use crate::namespace::AdminIds;
-use crate::store::{SqliteStore, Store};
+use crate::store::{CommitObserver, SqliteStore, Store};
 use admission::Admission;
 use audit_keeper::AuditKeeper;
 
@@ -92,7 +93,9 @@ pub async fn serve(
     );
     // The keys' PEM text is wiped now, not at exit.
     drop(files);
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.store())?);
+    let metrics = Arc::new(Metrics::new());
+    let observer: Arc<dyn CommitObserver> = metrics.clone();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_observed(&dir.store(), Some(observer))?);
     let cpu = CpuPool::sized_to_cores().context("starting the signing threads")?;
     let issuance = Issuance::new(Arc::clone(&ca), store, Arc::new(cpu));
     let crls = Arc::new(CrlBoard::default());
@@ -108,7 +111,8 @@ pub async fn serve(
     let mut state = AppState::new(issuance.clone(), options.ttl, options.keys, crls, refusals)?
         .with_ca_hosts(names.hosts())
         .with_rate_limits(options.rate_limits)
-        .with_jwt_attestors(options.jwt_attestors);
+        .with_jwt_attestors(options.jwt_attestors)
+        .with_metrics(metrics);
     if let Some(admins) = options.admins {
         state = state.with_admins(admins)?;
     }

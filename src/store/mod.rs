@@ -434,6 +434,12 @@ pub trait Store: Send + Sync + 'static {
     fn summary(&self, now: OffsetDateTime) -> StoreFuture<'_, StoreSummary>;
 }
 
+/// Told of every batch the store's writer commits.
+pub trait CommitObserver: Send + Sync {
+    /// A commit took `took` and carried `operations` operations.
+    fn committed(&self, took: std::time::Duration, operations: usize);
+}
+
 /// How many certificates the store holds, by state, and how far its audit
 /// log goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -26,9 +26,9 @@ use columns::unavailable;
 use sql::{CachedSql, Savepoint};
 
 use super::{
-    AuditFn, CertificateQuery, CertificateRecord, JwtRedemption, NewJoinToken, Redemption,
-    RenewalOutcome, RevocationOutcome, RevocationRequest, Store, StoreError, StoreFuture,
-    StoreSummary, StoredCertificate, schema,
+    AuditFn, CertificateQuery, CertificateRecord, CommitObserver, JwtRedemption, NewJoinToken,
+    Redemption, RenewalOutcome, RevocationOutcome, RevocationRequest, Store, StoreError,
+    StoreFuture, StoreSummary, StoredCertificate, schema,
 };
 use crate::audit::{AuditEvent, AuditRecord, Checkpoint};
 use crate::join_token::TokenHash;
@@ -68,6 +68,18 @@ impl SqliteStore {
     ///
     /// The file cannot be opened, or holds a newer schema.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_observed(path, None)
+    }
+
+    /// [`SqliteStore::open`], telling `observer` of every commit.
+    ///
+    /// # Errors
+    ///
+    /// As [`SqliteStore::open`].
+    pub fn open_observed(
+        path: &Path,
+        observer: Option<Arc<dyn CommitObserver>>,
+    ) -> Result<Self, StoreError> {
         create_owner_only(path)?;
         let mut conn = Connection::open(path).map_err(unavailable)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
@@ -98,7 +110,7 @@ impl SqliteStore {
         let (jobs, queue) = mpsc::channel::<Job>();
         thread::Builder::new()
             .name("sigil-store".to_owned())
-            .spawn(move || write_batches(&mut conn, &queue))
+            .spawn(move || write_batches(&mut conn, &queue, observer.as_deref()))
             .map_err(|e| StoreError::Unavailable(format!("starting the store thread: {e}")))?;
         Ok(Self { jobs, reads })
     }
@@ -166,7 +178,11 @@ impl SqliteStore {
 /// transaction, commits once (one fsync for all of them), and only then
 /// answers them: invariant 1 holds for each, and a failed commit fails
 /// every operation of the batch, none of which then reports success.
-fn write_batches(conn: &mut Connection, queue: &mpsc::Receiver<Job>) {
+fn write_batches(
+    conn: &mut Connection,
+    queue: &mpsc::Receiver<Job>,
+    observer: Option<&dyn CommitObserver>,
+) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -186,13 +202,18 @@ fn write_batches(conn: &mut Connection, queue: &mpsc::Receiver<Job>) {
         // A job that panics loses its caller's answer (the caller gets an
         // error) and its savepoint rolls back as it unwinds; the thread and
         // the rest of the batch go on.
+        let operations = batch.len();
         let replies: Vec<Reply> = batch
             .into_iter()
             .filter_map(|job| catch_unwind(AssertUnwindSafe(|| job(Some(conn)))).ok())
             .collect();
         // A savepoint that could not be rolled back may have left a failed
         // operation's writes in the transaction: then nothing commits.
+        let started = std::time::Instant::now();
         let committed = !sql::take_undo_failure() && commit(conn);
+        if let Some(observer) = observer {
+            observer.committed(started.elapsed(), operations);
+        }
         if !committed {
             let _ = conn.execute_cached("ROLLBACK", []);
         }

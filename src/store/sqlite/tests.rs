@@ -573,8 +573,13 @@ async fn crl_numbers_after_a_restore_from_an_older_copy_still_exceed_those_serve
     live.publish_crl("aa".to_owned(), at, Arc::new(ListingSigner))
         .await
         .unwrap();
+    // A consistent copy, as SQLite's online backup makes it (the WAL may
+    // hold the newest pages).
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute("VACUUM INTO ?1", [backup.to_str().unwrap()])
+        .unwrap();
     drop(live);
-    std::fs::copy(&path, &backup).unwrap();
     // After the backup, the live store serves more CRLs...
     let live = SqliteStore::open(&path).unwrap();
     let mut served = 0;
