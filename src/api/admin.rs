@@ -132,7 +132,8 @@ fn workload_id(state: &AppState, text: &str) -> Result<SpiffeId, ApiError> {
     let id: SpiffeId = text
         .parse()
         .map_err(|e| ApiError::invalid_spiffe_id(format!("{e}")))?;
-    let trust_domain = state.namespace.trust_domain();
+    let policy = state.policy();
+    let trust_domain = policy.namespace.trust_domain();
     if !id.is_member_of(trust_domain) {
         return Err(ApiError::invalid_spiffe_id(format!(
             "{id} is outside trust domain {trust_domain}"
@@ -143,7 +144,7 @@ fn workload_id(state: &AppState, text: &str) -> Result<SpiffeId, ApiError> {
             "the trust domain's own ID names no workload; add a path",
         ));
     }
-    if state.namespace.is_reserved(&id) {
+    if policy.namespace.is_reserved(&id) {
         return Err(ApiError::reserved_identity(format!(
             "{id} lies in spiffe://{trust_domain}/sigil/, which only the CA mints"
         )));

@@ -160,7 +160,7 @@ async fn authenticate_with(
     };
     state.authenticator.verify_chain(chain)?;
     let (spiffe_id, serial) = read_svid(&chain[0]).map_err(ApiError::invalid_client_certificate)?;
-    if !spiffe_id.is_member_of(state.namespace.trust_domain()) {
+    if !spiffe_id.is_member_of(state.policy().namespace.trust_domain()) {
         return Err(ApiError::invalid_client_certificate(
             "client certificate is from a foreign trust domain",
         ));
@@ -242,7 +242,7 @@ impl FromRequestParts<AppState> for Admin {
                 let reason = format!("admin route: {}", error.code());
                 count_refusal(state, parts, &reason, error);
             })?;
-        if !state.namespace.is_admin(&caller.spiffe_id) {
+        if !state.policy().namespace.is_admin(&caller.spiffe_id) {
             let error = ApiError::forbidden(format!("{} is not an admin", caller.spiffe_id));
             // Who probed the admin API is worth knowing: an agent's
             // credential may be in the wrong hands.

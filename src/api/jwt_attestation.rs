@@ -40,7 +40,7 @@ pub(super) async fn issue_for_jwt(
         state.attestation_refused(&format!("jwt {}: {reason}", request.attestor), source);
         ApiError::invalid_attestation(message)
     };
-    let Some(attestor) = state.jwt_attestors.get(request.attestor) else {
+    let Some(attestor) = state.policy().jwt_attestors.get(request.attestor) else {
         // The name is the caller's text: it stays out of the audit log.
         state.attestation_refused("jwt: unknown attestor", source);
         return Err(ApiError::invalid_attestation(
@@ -48,7 +48,11 @@ pub(super) async fn issue_for_jwt(
         ));
     };
     let attested = attestor
-        .attest(request.token, &state.namespace, OffsetDateTime::now_utc())
+        .attest(
+            request.token,
+            &state.policy().namespace,
+            OffsetDateTime::now_utc(),
+        )
         .await
         .map_err(|refusal| refuse(refusal.reason, refusal.message))?;
     // The attestor may grant less than the server's maximum; an explicit

@@ -12,6 +12,7 @@ mod json_body;
 mod jwt_attestation;
 mod metrics;
 mod openapi;
+mod policy;
 mod rate_limit;
 mod renew;
 mod request_id;
@@ -22,6 +23,8 @@ mod svid_response;
 mod token_grants;
 
 use std::ops::Deref;
+
+use arc_swap::ArcSwap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -33,6 +36,7 @@ pub use client_auth::{
 pub use crl::CRL_NUMBER_HEADER;
 pub use error::ApiError;
 pub use json_body::{BODY_TIMEOUT, JsonBody, MAX_BODY_BYTES};
+pub use policy::{Policy, PolicyUpdate};
 pub use rate_limit::{RateLimit, RateLimiter, RateLimiters, RateLimits};
 pub use request_id::REQUEST_ID_HEADER;
 pub use token_grants::TokenGrants;
@@ -44,7 +48,7 @@ use crate::csr::KeyPolicy;
 use crate::hostname::Host;
 use crate::issuance::{Issuance, TtlPolicy};
 use crate::metrics::Metrics;
-use crate::namespace::{AdminIds, Namespace};
+use crate::namespace::AdminIds;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -57,26 +61,17 @@ pub struct AppState {
 pub struct StateInner {
     /// Signs and records certificates.
     pub issuance: Issuance,
-    /// The CA's own namespace.
-    pub namespace: Namespace,
+    /// What `sigil.toml` decides, reloaded on SIGHUP.
+    policy: ArcSwap<Policy>,
     /// Checks client certificates.
     pub authenticator: ClientAuthenticator,
-    /// Lifetimes of SVIDs.
-    pub ttl: TtlPolicy,
-    /// Accepted agent keys.
-    pub keys: KeyPolicy,
     /// The CRLs currently published.
     pub crls: Arc<CrlBoard>,
     /// Anonymous refusals, counted until they are written to the audit log.
     pub refusals: Arc<RefusalCounter>,
-    /// Per-address limits on the routes that cost work and on failed
-    /// attestations.
-    pub rate_limiters: RateLimiters,
     /// The names the CA's own server certificate carries; no token may
     /// bind them to a workload, which could then pass for the CA.
     pub ca_hosts: Vec<Host>,
-    /// The JWT attestors `sigil.toml` configures.
-    pub jwt_attestors: Arc<JwtAttestors>,
     /// Join-token grants read from the store moments ago.
     pub token_grants: TokenGrants,
     /// What `GET /metrics` reports.
@@ -93,6 +88,8 @@ impl StateInner {
         if let Some(ip) = source {
             // Over the limit already: the next attempt is refused anyway.
             let _ = self
+                .policy
+                .load()
                 .rate_limiters
                 .failed_attestations
                 .take(ip, std::time::Instant::now());
@@ -110,6 +107,8 @@ impl StateInner {
     ) -> Result<(), ApiError> {
         let Some(ip) = source else { return Ok(()) };
         match self
+            .policy
+            .load()
             .rate_limiters
             .failed_attestations
             .exhausted(ip, std::time::Instant::now())
@@ -147,21 +146,17 @@ impl AppState {
         refusals: Arc<RefusalCounter>,
     ) -> anyhow::Result<Self> {
         let ca = issuance.ca();
-        let namespace = Namespace::new(ca.trust_domain());
+        let policy = Policy::new(ca.trust_domain(), ttl, keys);
         let authenticator = ClientAuthenticator::new(ca)?;
         let spiffe_bundle = bundle::spiffe_bundle_json(ca)?;
         Ok(Self {
             inner: Arc::new(StateInner {
                 issuance,
-                namespace,
+                policy: ArcSwap::from_pointee(policy),
                 authenticator,
-                ttl,
-                keys,
                 crls,
                 refusals,
-                rate_limiters: RateLimiters::new(RateLimits::default()),
                 ca_hosts: Vec::new(),
-                jwt_attestors: Arc::new(JwtAttestors::default()),
                 token_grants: TokenGrants::default(),
                 metrics: Arc::new(Metrics::new()),
                 spiffe_bundle,
@@ -184,38 +179,38 @@ impl AppState {
     }
 
     /// Sets the per-address rate limits.
-    ///
-    /// Call it before the state is shared; a shared state keeps its limits.
     #[must_use]
-    pub fn with_rate_limits(mut self, limits: RateLimits) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.rate_limiters = RateLimiters::new(limits);
-        }
+    pub fn with_rate_limits(self, limits: RateLimits) -> Self {
+        // Infallible: the change cannot fail.
+        let _ = self.change_policy(|policy| {
+            policy.rate_limits = limits;
+            policy.rate_limiters = Arc::new(RateLimiters::new(limits));
+            Ok(())
+        });
         self
     }
 
     /// Sets who may use the admin API.
     ///
-    /// Call it before the state is shared; a shared state keeps its own.
-    ///
     /// # Errors
     ///
     /// The admin IDs belong to another trust domain.
-    pub fn with_admins(mut self, admins: AdminIds) -> anyhow::Result<Self> {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.namespace = inner.namespace.clone().with_admins(admins)?;
-        }
+    pub fn with_admins(self, admins: AdminIds) -> anyhow::Result<Self> {
+        self.change_policy(|policy| {
+            policy.namespace = policy.namespace.clone().with_admins(admins)?;
+            Ok(())
+        })?;
         Ok(self)
     }
 
     /// Sets the JWT attestors.
-    ///
-    /// Call it before the state is shared; a shared state keeps its own.
     #[must_use]
-    pub fn with_jwt_attestors(mut self, attestors: Arc<JwtAttestors>) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.jwt_attestors = attestors;
-        }
+    pub fn with_jwt_attestors(self, attestors: Arc<JwtAttestors>) -> Self {
+        // Infallible: the change cannot fail.
+        let _ = self.change_policy(|policy| {
+            policy.jwt_attestors = attestors;
+            Ok(())
+        });
         self
     }
 

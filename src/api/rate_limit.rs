@@ -171,7 +171,7 @@ pub(super) async fn limit_requests(
     limit(
         &state,
         "requests",
-        &state.rate_limiters.requests,
+        &state.policy().rate_limiters.requests,
         request,
         next,
     )
@@ -188,7 +188,7 @@ pub(super) async fn limit_renewals(
     limit(
         &state,
         "renewals",
-        &state.rate_limiters.renewals,
+        &state.policy().rate_limiters.renewals,
         request,
         next,
     )

@@ -23,14 +23,16 @@ pub(super) async fn renew(
     RenewingCaller(caller): RenewingCaller,
     JsonBody(request): JsonBody<RenewRequest>,
 ) -> Result<Json<SvidResponse>, ApiError> {
+    // One snapshot of the settings for the whole request.
+    let policy = state.policy();
     let spiffe_id = caller.spiffe_id().clone();
-    if state.namespace.is_reserved(&spiffe_id) {
+    if policy.namespace.is_reserved(&spiffe_id) {
         return Err(ApiError::reserved_identity(format!(
             "{spiffe_id} is one of the CA's own identities, which are not renewable; \
              mint a fresh admin credential with `sigil admin credential`"
         )));
     }
-    let ttl = state
+    let ttl = policy
         .ttl
         .resolve(request.ttl_seconds)
         .map_err(ApiError::invalid_ttl)?;
@@ -41,13 +43,13 @@ pub(super) async fn renew(
         spiffe_id: &spiffe_id,
         key: &SubjectKey::Csr {
             pem: request.csr,
-            policy: state.keys,
+            policy: policy.keys,
         },
         dns_names: &dns_names,
         ip_addresses: &ip_addresses,
         ttl,
     };
-    let server_id = state.namespace.server().clone();
+    let server_id = policy.namespace.server().clone();
     let audited_id = spiffe_id.clone();
     let audit: RenewAudit = Arc::new(move |issued, outcome| match outcome {
         RenewalOutcome::Renewed { superseded, .. } => vec![AuditEvent::now(

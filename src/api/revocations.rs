@@ -123,13 +123,13 @@ fn bannable_id(state: &AppState, text: &str) -> Result<SpiffeId, ApiError> {
     let id: SpiffeId = text
         .parse()
         .map_err(|e| ApiError::invalid_spiffe_id(format!("{e}")))?;
-    if !id.is_member_of(state.namespace.trust_domain()) || id.path().is_empty() {
+    if !id.is_member_of(state.policy().namespace.trust_domain()) || id.path().is_empty() {
         return Err(ApiError::invalid_spiffe_id(format!(
             "{id} is not a workload of trust domain {}",
-            state.namespace.trust_domain()
+            state.policy().namespace.trust_domain()
         )));
     }
-    if id == *state.namespace.server() {
+    if id == *state.policy().namespace.server() {
         return Err(ApiError::reserved_identity(
             "the CA's own server identity cannot be banned",
         ));

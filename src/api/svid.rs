@@ -29,7 +29,9 @@ pub(super) async fn issue(
     // The metrics' label: a configured attestor's name, never what a
     // client made up.
     let attestor = match &request.attestation {
-        Attestation::Jwt { attestor, .. } if state.jwt_attestors.get(attestor).is_some() => {
+        Attestation::Jwt { attestor, .. }
+            if state.policy().jwt_attestors.get(attestor).is_some() =>
+        {
             format!("jwt:{attestor}")
         }
         Attestation::Jwt { .. } => "jwt:unknown".to_owned(),
@@ -53,14 +55,16 @@ async fn attest_and_issue(
         error
     };
     state.admit_attestation(source)?;
-    let ttl = state
+    // One snapshot of the settings for the whole request.
+    let policy = state.policy();
+    let ttl = policy
         .ttl
         .resolve(request.ttl_seconds)
         .map_err(ApiError::invalid_ttl)?;
     // Verified on the CPU pool, in the job that signs.
     let key = SubjectKey::Csr {
         pem: request.csr,
-        policy: state.keys,
+        policy: policy.keys,
     };
     let token = match request.attestation {
         Attestation::JoinToken { token } => token,
@@ -122,13 +126,16 @@ async fn attest_and_issue(
     };
     // Token creation already refuses these; a token written to the store by
     // other means must not mint a reserved or foreign identity either.
-    if state.namespace.is_reserved(&grant.spiffe_id) {
+    if state.policy().namespace.is_reserved(&grant.spiffe_id) {
         return Err(ApiError::reserved_identity(format!(
             "{} is reserved for the CA",
             grant.spiffe_id
         )));
     }
-    if !grant.spiffe_id.is_member_of(state.namespace.trust_domain()) {
+    if !grant
+        .spiffe_id
+        .is_member_of(state.policy().namespace.trust_domain())
+    {
         return Err(ApiError::invalid_spiffe_id(format!(
             "{} is outside this CA's trust domain",
             grant.spiffe_id

@@ -9,6 +9,7 @@ use clap::Args;
 use sigil_core::TrustDomain;
 
 use super::local::{DEFAULT_ADMIN_TTL, write_admin_credential};
+use crate::api::PolicyUpdate;
 use crate::attestation::jwt::JwtAttestors;
 use crate::ca::{CaFiles, Passphrase};
 use crate::config::{LoadedConfig, Overrides, Settings};
@@ -16,7 +17,7 @@ use crate::datadir::DataDir;
 use crate::dev;
 use crate::duration::HumanDuration;
 use crate::namespace::Namespace;
-use crate::server::{ServeOptions, serve};
+use crate::server::{Reloader, ServeOptions, serve};
 
 // The defaults are applied by `crate::config::Settings::resolve`, after the
 // configuration file, so that a flag left out does not hide the file's
@@ -154,18 +155,20 @@ pub(super) async fn run(
         files
     };
     let trust_domain = trust_domain(&files)?;
-    let admins = settings.admins(&trust_domain)?;
-    let jwt_attestors = JwtAttestors::load(
-        &settings.attestors.jwt,
-        &settings.attestors.dir,
-        &Namespace::new(&trust_domain),
-    )
-    .await
-    .map_err(|error| anyhow::anyhow!("{config_name}: {error}"))?;
+    let update = policy_update(&settings, &trust_domain, &config_name).await?;
+    let admins = update.admins;
+    let jwt_attestors = update.jwt_attestors;
     if let Some(admins) = &admins {
         let namespace = Namespace::new(&trust_domain).with_admins(admins.clone())?;
         warn_if_local_admin_is_refused(&dir, &namespace);
     }
+    let reload = reloader(
+        args.overrides(),
+        args.config.clone(),
+        dir.clone(),
+        trust_domain.clone(),
+        settings.clone(),
+    );
     let options = ServeOptions {
         listen: settings.listen,
         public_url: settings.public_url,
@@ -176,7 +179,8 @@ pub(super) async fn run(
         connections: settings.connections,
         rate_limits: settings.rate_limits,
         admins,
-        jwt_attestors: Arc::new(jwt_attestors),
+        jwt_attestors,
+        reload: Some(reload),
     };
 
     if args.dev {
@@ -184,6 +188,67 @@ pub(super) async fn run(
         return serve(&dir, files, options, |addr| dev_banner(&dir, addr)).await;
     }
     serve(&dir, files, options, |_| String::new()).await
+}
+
+/// The reloadable settings of a configuration, with its JWT attestors
+/// loaded (their JWKS fetched or read).
+async fn policy_update(
+    settings: &Settings,
+    trust_domain: &TrustDomain,
+    config_name: &str,
+) -> anyhow::Result<PolicyUpdate> {
+    let admins = settings.admins(trust_domain)?;
+    let jwt_attestors = JwtAttestors::load(
+        &settings.attestors.jwt,
+        &settings.attestors.dir,
+        &Namespace::new(trust_domain),
+    )
+    .await
+    .map_err(|error| anyhow::anyhow!("{config_name}: {error}"))?;
+    Ok(PolicyUpdate {
+        ttl: settings.ttl,
+        keys: settings.keys,
+        rate_limits: settings.rate_limits,
+        admins,
+        jwt_attestors: Arc::new(jwt_attestors),
+    })
+}
+
+/// What SIGHUP runs: the configuration file read again, under the same
+/// flags (which keep winning over it). Settings that only a restart can
+/// change (listen address, public URL, connection limits, CRL lifetimes)
+/// are named in the log when they changed, and otherwise left alone.
+fn reloader(
+    overrides: Overrides,
+    config: Option<PathBuf>,
+    dir: DataDir,
+    trust_domain: TrustDomain,
+    started_with: Settings,
+) -> Reloader {
+    Reloader::new(move || {
+        let (overrides, config, dir, trust_domain, started_with) = (
+            overrides.clone(),
+            config.clone(),
+            dir.clone(),
+            trust_domain.clone(),
+            started_with.clone(),
+        );
+        Box::pin(async move {
+            let loaded = LoadedConfig::load(config.as_deref(), dir.path())?;
+            let config_name = loaded.path.as_ref().map_or_else(
+                || "sigil.toml".to_owned(),
+                |path| path.display().to_string(),
+            );
+            let settings = Settings::resolve(overrides, loaded)?;
+            for changed in settings.restart_only_changes(&started_with) {
+                tracing::warn!(
+                    setting = changed,
+                    "{config_name}: this setting changed; it takes effect at the next restart"
+                );
+            }
+            policy_update(&settings, &trust_domain, &config_name).await
+        })
+    })
 }
 
 /// Warns when the data dir's admin credential, which the local admin

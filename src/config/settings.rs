@@ -347,6 +347,31 @@ impl Settings {
         })
     }
 
+    /// The settings that only a restart applies and that differ from
+    /// `before`, by their `sigil.toml` key.
+    pub fn restart_only_changes(&self, before: &Settings) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        if self.listen != before.listen {
+            changed.push("listen");
+        }
+        if self.public_url != before.public_url {
+            changed.push("public_url");
+        }
+        if self.crl_ttl != before.crl_ttl {
+            changed.push("crl_ttl");
+        }
+        if self.crl_resign != before.crl_resign {
+            changed.push("crl_resign");
+        }
+        if self.connections.total != before.connections.total {
+            changed.push("max_connections");
+        }
+        if self.connections.per_ip != before.connections.per_ip {
+            changed.push("max_connections_per_ip");
+        }
+        changed
+    }
+
     /// The admin identities for a CA of `trust_domain`; `None` for the
     /// default, everything under `/sigil/admin/`.
     ///

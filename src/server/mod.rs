@@ -6,6 +6,7 @@ mod connection;
 mod crl_refresh;
 mod fd_limit;
 mod identity;
+mod reload;
 mod tls;
 
 use std::io::Write;
@@ -19,6 +20,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 pub use admission::ConnectionLimits;
+pub use reload::{Reloader, Reloading};
 
 use crate::api::{self, AppState, RateLimits};
 use crate::attestation::jwt::JwtAttestors;
@@ -65,6 +67,9 @@ pub struct ServeOptions {
     pub admins: Option<AdminIds>,
     /// The JWT attestors the configuration file sets up.
     pub jwt_attestors: Arc<JwtAttestors>,
+    /// Reads the configuration again on SIGHUP; without it, SIGHUP is not
+    /// taken.
+    pub reload: Option<Reloader>,
 }
 
 /// Serves the CA until SIGINT or SIGTERM, then drains open connections.
@@ -125,6 +130,10 @@ pub async fn serve(
     datadir::write_public(&dir.public_url(), format!("{public_url}\n").as_bytes())?;
     tracing::info!(%url, trust_domain = %ca.trust_domain(), "serving");
     let shutdown = shutdown_signal()?;
+    if let Some(reloader) = options.reload {
+        let hangups = reload::hangups()?;
+        tokio::spawn(reload::reload_on_hangup(hangups, state.clone(), reloader));
+    }
     println!("listening on https://{local}");
     let banner = banner(local);
     if !banner.is_empty() {
