@@ -76,6 +76,7 @@ pub struct Metrics {
     rate_limited: Family<LimitLabels, Counter>,
     store_commit: Histogram,
     store_batch: Histogram,
+    store_failures: Counter,
     crl_number: Family<IssuerLabels, FloatGauge>,
     crl_age: Family<IssuerLabels, FloatGauge>,
     ca_expiry: Family<CaLabels, FloatGauge>,
@@ -136,6 +137,12 @@ impl Metrics {
             "Operations carried by each store commit",
             store_batch.clone(),
         );
+        let store_failures = Counter::default();
+        registry.register(
+            "store_commit_failures",
+            "Store batches that could not be committed (nothing of them was stored)",
+            store_failures.clone(),
+        );
         let crl_number = Family::default();
         registry.register(
             "crl_number",
@@ -165,6 +172,7 @@ impl Metrics {
             rate_limited,
             store_commit,
             store_batch,
+            store_failures,
             crl_number,
             crl_age,
             ca_expiry,
@@ -249,6 +257,10 @@ impl CommitObserver for Metrics {
     fn committed(&self, took: Duration, operations: usize) {
         self.store_commit.observe(took.as_secs_f64());
         self.store_batch.observe(operations as f64);
+    }
+
+    fn commit_failed(&self) {
+        self.store_failures.inc();
     }
 }
 

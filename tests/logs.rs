@@ -65,7 +65,7 @@ fn json_logs_are_one_object_per_line_and_name_the_request_and_the_issued_svid() 
         "spiffe://example.org/agents/logged"
     );
     assert_eq!(issued["span"]["id"], request_id.as_str(), "{issued}");
-    assert_eq!(issued["span"]["path"], "/v1/svid");
+    assert_eq!(issued["span"]["route"], "/v1/svid");
 }
 
 #[test]

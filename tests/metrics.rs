@@ -155,4 +155,32 @@ fn rate_limit_refusals_are_counted_by_limit() {
         value(&samples, r#"sigil_rate_limited_total{limit="requests"}"#),
         limited as f64
     );
+    // Refused before any handler: counted as issuances with no attestor.
+    assert_eq!(
+        value(
+            &samples,
+            r#"sigil_issuances_total{attestor="none",outcome="rate_limited"}"#
+        ),
+        limited as f64
+    );
+}
+
+#[test]
+fn made_up_methods_and_paths_cannot_grow_the_label_sets() {
+    let dir = DataDir::init();
+    let server = dir.start();
+    let client = server.anonymous();
+    for n in 0..20 {
+        let method = http::Method::from_bytes(format!("X{n}").as_bytes()).unwrap();
+        let path = format!("/made-up/{n}");
+        for path in ["/v1/bundle", path.as_str()] {
+            let answer = block_on(client.request(method.clone(), path, None, Vec::new())).unwrap();
+            assert!(answer.status.is_client_error(), "{}", answer.status);
+        }
+    }
+    let samples = scrape(&server, &dir);
+    let labelled = |needle: &str| samples.keys().filter(|s| s.contains(needle)).count();
+    assert_eq!(labelled("method=\"X"), 0, "{samples:#?}");
+    assert_eq!(labelled("/made-up/"), 0, "{samples:#?}");
+    assert!(labelled("method=\"other\"") > 0, "{samples:#?}");
 }

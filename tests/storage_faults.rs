@@ -82,6 +82,19 @@ fn status_says_degraded_while_the_store_cannot_write_and_ok_after() {
     );
     // What could still be read is still shown.
     assert!(degraded["issuers"].as_array().unwrap().len() == 2);
+    // And `sigil status` says so in its exit code.
+    let cli = sigil(&["status", "--data-dir", dir.arg()]);
+    assert!(!cli.status.success(), "{}", stdout(&cli));
+    assert!(
+        stdout(&cli).contains("health        degraded"),
+        "{}",
+        stdout(&cli)
+    );
+    assert!(
+        stderr(&cli).contains("the CA is degraded"),
+        "{}",
+        stderr(&cli)
+    );
 
     locker.execute_batch("ROLLBACK").unwrap();
     drop(locker);

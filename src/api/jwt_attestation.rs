@@ -14,7 +14,7 @@ use sigil_core::wire::SvidResponse;
 use time::OffsetDateTime;
 
 use super::svid_response::svid_response;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Policy};
 use crate::audit::AuditEvent;
 use crate::ca::{IssuedCertificate, LeafRequest, SubjectKey};
 use crate::rfc3339;
@@ -32,6 +32,7 @@ pub(super) struct JwtRequest<'a> {
 
 pub(super) async fn issue_for_jwt(
     state: &AppState,
+    policy: &Policy,
     source: Option<IpAddr>,
     key: &SubjectKey,
     request: JwtRequest<'_>,
@@ -40,7 +41,7 @@ pub(super) async fn issue_for_jwt(
         state.attestation_refused(&format!("jwt {}: {reason}", request.attestor), source);
         ApiError::invalid_attestation(message)
     };
-    let Some(attestor) = state.policy().jwt_attestors.get(request.attestor) else {
+    let Some(attestor) = policy.jwt_attestors.get(request.attestor) else {
         // The name is the caller's text: it stays out of the audit log.
         state.attestation_refused("jwt: unknown attestor", source);
         return Err(ApiError::invalid_attestation(
@@ -48,11 +49,7 @@ pub(super) async fn issue_for_jwt(
         ));
     };
     let attested = attestor
-        .attest(
-            request.token,
-            &state.policy().namespace,
-            OffsetDateTime::now_utc(),
-        )
+        .attest(request.token, &policy.namespace, OffsetDateTime::now_utc())
         .await
         .map_err(|refusal| refuse(refusal.reason, refusal.message))?;
     // The attestor may grant less than the server's maximum; an explicit

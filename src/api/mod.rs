@@ -76,6 +76,8 @@ pub struct StateInner {
     pub token_grants: TokenGrants,
     /// What `GET /metrics` reports.
     pub metrics: Arc<Metrics>,
+    /// The status page's certificate counts, computed moments ago.
+    status_counts: status::CountsCache,
     /// The SPIFFE bundle (JWKS), rendered once.
     spiffe_bundle: String,
 }
@@ -159,6 +161,7 @@ impl AppState {
                 ca_hosts: Vec::new(),
                 token_grants: TokenGrants::default(),
                 metrics: Arc::new(Metrics::new()),
+                status_counts: status::CountsCache::default(),
                 spiffe_bundle,
             }),
         })
@@ -184,7 +187,7 @@ impl AppState {
         // Infallible: the change cannot fail.
         let _ = self.change_policy(|policy| {
             policy.rate_limits = limits;
-            policy.rate_limiters = Arc::new(RateLimiters::new(limits));
+            policy.rate_limiters = RateLimiters::new(limits);
             Ok(())
         });
         self
@@ -262,11 +265,12 @@ pub fn app(state: AppState) -> Router {
         .merge(renewals)
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
-        .layer(axum::middleware::from_fn(json_body::buffer_body))
+        // Inside the body reader: a slow upload is the client's time.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
         ))
+        .layer(axum::middleware::from_fn(json_body::buffer_body))
         .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
 }

@@ -25,8 +25,9 @@ pub struct Policy {
     pub keys: KeyPolicy,
     /// The per-address limits, as configured.
     pub rate_limits: RateLimits,
-    /// Their buckets (kept across a reload that leaves the limits alone).
-    pub rate_limiters: Arc<RateLimiters>,
+    /// Their buckets (each kept across a reload that leaves its limit
+    /// alone).
+    pub rate_limiters: RateLimiters,
     /// The JWT attestors.
     pub jwt_attestors: Arc<JwtAttestors>,
 }
@@ -40,7 +41,7 @@ impl Policy {
             ttl,
             keys,
             rate_limits: RateLimits::default(),
-            rate_limiters: Arc::new(RateLimiters::new(RateLimits::default())),
+            rate_limiters: RateLimiters::new(RateLimits::default()),
             jwt_attestors: Arc::new(JwtAttestors::default()),
         }
     }
@@ -79,13 +80,7 @@ impl AppState {
         if let Some(admins) = update.admins {
             namespace = namespace.with_admins(admins)?;
         }
-        // Unchanged limits keep their buckets: a reload is no way around
-        // them.
-        let rate_limiters = if update.rate_limits == current.rate_limits {
-            Arc::clone(&current.rate_limiters)
-        } else {
-            Arc::new(RateLimiters::new(update.rate_limits))
-        };
+        let rate_limiters = current.rate_limiters.carried_over(update.rate_limits);
         self.inner.policy.store(Arc::new(Policy {
             namespace,
             ttl: update.ttl,

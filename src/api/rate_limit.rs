@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
@@ -69,23 +69,41 @@ impl Default for RateLimits {
 }
 
 /// The buckets of every kind of call.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RateLimiters {
     /// Attestations and admin calls.
-    pub requests: RateLimiter,
+    pub requests: Arc<RateLimiter>,
     /// Renewals.
-    pub renewals: RateLimiter,
+    pub renewals: Arc<RateLimiter>,
     /// Failed attestations.
-    pub failed_attestations: RateLimiter,
+    pub failed_attestations: Arc<RateLimiter>,
 }
 
 impl RateLimiters {
     /// Limiters with these limits.
     pub fn new(limits: RateLimits) -> Self {
         Self {
-            requests: RateLimiter::new(limits.requests),
-            renewals: RateLimiter::new(limits.renewals),
-            failed_attestations: RateLimiter::new(limits.failed_attestations),
+            requests: Arc::new(RateLimiter::new(limits.requests)),
+            renewals: Arc::new(RateLimiter::new(limits.renewals)),
+            failed_attestations: Arc::new(RateLimiter::new(limits.failed_attestations)),
+        }
+    }
+
+    /// Limiters with `limits`, keeping the buckets of each kind whose limit
+    /// is unchanged: a reload is no way around a limit (an address locked
+    /// out for guessing tokens stays locked out).
+    pub fn carried_over(&self, limits: RateLimits) -> Self {
+        let keep = |current: &Arc<RateLimiter>, limit: RateLimit| {
+            if current.limit == limit {
+                Arc::clone(current)
+            } else {
+                Arc::new(RateLimiter::new(limit))
+            }
+        };
+        Self {
+            requests: keep(&self.requests, limits.requests),
+            renewals: keep(&self.renewals, limits.renewals),
+            failed_attestations: keep(&self.failed_attestations, limits.failed_attestations),
         }
     }
 }
@@ -250,6 +268,46 @@ mod tests {
             limiter.exhausted(ip, now),
             Some(Duration::from_secs(86_400))
         );
+    }
+
+    #[test]
+    fn a_reload_keeps_the_buckets_of_every_limit_it_leaves_alone() {
+        let limits = RateLimits {
+            failed_attestations: RateLimit {
+                per_second: 0.001,
+                burst: 1.0,
+            },
+            ..RateLimits::default()
+        };
+        let limiters = RateLimiters::new(limits);
+        let now = Instant::now();
+        let guesser: IpAddr = [192, 0, 2, 66].into();
+        limiters.failed_attestations.take(guesser, now).unwrap();
+        assert!(
+            limiters
+                .failed_attestations
+                .exhausted(guesser, now)
+                .is_some()
+        );
+
+        let relaxed = RateLimits {
+            requests: RateLimit {
+                per_second: 1.0,
+                burst: 1.0,
+            },
+            ..limits
+        };
+        let reloaded = limiters.carried_over(relaxed);
+        assert!(
+            reloaded
+                .failed_attestations
+                .exhausted(guesser, now)
+                .is_some(),
+            "the guesser is still locked out"
+        );
+        assert!(Arc::ptr_eq(&reloaded.renewals, &limiters.renewals));
+        assert!(!Arc::ptr_eq(&reloaded.requests, &limiters.requests));
+        assert_eq!(reloaded.requests.limit, relaxed.requests);
     }
 
     #[test]

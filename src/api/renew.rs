@@ -81,6 +81,10 @@ pub(super) async fn renew(
     match outcome {
         RenewalOutcome::Renewed { superseded, crls } => {
             state.crls.post(crls);
+            // A retry from the parent revokes the head it replaces.
+            if superseded.is_some() {
+                state.metrics.revoked(1);
+            }
             tracing::info!(%spiffe_id, serial = %issued.serial, parent = %presented, ?superseded, "svid.renew");
             Ok(Json(svid_response(&state, &issued)?))
         }

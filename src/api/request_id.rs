@@ -30,7 +30,8 @@ pub(super) async fn assign(request: Request, next: Next) -> Response {
         "request",
         id = %id,
         method = %request.method(),
-        path = %request.uri().path(),
+        // The route, not the client's path: no client text in every line.
+        route = %super::metrics::route_of(&request),
     );
     let mut response = next.run(request).instrument(span.clone()).await;
     span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "answered"));

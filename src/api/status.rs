@@ -1,6 +1,11 @@
 //! `GET /admin/v1/status`: the CA at a glance, for `sigil status` and for
 //! scripts. It answers 200 even when the store is failing, and then says
-//! so (`health: degraded`), since that is when an operator asks.
+//! so (`health: degraded`), since that is when an operator asks; within
+//! [`READY_TIMEOUT`] whatever the store does. The certificate counts scan
+//! the store, so they are computed at most once per [`COUNTS_MAX_AGE`].
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
@@ -10,6 +15,31 @@ use time::OffsetDateTime;
 use super::{Admin, AppState};
 use crate::ca::CaCertificate;
 use crate::rfc3339;
+use crate::store::{StoreError, StoreSummary};
+
+/// How long the store gets to show it can write.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How old the certificate counts may be.
+const COUNTS_MAX_AGE: Duration = Duration::from_secs(10);
+
+/// The counts last computed, and when.
+#[derive(Debug, Default)]
+pub(super) struct CountsCache(Mutex<Option<(Instant, StoreSummary)>>);
+
+impl CountsCache {
+    fn fresh(&self) -> Option<StoreSummary> {
+        let cached = *self.0.lock().ok()?;
+        cached
+            .filter(|(at, _)| at.elapsed() < COUNTS_MAX_AGE)
+            .map(|(_, summary)| summary)
+    }
+
+    fn keep(&self, summary: StoreSummary) {
+        if let Ok(mut cached) = self.0.lock() {
+            *cached = Some((Instant::now(), summary));
+        }
+    }
+}
 
 fn issuer(role: &str, certificate: &CaCertificate, now: OffsetDateTime) -> IssuerStatus {
     IssuerStatus {
@@ -26,8 +56,24 @@ pub(super) async fn status(State(state): State<AppState>, _admin: Admin) -> Json
     let now = OffsetDateTime::now_utc();
     let ca = state.issuance.ca();
     let store = state.issuance.store();
-    let ready = store.check_ready().await;
-    let summary = store.summary(now).await;
+    let ready = tokio::time::timeout(READY_TIMEOUT, store.check_ready())
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(format!(
+                "it did not show it can write within {} s",
+                READY_TIMEOUT.as_secs()
+            )))
+        });
+    let summary = match state.status_counts.fresh() {
+        Some(summary) => Ok(summary),
+        None => {
+            let summary = store.summary(now).await;
+            if let Ok(summary) = summary {
+                state.status_counts.keep(summary);
+            }
+            summary
+        }
+    };
     let problem = match (&ready, &summary) {
         (Err(error), _) | (Ok(()), Err(error)) => Some(format!("the store: {error}")),
         (Ok(()), Ok(_)) => None,

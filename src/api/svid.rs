@@ -3,18 +3,23 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use sigil_core::wire::{Attestation, SvidRequest, SvidResponse};
 use time::OffsetDateTime;
 
 use super::jwt_attestation::{JwtRequest, issue_for_jwt};
 use super::svid_response::svid_response;
-use super::{ApiError, AppState, JsonBody, SourceIp};
+use super::{ApiError, AppState, JsonBody, Policy, SourceIp};
 use crate::audit::AuditEvent;
 use crate::ca::{IssuedCertificate, LeafRequest, SubjectKey};
-use crate::metrics::ISSUED;
 use crate::store::Redemption;
 use crate::{join_token, rfc3339};
+
+/// The attestor an issuance was asked of, as the metrics name it: set on
+/// the response for the metrics layer.
+#[derive(Debug, Clone)]
+pub(super) struct AttestorLabel(pub(super) String);
 
 /// Checks what costs nothing first (TTL, token shape, what the token
 /// grants), so that an unknown token never costs a signature check; then
@@ -25,26 +30,29 @@ pub(super) async fn issue(
     State(state): State<AppState>,
     SourceIp(source): SourceIp,
     JsonBody(request): JsonBody<SvidRequest>,
-) -> Result<Json<SvidResponse>, ApiError> {
+) -> Response {
+    // One snapshot of the settings for the whole request.
+    let policy = state.policy();
     // The metrics' label: a configured attestor's name, never what a
     // client made up.
     let attestor = match &request.attestation {
-        Attestation::Jwt { attestor, .. }
-            if state.policy().jwt_attestors.get(attestor).is_some() =>
-        {
+        Attestation::Jwt { attestor, .. } if policy.jwt_attestors.get(attestor).is_some() => {
             format!("jwt:{attestor}")
         }
-        Attestation::Jwt { .. } => "jwt:unknown".to_owned(),
+        Attestation::Jwt { .. } => "jwt_unconfigured".to_owned(),
         _ => "join_token".to_owned(),
     };
-    let answer = attest_and_issue(&state, source, request).await;
-    let outcome = answer.as_ref().map_or_else(ApiError::code, |_| ISSUED);
-    state.metrics.issuance(&attestor, outcome);
-    answer
+    let mut response = attest_and_issue(&state, &policy, source, request)
+        .await
+        .into_response();
+    // The metrics layer counts the outcome under this label.
+    response.extensions_mut().insert(AttestorLabel(attestor));
+    response
 }
 
 async fn attest_and_issue(
     state: &AppState,
+    policy: &Policy,
     source: Option<std::net::IpAddr>,
     request: SvidRequest,
 ) -> Result<Json<SvidResponse>, ApiError> {
@@ -55,8 +63,6 @@ async fn attest_and_issue(
         error
     };
     state.admit_attestation(source)?;
-    // One snapshot of the settings for the whole request.
-    let policy = state.policy();
     let ttl = policy
         .ttl
         .resolve(request.ttl_seconds)
@@ -75,7 +81,7 @@ async fn attest_and_issue(
                 requested_ttl: request.ttl_seconds,
                 ttl,
             };
-            return issue_for_jwt(state, source, &key, jwt).await;
+            return issue_for_jwt(state, policy, source, &key, jwt).await;
         }
         #[allow(unreachable_patterns)]
         _ => return Err(ApiError::invalid_request("unsupported attestation type")),
@@ -126,7 +132,7 @@ async fn attest_and_issue(
     };
     // Token creation already refuses these; a token written to the store by
     // other means must not mint a reserved or foreign identity either.
-    if state.policy().namespace.is_reserved(&grant.spiffe_id) {
+    if policy.namespace.is_reserved(&grant.spiffe_id) {
         return Err(ApiError::reserved_identity(format!(
             "{} is reserved for the CA",
             grant.spiffe_id
@@ -134,7 +140,7 @@ async fn attest_and_issue(
     }
     if !grant
         .spiffe_id
-        .is_member_of(state.policy().namespace.trust_domain())
+        .is_member_of(policy.namespace.trust_domain())
     {
         return Err(ApiError::invalid_spiffe_id(format!(
             "{} is outside this CA's trust domain",

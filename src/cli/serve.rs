@@ -17,7 +17,7 @@ use crate::datadir::DataDir;
 use crate::dev;
 use crate::duration::HumanDuration;
 use crate::namespace::Namespace;
-use crate::server::{Reloader, ServeOptions, serve};
+use crate::server::{Hangups, Reloader, ServeOptions, serve};
 
 // The defaults are applied by `crate::config::Settings::resolve`, after the
 // configuration file, so that a flag left out does not hide the file's
@@ -123,6 +123,9 @@ pub(super) async fn run(
         "./sigil-data"
     };
     let dir = DataDir::new(data_dir.unwrap_or_else(|| PathBuf::from(default_dir)));
+    // From here on SIGHUP reloads (once serving) instead of ending the
+    // process, also while the keys are decrypted and the JWKS fetched.
+    let hangups = Hangups::take()?;
     // Every configuration error stops the server before it touches
     // anything.
     let config = LoadedConfig::load(args.config.as_deref(), dir.path())?;
@@ -163,6 +166,7 @@ pub(super) async fn run(
         warn_if_local_admin_is_refused(&dir, &namespace);
     }
     let reload = reloader(
+        hangups,
         args.overrides(),
         args.config.clone(),
         dir.clone(),
@@ -219,13 +223,14 @@ async fn policy_update(
 /// change (listen address, public URL, connection limits, CRL lifetimes)
 /// are named in the log when they changed, and otherwise left alone.
 fn reloader(
+    hangups: Hangups,
     overrides: Overrides,
     config: Option<PathBuf>,
     dir: DataDir,
     trust_domain: TrustDomain,
     started_with: Settings,
 ) -> Reloader {
-    Reloader::new(move || {
+    Reloader::new(hangups, move || {
         let (overrides, config, dir, trust_domain, started_with) = (
             overrides.clone(),
             config.clone(),

@@ -1,4 +1,5 @@
-//! `sigil status`: the CA at a glance, through `GET /admin/v1/status`.
+//! `sigil status`: the CA at a glance, through `GET /admin/v1/status`;
+//! exits 1 when the CA is degraded.
 
 use clap::Args;
 use sigil_core::wire::StatusResponse;
@@ -72,11 +73,20 @@ fn print(status: &StatusResponse) {
 pub(super) async fn run(dir: &DataDir, args: StatusArgs) -> anyhow::Result<()> {
     let client = args.connection.client(dir)?;
     let response = client.get("/admin/v1/status").await?.success()?;
+    let status: StatusResponse = response.json()?;
     if args.json {
         println!("{}", String::from_utf8_lossy(&response.body));
-        return Ok(());
+    } else {
+        print(&status);
     }
-    print(&response.json()?);
+    // Scripts and probes see a degraded CA in the exit code.
+    if status.health != "ok" {
+        anyhow::bail!(
+            "the CA is {}: {}",
+            status.health,
+            status.problem.as_deref().unwrap_or("no reason given")
+        );
+    }
     Ok(())
 }
 

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 pub use admission::ConnectionLimits;
-pub use reload::{Reloader, Reloading};
+pub use reload::{Hangups, Reloader, Reloading};
 
 use crate::api::{self, AppState, RateLimits};
 use crate::attestation::jwt::JwtAttestors;
@@ -131,8 +131,7 @@ pub async fn serve(
     tracing::info!(%url, trust_domain = %ca.trust_domain(), "serving");
     let shutdown = shutdown_signal()?;
     if let Some(reloader) = options.reload {
-        let hangups = reload::hangups()?;
-        tokio::spawn(reload::reload_on_hangup(hangups, state.clone(), reloader));
+        reload::spawn(state.clone(), reloader)?;
     }
     println!("listening on https://{local}");
     let banner = banner(local);

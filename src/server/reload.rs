@@ -16,15 +16,42 @@ use crate::api::{AppState, PolicyUpdate};
 /// The future a [`Reloader`] returns.
 pub type Reloading = Pin<Box<dyn Future<Output = anyhow::Result<PolicyUpdate>> + Send>>;
 
-/// Reads the configuration again: its reloadable settings, or why it is
-/// refused.
+/// SIGHUP, taken: from the moment [`Hangups::take`] runs, SIGHUP no longer
+/// ends the process (its default action), and each one is kept for the
+/// reloader.
+#[derive(Debug)]
+pub struct Hangups(Signal);
+
+impl Hangups {
+    /// Takes SIGHUP; call it first thing, before the slow parts of start-up
+    /// (decrypting keys, fetching JWKS), so that `systemctl reload` during
+    /// them cannot kill the CA.
+    ///
+    /// # Errors
+    ///
+    /// The signal handler cannot be installed.
+    pub fn take() -> anyhow::Result<Self> {
+        signal(SignalKind::hangup())
+            .map(Self)
+            .context("listening for SIGHUP")
+    }
+}
+
+/// Reads the configuration again on each SIGHUP: its reloadable settings,
+/// or why it is refused.
 #[derive(Clone)]
-pub struct Reloader(Arc<dyn Fn() -> Reloading + Send + Sync>);
+pub struct Reloader {
+    read: Arc<dyn Fn() -> Reloading + Send + Sync>,
+    hangups: Arc<std::sync::Mutex<Option<Hangups>>>,
+}
 
 impl Reloader {
-    /// A reloader that runs `read` on each SIGHUP.
-    pub fn new(read: impl Fn() -> Reloading + Send + Sync + 'static) -> Self {
-        Self(Arc::new(read))
+    /// A reloader that runs `read` on each of `hangups`.
+    pub fn new(hangups: Hangups, read: impl Fn() -> Reloading + Send + Sync + 'static) -> Self {
+        Self {
+            read: Arc::new(read),
+            hangups: Arc::new(std::sync::Mutex::new(Some(hangups))),
+        }
     }
 }
 
@@ -34,25 +61,39 @@ impl std::fmt::Debug for Reloader {
     }
 }
 
-/// Takes SIGHUP from now on (its default action would end the process),
-/// for [`reload_on_hangup`].
+/// On each SIGHUP (also those that came during start-up), reloads with
+/// `reload` into `state`.
 ///
 /// # Errors
 ///
-/// The signal handler cannot be installed.
-pub(super) fn hangups() -> anyhow::Result<Signal> {
-    signal(SignalKind::hangup()).context("listening for SIGHUP")
+/// The reloader's SIGHUP was taken already, or cannot be.
+pub(super) fn spawn(state: AppState, reload: Reloader) -> anyhow::Result<()> {
+    let taken = reload
+        .hangups
+        .lock()
+        .ok()
+        .and_then(|mut hangups| hangups.take());
+    let Hangups(mut hangups) = match taken {
+        Some(hangups) => hangups,
+        None => Hangups::take()?,
+    };
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            reload_once(&state, &reload).await;
+        }
+    });
+    Ok(())
 }
 
-/// On each SIGHUP, reloads with `reload` into `state`.
-pub(super) async fn reload_on_hangup(mut hangups: Signal, state: AppState, reload: Reloader) {
-    while hangups.recv().await.is_some() {
-        match (reload.0)().await.and_then(|update| state.reload(update)) {
-            Ok(()) => tracing::info!("configuration reloaded"),
-            Err(error) => tracing::warn!(
-                error = format!("{error:#}"),
-                "configuration reload refused; the configuration in force stays"
-            ),
-        }
+async fn reload_once(state: &AppState, reload: &Reloader) {
+    match (reload.read)()
+        .await
+        .and_then(|update| state.reload(update))
+    {
+        Ok(()) => tracing::info!("configuration reloaded"),
+        Err(error) => tracing::warn!(
+            error = format!("{error:#}"),
+            "configuration reload refused; the configuration in force stays"
+        ),
     }
 }

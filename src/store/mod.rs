@@ -434,10 +434,14 @@ pub trait Store: Send + Sync + 'static {
     fn summary(&self, now: OffsetDateTime) -> StoreFuture<'_, StoreSummary>;
 }
 
-/// Told of every batch the store's writer commits.
+/// Told of every batch the store's writer commits that wrote something
+/// (readiness checks write nothing), and of every batch that failed.
 pub trait CommitObserver: Send + Sync {
     /// A commit took `took` and carried `operations` operations.
     fn committed(&self, took: std::time::Duration, operations: usize);
+
+    /// A batch could not be committed; nothing of it was stored.
+    fn commit_failed(&self);
 }
 
 /// How many certificates the store holds, by state, and how far its audit

@@ -191,7 +191,11 @@ fn write_batches(
                 Err(_) => break,
             }
         }
+        let changes_before = conn.total_changes();
         if conn.execute_cached("BEGIN IMMEDIATE", []).is_err() {
+            if let Some(observer) = observer {
+                observer.commit_failed();
+            }
             // Nothing runs outside the batch's transaction: each operation
             // fails as it is, and nothing is written.
             for job in batch {
@@ -211,8 +215,12 @@ fn write_batches(
         // operation's writes in the transaction: then nothing commits.
         let started = std::time::Instant::now();
         let committed = !sql::take_undo_failure() && commit(conn);
-        if let Some(observer) = observer {
-            observer.committed(started.elapsed(), operations);
+        match observer {
+            Some(observer) if !committed => observer.commit_failed(),
+            Some(observer) if conn.total_changes() > changes_before => {
+                observer.committed(started.elapsed(), operations);
+            }
+            _ => {}
         }
         if !committed {
             let _ = conn.execute_cached("ROLLBACK", []);
