@@ -242,5 +242,7 @@ fi
 echo "sigil serve start-up on an empty store: $(grep '^startup empty-store ' "$results" | cut -d' ' -f3) ms"
 for store in empty-store scale-store; do
   rss=$(grep "^rss $store " "$results" | cut -d' ' -f3)
-  [ -n "$rss" ] && echo "server peak resident memory (VmHWM), $store, after its runs: $rss MB (target < 150 MB)"
+  if [ -n "$rss" ]; then
+    echo "server peak resident memory (VmHWM), $store, after its runs: $rss MB (target < 150 MB)"
+  fi
 done
