@@ -73,6 +73,13 @@ impl DataDir {
         self.ca_dir().join("issuing.key")
     }
 
+    /// Where retired issuing CAs live, each as `<key id>.pem` and
+    /// `<key id>.key`: kept to re-sign their CRLs and to verify their
+    /// leaves until the last of those expires.
+    pub fn retired_dir(&self) -> PathBuf {
+        self.ca_dir().join("retired")
+    }
+
     /// Where `sigil init` puts the first admin credential.
     pub fn admin_dir(&self) -> PathBuf {
         self.root.join("admin")

@@ -60,7 +60,7 @@ impl ClientAuthenticator {
             .to_owned();
         Ok(Self {
             anchors: vec![anchor],
-            intermediates: vec![ca.issuing().der().clone()],
+            intermediates: ca.intermediates(),
         })
     }
 

@@ -96,10 +96,11 @@ pub(super) async fn status(State(state): State<AppState>, _admin: Admin) -> Json
         problem,
         version: env!("CARGO_PKG_VERSION").to_owned(),
         trust_domain: ca.trust_domain().to_string(),
-        issuers: vec![
-            issuer("root", ca.root(), now),
-            issuer("issuing", ca.issuing(), now),
-        ],
+        issuers: [("root", ca.root()), ("issuing", ca.issuing())]
+            .into_iter()
+            .chain(ca.retired().map(|retired| ("retired", retired)))
+            .map(|(role, certificate)| issuer(role, certificate, now))
+            .collect(),
         certificates: summary.map(|summary| CertificateCounts {
             live: summary.live,
             revoked: summary.revoked,

@@ -5,9 +5,12 @@
 
 use std::time::Duration;
 
-use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber};
+use rcgen::{
+    CertificateRevocationListParams, Issuer, KeyIdMethod, RevokedCertParams, SerialNumber,
+};
 use time::OffsetDateTime;
 
+use super::ca_key::CaKey;
 use super::{CertificateAuthority, profile};
 use crate::revocation::{CrlSigner, ReasonCode, RevokedEntry, SignedCrl};
 
@@ -28,10 +31,18 @@ fn number_bytes(number: u64) -> Vec<u8> {
 }
 
 impl CertificateAuthority {
+    /// The signer of a retired issuing CA, by key id.
+    fn retired_issuer(&self, key_id: &str) -> Option<&Issuer<'static, CaKey>> {
+        self.retired
+            .iter()
+            .find(|(certificate, _)| certificate.key_id == key_id)
+            .map(|(_, issuer)| issuer)
+    }
+
     /// How long CRLs of the CA with this key id are valid, if it is one of
     /// this CA's.
     pub fn crl_validity(&self, issuer_key_id: &str) -> Option<Duration> {
-        if issuer_key_id == self.issuing.key_id {
+        if issuer_key_id == self.issuing.key_id || self.retired_issuer(issuer_key_id).is_some() {
             Some(self.crl_validity)
         } else if issuer_key_id == self.root.key_id {
             Some(ROOT_CRL_VALIDITY)
@@ -53,6 +64,8 @@ impl CrlSigner for CertificateAuthority {
             (&self.issuer, self.crl_validity)
         } else if issuer_key_id == self.root.key_id {
             (&self.root_issuer, ROOT_CRL_VALIDITY)
+        } else if let Some(retired) = self.retired_issuer(issuer_key_id) {
+            (retired, self.crl_validity)
         } else {
             return Err(format!("no CA with key id {issuer_key_id}"));
         };

@@ -23,7 +23,7 @@ pub const DEFAULT_ISSUING_LIFETIME: Duration = Duration::from_secs(365 * 86_400)
 /// CA certificates start this long before their creation, so that relying
 /// parties with a slow clock accept them and every leaf's validity lies
 /// within its issuer's.
-const CA_BACKDATE: Duration = Duration::from_secs(3600);
+pub(super) const CA_BACKDATE: Duration = Duration::from_secs(3600);
 
 /// The PEM files of a CA. Keys are redacted in `Debug`.
 #[derive(Clone)]
@@ -36,6 +36,8 @@ pub struct CaFiles {
     /// Issuing CA certificate.
     pub issuing_pem: String,
     issuing_key_pem: Zeroizing<String>,
+    /// Issuing CAs rotated out: certificate PEM and key PEM.
+    retired: Vec<(String, Zeroizing<String>)>,
 }
 
 impl fmt::Debug for CaFiles {
@@ -45,6 +47,7 @@ impl fmt::Debug for CaFiles {
             .field("root_key_pem", &"<redacted>")
             .field("issuing_pem", &self.issuing_pem)
             .field("issuing_key_pem", &"<redacted>")
+            .field("retired", &self.retired.len())
             .finish()
     }
 }
@@ -62,6 +65,7 @@ impl CaFiles {
             root_key_pem: Zeroizing::new(root_key_pem.to_owned()),
             issuing_pem: issuing_pem.to_owned(),
             issuing_key_pem: Zeroizing::new(issuing_key_pem.to_owned()),
+            retired: Vec::new(),
         }
     }
 
@@ -112,6 +116,7 @@ impl CaFiles {
             root_key_pem: root_issuer.key().pem(),
             issuing_pem: issuing_cert.pem(),
             issuing_key_pem: issuing_key.pem(),
+            retired: Vec::new(),
         })
     }
 
@@ -126,6 +131,7 @@ impl CaFiles {
     /// way the operator believes).
     pub fn read(dir: &DataDir, passphrase: Option<&Passphrase>) -> anyhow::Result<Self> {
         dir.require_initialised()?;
+        super::rotation::finish_rotation(dir)?;
         let read_key = |path: &std::path::Path| -> anyhow::Result<Zeroizing<String>> {
             let text = Zeroizing::new(datadir::read_secret(path)?);
             let encrypted = key_encryption::is_encrypted(&text);
@@ -147,11 +153,17 @@ impl CaFiles {
                 (false, None) => Ok(text),
             }
         };
+        let mut retired = Vec::new();
+        for cert in retired_certificates(dir)? {
+            let key = cert.with_extension("key");
+            retired.push((datadir::read_text(&cert)?, read_key(&key)?));
+        }
         Ok(Self {
             root_pem: datadir::read_text(&dir.root_cert())?,
             root_key_pem: read_key(&dir.root_key())?,
             issuing_pem: datadir::read_text(&dir.issuing_cert())?,
             issuing_key_pem: read_key(&dir.issuing_key())?,
+            retired,
         })
     }
 
@@ -200,6 +212,37 @@ impl CaFiles {
     pub(crate) fn root_key_pem(&self) -> &str {
         &self.root_key_pem
     }
+
+    /// The retired issuing CAs: (certificate PEM, key PEM).
+    pub(crate) fn retired(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.retired
+            .iter()
+            .map(|(cert, key)| (cert.as_str(), key.as_str()))
+    }
+}
+
+/// The certificate files of `DIR/ca/retired/`, by name (none when the
+/// directory is missing).
+fn retired_certificates(dir: &DataDir) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let retired = dir.retired_dir();
+    let entries = match std::fs::read_dir(&retired) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => {
+            return Err(error).with_context(|| format!("reading {}", retired.display()));
+        }
+    };
+    let mut certificates = Vec::new();
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("reading {}", retired.display()))?
+            .path();
+        if path.extension().is_some_and(|extension| extension == "pem") {
+            certificates.push(path);
+        }
+    }
+    certificates.sort();
+    Ok(certificates)
 }
 
 #[cfg(test)]

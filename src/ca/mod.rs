@@ -10,6 +10,7 @@ mod files;
 mod key_encryption;
 mod key_type;
 mod profile;
+mod rotation;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -28,6 +29,7 @@ pub use key_encryption::{PASSPHRASE_ENV, Passphrase};
 pub use key_type::KeyType;
 pub use profile::CLOCK_SKEW_ALLOWANCE;
 pub(crate) use profile::whole_seconds;
+pub use rotation::{Rotation, rotate_issuing};
 
 use crate::csr::{KeyPolicy, VerifiedPublicKey, verify_csr_pem};
 use crate::serial::Serial;
@@ -120,6 +122,9 @@ pub struct CertificateAuthority {
     issuing: CaCertificate,
     issuer: Issuer<'static, CaKey>,
     root_issuer: Issuer<'static, CaKey>,
+    /// Issuing CAs rotated out: they sign no leaf, but their CRLs are
+    /// re-signed and their leaves verified until those expire.
+    retired: Vec<(CaCertificate, Issuer<'static, CaKey>)>,
     crl_url_base: String,
     crl_validity: Duration,
 }
@@ -201,12 +206,25 @@ impl CertificateAuthority {
             .context("issuing CA")?;
         let root_issuer =
             signing_issuer(&root, &files.root_pem, files.root_key_pem()).context("root CA")?;
+        let mut retired = Vec::new();
+        for (cert_pem, key_pem) in files.retired() {
+            let certificate =
+                CaCertificate::from_pem(cert_pem).context("retired issuing CA certificate")?;
+            // A rotation cut short leaves a copy of the active CA here.
+            if certificate.key_id == issuing.key_id {
+                continue;
+            }
+            let signer = signing_issuer(&certificate, cert_pem, key_pem)
+                .with_context(|| format!("retired issuing CA {}", certificate.key_id))?;
+            retired.push((certificate, signer));
+        }
         Ok(Self {
             trust_domain,
             root,
             issuing,
             issuer,
             root_issuer,
+            retired,
             crl_url_base: format!("{}/v1/crl/", public_url.trim_end_matches('/')),
             crl_validity: crl::DEFAULT_CRL_VALIDITY,
         })
@@ -232,6 +250,20 @@ impl CertificateAuthority {
     /// The active issuing CA.
     pub fn issuing(&self) -> &CaCertificate {
         &self.issuing
+    }
+
+    /// The retired issuing CAs.
+    pub fn retired(&self) -> impl Iterator<Item = &CaCertificate> {
+        self.retired.iter().map(|(certificate, _)| certificate)
+    }
+
+    /// Every issuing CA a live leaf may chain to: the active one, then the
+    /// retired ones.
+    pub fn intermediates(&self) -> Vec<CertificateDer<'static>> {
+        std::iter::once(&self.issuing)
+            .chain(self.retired())
+            .map(|certificate| certificate.der.clone())
+            .collect()
     }
 
     /// Every root currently trusted, PEM.

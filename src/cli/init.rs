@@ -46,15 +46,21 @@ async fn record_init(dir: &DataDir, files: &CaFiles) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An issuing CA's lifetime, between a day and the root's ten years.
+pub(super) fn checked_issuing_ttl(ttl: HumanDuration) -> anyhow::Result<std::time::Duration> {
+    let ttl = ttl.get();
+    if ttl < MIN_ISSUING_TTL || ttl > ROOT_LIFETIME {
+        bail!("--issuing-ttl must lie between 1d and 3650d");
+    }
+    Ok(ttl)
+}
+
 pub(super) async fn run(
     dir: &DataDir,
     args: InitArgs,
     passphrase: Option<Passphrase>,
 ) -> anyhow::Result<()> {
-    let issuing_ttl = args.issuing_ttl.get();
-    if issuing_ttl < MIN_ISSUING_TTL || issuing_ttl > ROOT_LIFETIME {
-        bail!("--issuing-ttl must lie between 1d and 3650d");
-    }
+    let issuing_ttl = checked_issuing_ttl(args.issuing_ttl)?;
     dir.create_empty()?;
     let files = CaFiles::generate(
         &args.trust_domain,

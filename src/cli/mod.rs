@@ -3,6 +3,7 @@
 mod admin_connection;
 mod agent;
 mod audit;
+mod ca;
 mod demo;
 mod init;
 mod local;
@@ -69,6 +70,9 @@ enum Command {
     Agent(agent::AgentArgs),
     /// Print the root fingerprint (sha256:<hex>) that agents pin.
     Fingerprint,
+    /// The CA itself: rotate its issuing CA.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
     /// Local admin operations.
     #[command(subcommand)]
     Admin(local::AdminCommand),
@@ -154,6 +158,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(args).await,
         Command::Agent(args) => return agent::run(args).await,
         Command::Fingerprint => local::fingerprint(&dir),
+        Command::Ca(command) => ca::run(&dir, command, passphrase()?).await,
         Command::Admin(command) => local::run_admin(&dir, command, passphrase()?).await,
         Command::Token(command) => token::run_token(&dir, command).await,
         Command::Revoke(args) => revocation::revoke(&dir, args).await,

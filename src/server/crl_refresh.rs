@@ -52,11 +52,21 @@ async fn refresh_due(
     let current = store.current_crls().await?;
     board.post(current.iter().cloned());
     let now = OffsetDateTime::now_utc();
-    for key_id in [ca.issuing().key_id(), ca.root().key_id()] {
+    // A retired issuer's CRL is kept until its last leaf has expired, which
+    // is at the latest when the issuer itself does.
+    let retired = ca
+        .retired()
+        .filter(|issuer| issuer.not_after() > now)
+        .map(|issuer| issuer.key_id());
+    let key_ids: Vec<&str> = std::iter::once(ca.issuing().key_id())
+        .chain(retired)
+        .chain(std::iter::once(ca.root().key_id()))
+        .collect();
+    for key_id in key_ids {
         let Some(validity) = ca.crl_validity(key_id) else {
             continue;
         };
-        let resign = if key_id == ca.issuing().key_id() {
+        let resign = if key_id != ca.root().key_id() {
             issuing_resign.min(validity)
         } else {
             validity / 2

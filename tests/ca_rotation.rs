@@ -1,0 +1,229 @@
+//! `sigil ca rotate`: a new issuing CA, signed by the root, takes over; the
+//! old one is retired, not revoked. Its leaves stay valid and renewable,
+//! its CRL stays published, and OpenSSL verifies leaves of both issuers
+//! against the unchanged bundle and the CRLs.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::*;
+use serde_json::{Value, json};
+
+/// An SVID and its key, as an agent holds them.
+struct Held {
+    chain_pem: String,
+    key_pem: String,
+    serial: String,
+}
+
+fn attest(server: &Server, spiffe_id: &str) -> Held {
+    let (key, csr) = p256_csr();
+    let response = server.redeem(&server.token(spiffe_id), &csr);
+    assert_eq!(response.status, 200);
+    held(&response.json().unwrap(), &key)
+}
+
+fn held(body: &Value, key: &rcgen::KeyPair) -> Held {
+    Held {
+        chain_pem: body["cert_chain_pem"].as_str().unwrap().to_owned(),
+        key_pem: key.serialize_pem(),
+        serial: body["serial"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// The issuing CA of a chain (its second certificate), DER.
+fn issuer_of(held: &Held) -> Vec<u8> {
+    chain_der(&held.chain_pem)[1].clone()
+}
+
+fn issuing_key_ids(server: &Server) -> Vec<(String, String)> {
+    let status: Value = block_on(server.admin().get("/admin/v1/status"))
+        .unwrap()
+        .json()
+        .unwrap();
+    status["issuers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|issuer| {
+            (
+                issuer["role"].as_str().unwrap().to_owned(),
+                issuer["key_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// `openssl verify -crl_check_all` of a held chain against the bundle and
+/// every CRL the CA serves.
+fn openssl_verdict(dir: &DataDir, server: &Server, svid: &Held) -> (bool, String) {
+    let crls = block_on(server.anonymous().get("/v1/crls")).unwrap();
+    assert_eq!(crls.status, 200);
+    let work = dir.temp.path();
+    std::fs::write(work.join("crls.pem"), &crls.body).unwrap();
+    std::fs::write(work.join("chain.pem"), &svid.chain_pem).unwrap();
+    let out = openssl(
+        &[
+            "verify",
+            "-crl_check_all",
+            "-CRLfile",
+            "crls.pem",
+            "-CAfile",
+            dir.file("bundle.pem").to_str().unwrap(),
+            "-untrusted",
+            "chain.pem",
+            "chain.pem",
+        ],
+        work,
+    );
+    (
+        out.status.success(),
+        format!("{}{}", stdout(&out), stderr(&out)),
+    )
+}
+
+#[test]
+fn a_rotated_issuing_ca_takes_over_and_the_retired_one_keeps_its_leaves_valid() {
+    let dir = DataDir::init();
+    let bundle = dir.bundle_pem();
+    let server = dir.start();
+    let veteran = attest(&server, "spiffe://example.org/agents/veteran");
+    let old_key_id = issuing_key_ids(&server)[1].1.clone();
+    server.terminate();
+
+    let rotated = sigil(&["ca", "rotate", "--data-dir", dir.arg()]);
+    assert!(rotated.status.success(), "{}", stderr(&rotated));
+    let new_key_id = stdout(&rotated).trim().to_owned();
+    assert_ne!(new_key_id, old_key_id);
+    let retired = dir.file(&format!("ca/retired/{old_key_id}.key"));
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&retired), 0o600);
+    assert_eq!(mode(&dir.file("ca/retired")), 0o700);
+    assert_eq!(
+        dir.bundle_pem(),
+        bundle,
+        "the root and bundle are unchanged"
+    );
+
+    let server = dir.start();
+    assert_eq!(
+        issuing_key_ids(&server),
+        [
+            ("root".to_owned(), issuing_key_ids(&server)[0].1.clone()),
+            ("issuing".to_owned(), new_key_id.clone()),
+            ("retired".to_owned(), old_key_id.clone()),
+        ]
+    );
+    // New leaves come from the new issuing CA...
+    let newcomer = attest(&server, "spiffe://example.org/agents/newcomer");
+    assert_ne!(issuer_of(&newcomer), issuer_of(&veteran));
+    // ...and a leaf of the retired one renews into one of the new.
+    let (key, csr) = p256_csr();
+    let renewed = block_on(
+        server
+            .client_as(&veteran.chain_pem, &veteran.key_pem)
+            .post_json("/v1/renew", &json!({"csr": csr})),
+    )
+    .unwrap();
+    assert_eq!(
+        renewed.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&renewed.body)
+    );
+    let renewed = held(&renewed.json().unwrap(), &key);
+    assert_eq!(issuer_of(&renewed), issuer_of(&newcomer));
+
+    // Every issuer's CRL is served, the retired one's too.
+    let retired_crl = block_on(server.anonymous().get(&format!("/v1/crl/{old_key_id}"))).unwrap();
+    assert_eq!(retired_crl.status, 200);
+    // OpenSSL accepts leaves of both issuers against the same bundle...
+    for svid in [&veteran, &newcomer, &renewed] {
+        let (accepted, output) = openssl_verdict(&dir, &server, svid);
+        assert!(accepted, "{output}");
+    }
+    // ...until a leaf of the retired issuer is revoked: its CRL says so.
+    let revoked = block_on(server.admin().post_json(
+        "/admin/v1/revocations",
+        &json!({"serial": veteran.serial, "reason": "keyCompromise"}),
+    ))
+    .unwrap();
+    assert_eq!(revoked.status, 200);
+    let (accepted, output) = openssl_verdict(&dir, &server, &veteran);
+    assert!(!accepted && output.contains("revoked"), "{output}");
+    let (accepted, output) = openssl_verdict(&dir, &server, &newcomer);
+    assert!(accepted, "{output}");
+}
+
+#[test]
+fn a_rotation_cut_short_before_the_new_certificate_moved_in_is_finished_on_load() {
+    let dir = DataDir::init();
+    let rotated = sigil(&["ca", "rotate", "--data-dir", dir.arg()]);
+    assert!(rotated.status.success(), "{}", stderr(&rotated));
+    let new_key_id = stdout(&rotated).trim().to_owned();
+    // Replay the end of a rotation a crash cut short: the new key moved in,
+    // its certificate still staged.
+    let staged = dir.file("ca/issuing.next.pem");
+    std::fs::rename(dir.file("ca/issuing.pem"), &staged).unwrap();
+    let server = dir.start();
+    assert!(!staged.exists());
+    let issuers = issuing_key_ids(&server);
+    assert_eq!(issuers[1], ("issuing".to_owned(), new_key_id));
+    attest(&server, "spiffe://example.org/agents/after-crash");
+}
+
+#[test]
+fn rotating_an_encrypted_ca_keeps_every_key_encrypted() {
+    let temp = tempfile::tempdir().unwrap();
+    let pass = temp.path().join("ca.pass");
+    std::fs::write(&pass, "rotation passphrase\n").unwrap();
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let pass_arg = pass.to_str().unwrap().to_owned();
+    let dir = DataDir::init_in(temp, &["--ca-passphrase-file", &pass_arg]);
+    let without = sigil(&["ca", "rotate", "--data-dir", dir.arg()]);
+    assert!(!without.status.success());
+    assert!(
+        stderr(&without).contains("is encrypted"),
+        "{}",
+        stderr(&without)
+    );
+    let rotated = sigil(&[
+        "ca",
+        "rotate",
+        "--data-dir",
+        dir.arg(),
+        "--ca-passphrase-file",
+        &pass_arg,
+    ]);
+    assert!(rotated.status.success(), "{}", stderr(&rotated));
+    let old: Vec<_> = std::fs::read_dir(dir.file("ca/retired"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "key"))
+        .collect();
+    assert_eq!(old.len(), 1);
+    for key in [dir.file("ca/issuing.key"), old[0].clone()] {
+        let text = std::fs::read_to_string(&key).unwrap();
+        assert!(
+            text.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
+            "{}",
+            key.display()
+        );
+    }
+    let server = Server::spawn(
+        &[
+            "serve",
+            "--data-dir",
+            dir.arg(),
+            "--listen",
+            "127.0.0.1:0",
+            "--ca-passphrase-file",
+            &pass_arg,
+        ],
+        dir.path.clone(),
+    );
+    attest(&server, "spiffe://example.org/agents/sealed");
+}
