@@ -10,6 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use common::*;
 use serde_json::{Value, json};
+use x509_parser::prelude::FromDer;
 
 /// An SVID and its key, as an agent holds them.
 struct Held {
@@ -226,4 +227,84 @@ fn rotating_an_encrypted_ca_keeps_every_key_encrypted() {
         dir.path.clone(),
     );
     attest(&server, "spiffe://example.org/agents/sealed");
+}
+
+/// `sigil-verifier`'s verdict on a held chain, with the bundle and every
+/// CRL the CA serves (also the root's, which lists revoked issuing CAs).
+fn verifier_verdict(dir: &DataDir, server: &Server, svid: &Held) -> Result<(), String> {
+    use sigil_verifier::{Policy, SpiffeClientVerifier, TrustSource};
+    let crls = block_on(server.anonymous().get("/v1/crls")).unwrap();
+    let source = TrustSource::from_pem(dir.bundle_pem().as_bytes())
+        .unwrap()
+        .with_crls_pem(&crls.body)
+        .unwrap();
+    let verifier = SpiffeClientVerifier::builder(
+        source,
+        Policy::deny_all().allow("spiffe://example.org/*").unwrap(),
+    )
+    .client_verifier();
+    let chain: Vec<rustls_pki_types::CertificateDer<'static>> = chain_der(&svid.chain_pem)
+        .into_iter()
+        .map(rustls_pki_types::CertificateDer::from)
+        .collect();
+    verifier
+        .verify(&chain[0], &chain[1..], rustls_pki_types::UnixTime::now())
+        .map(|_| ())
+        .map_err(|error| error.to_string())
+}
+
+#[test]
+fn rotating_with_revoke_current_revokes_the_old_issuing_ca_in_the_roots_crl() {
+    let dir = DataDir::init();
+    let server = dir.start();
+    let veteran = attest(&server, "spiffe://example.org/agents/veteran");
+    assert_eq!(verifier_verdict(&dir, &server, &veteran), Ok(()));
+    let old_key_id = issuing_key_ids(&server)[1].1.clone();
+    server.terminate();
+
+    let rotated = sigil(&["ca", "rotate", "--revoke-current", "--data-dir", dir.arg()]);
+    assert!(rotated.status.success(), "{}", stderr(&rotated));
+    assert!(
+        stderr(&rotated).contains("revoked in the root's CRL"),
+        "{}",
+        stderr(&rotated)
+    );
+
+    let server = dir.start();
+    let newcomer = attest(&server, "spiffe://example.org/agents/newcomer");
+    // The old issuing CA's leaves are refused by OpenSSL and by
+    // sigil-verifier; the new one's are accepted.
+    let (accepted, output) = openssl_verdict(&dir, &server, &veteran);
+    assert!(!accepted && output.contains("revoked"), "{output}");
+    let refused = verifier_verdict(&dir, &server, &veteran).unwrap_err();
+    assert!(refused.to_lowercase().contains("revoked"), "{refused}");
+    let (accepted, output) = openssl_verdict(&dir, &server, &newcomer);
+    assert!(accepted, "{output}");
+    assert_eq!(verifier_verdict(&dir, &server, &newcomer), Ok(()));
+
+    // The root's CRL lists exactly that one CA certificate.
+    let root_key_id = issuing_key_ids(&server)[0].1.clone();
+    let root_crl = block_on(server.anonymous().get(&format!("/v1/crl/{root_key_id}"))).unwrap();
+    let (_, parsed) =
+        x509_parser::revocation_list::CertificateRevocationList::from_der(&root_crl.body).unwrap();
+    let old_issuing = chain_der(&veteran.chain_pem)[1].clone();
+    let (_, old_issuing) = x509_parser::parse_x509_certificate(&old_issuing).unwrap();
+    let listed: Vec<_> = parsed
+        .iter_revoked_certificates()
+        .map(|entry| entry.raw_serial().to_vec())
+        .collect();
+    assert_eq!(listed, [old_issuing.raw_serial().to_vec()]);
+    // The audit log says who revoked which CA.
+    let audit: Value = block_on(server.admin().get("/admin/v1/audit?after=0&limit=1000"))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        audit["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|event| event["action"] == "ca.revoke" && event["subject"] == old_key_id.as_str()),
+        "{audit}"
+    );
 }

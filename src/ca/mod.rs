@@ -85,6 +85,12 @@ impl CaCertificate {
         &self.pem
     }
 
+    /// Its serial, when it is one Sigil could have made (16 bytes).
+    pub fn serial(&self) -> Option<Serial> {
+        let (_, parsed) = X509Certificate::from_der(&self.der).ok()?;
+        Serial::from_der_bytes(parsed.raw_serial())
+    }
+
     /// Start of validity.
     pub fn not_before(&self) -> OffsetDateTime {
         self.not_before

@@ -64,6 +64,9 @@ pub enum AttestationKind {
     Renewal,
     /// Presented a JWT from a trusted issuer.
     Jwt,
+    /// An issuing CA, signed by the root: recorded so that the root's CRL
+    /// can list it once revoked.
+    IssuingCa,
 }
 
 impl AttestationKind {
@@ -74,6 +77,7 @@ impl AttestationKind {
             Self::Local => "local",
             Self::Renewal => "renewal",
             Self::Jwt => "jwt",
+            Self::IssuingCa => "issuing_ca",
         }
     }
 }
@@ -87,6 +91,7 @@ impl std::str::FromStr for AttestationKind {
             "local" => Ok(Self::Local),
             "renewal" => Ok(Self::Renewal),
             "jwt" => Ok(Self::Jwt),
+            "issuing_ca" => Ok(Self::IssuingCa),
             other => Err(format!("unknown attestation kind {other}")),
         }
     }
