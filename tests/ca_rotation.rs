@@ -62,27 +62,7 @@ fn issuing_key_ids(server: &Server) -> Vec<(String, String)> {
 fn openssl_verdict(dir: &DataDir, server: &Server, svid: &Held) -> (bool, String) {
     let crls = block_on(server.anonymous().get("/v1/crls")).unwrap();
     assert_eq!(crls.status, 200);
-    let work = dir.temp.path();
-    std::fs::write(work.join("crls.pem"), &crls.body).unwrap();
-    std::fs::write(work.join("chain.pem"), &svid.chain_pem).unwrap();
-    let out = openssl(
-        &[
-            "verify",
-            "-crl_check_all",
-            "-CRLfile",
-            "crls.pem",
-            "-CAfile",
-            dir.file("bundle.pem").to_str().unwrap(),
-            "-untrusted",
-            "chain.pem",
-            "chain.pem",
-        ],
-        work,
-    );
-    (
-        out.status.success(),
-        format!("{}{}", stdout(&out), stderr(&out)),
-    )
+    openssl_verify_chain(dir, &svid.chain_pem, &crls.body)
 }
 
 #[test]

@@ -41,27 +41,7 @@ fn crls(server: &Server) -> (u64, String) {
 }
 
 fn openssl_accepts(dir: &DataDir, svid: &Svid, crls_pem: &str) -> (bool, String) {
-    let work = dir.temp.path();
-    std::fs::write(work.join("crls.pem"), crls_pem).unwrap();
-    std::fs::write(work.join("chain.pem"), &svid.chain_pem).unwrap();
-    let out = openssl(
-        &[
-            "verify",
-            "-crl_check_all",
-            "-CRLfile",
-            "crls.pem",
-            "-CAfile",
-            dir.file("bundle.pem").to_str().unwrap(),
-            "-untrusted",
-            "chain.pem",
-            "chain.pem",
-        ],
-        work,
-    );
-    (
-        out.status.success(),
-        format!("{}{}", stdout(&out), stderr(&out)),
-    )
+    openssl_verify_chain(dir, &svid.chain_pem, crls_pem.as_bytes())
 }
 
 fn webpki_verdict(dir: &DataDir, svid: &Svid, crls_pem: &str) -> Result<(), webpki::Error> {

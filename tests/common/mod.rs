@@ -331,6 +331,33 @@ pub fn openssl(args: &[&str], dir: &Path) -> Output {
         .expect("openssl is installed (see .ci/run)")
 }
 
+/// `openssl verify -crl_check_all` of a PEM chain (leaf first) against the
+/// data dir's bundle and these PEM CRLs: whether it passed, and what
+/// openssl said.
+pub fn openssl_verify_chain(dir: &DataDir, chain_pem: &str, crls_pem: &[u8]) -> (bool, String) {
+    let work = dir.temp.path();
+    std::fs::write(work.join("crls.pem"), crls_pem).unwrap();
+    std::fs::write(work.join("chain.pem"), chain_pem).unwrap();
+    let out = openssl(
+        &[
+            "verify",
+            "-crl_check_all",
+            "-CRLfile",
+            "crls.pem",
+            "-CAfile",
+            dir.file("bundle.pem").to_str().unwrap(),
+            "-untrusted",
+            "chain.pem",
+            "chain.pem",
+        ],
+        work,
+    );
+    (
+        out.status.success(),
+        format!("{}{}", stdout(&out), stderr(&out)),
+    )
+}
+
 /// The subject alternative names of a certificate, DER, as x509-parser
 /// debug-prints them (`URI("spiffe://…")`, `DNSName("…")`, …).
 pub fn sans_of(der: &[u8]) -> Vec<String> {
