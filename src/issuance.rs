@@ -2,6 +2,8 @@
 //! the certificate out. Every SVID in the wild can be found and revoked.
 
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use std::time::Duration;
 
 use rcgen::KeyPair;
@@ -119,7 +121,9 @@ pub enum IssuanceError {
 /// Signs and records certificates.
 #[derive(Clone)]
 pub struct Issuance {
-    ca: Arc<CertificateAuthority>,
+    /// The CA in force; a rotation swaps it while requests run, each of
+    /// which keeps the one it started with.
+    ca: Arc<ArcSwap<CertificateAuthority>>,
     store: Arc<dyn Store>,
     cpu: Arc<CpuPool>,
 }
@@ -135,12 +139,22 @@ impl std::fmt::Debug for Issuance {
 impl Issuance {
     /// Issuance by this CA into this store, signing on `cpu`.
     pub fn new(ca: Arc<CertificateAuthority>, store: Arc<dyn Store>, cpu: Arc<CpuPool>) -> Self {
-        Self { ca, store, cpu }
+        Self {
+            ca: Arc::new(ArcSwap::new(ca)),
+            store,
+            cpu,
+        }
     }
 
-    /// The CA.
-    pub fn ca(&self) -> &Arc<CertificateAuthority> {
-        &self.ca
+    /// The CA in force.
+    pub fn ca(&self) -> Arc<CertificateAuthority> {
+        self.ca.load_full()
+    }
+
+    /// Puts `ca` in force for every request that starts from now on (a
+    /// rotation of its issuing CA).
+    pub fn replace_ca(&self, ca: Arc<CertificateAuthority>) {
+        self.ca.store(ca);
     }
 
     /// The store.
@@ -157,7 +171,7 @@ impl Issuance {
         parent_serial: Option<Serial>,
     ) -> Result<(IssuedCertificate, CertificateRecord), IssuanceError> {
         let now = OffsetDateTime::now_utc();
-        let ca = Arc::clone(&self.ca);
+        let ca = self.ca();
         let spiffe_id = request.spiffe_id.clone();
         let key = request.key.clone();
         let dns_names = request.dns_names.to_vec();
@@ -321,7 +335,7 @@ impl Issuance {
             let (issued, record) = self
                 .sign(request, AttestationKind::Renewal, Some(presented))
                 .await?;
-            let signer: Arc<dyn CrlSigner> = self.ca.clone();
+            let signer: Arc<dyn CrlSigner> = self.ca();
             let for_audit = issued.clone();
             let audit = Arc::clone(&audit);
             match self

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod namespace;
 pub mod revocation;
 pub mod rfc3339;
+pub mod rotation;
 pub mod serial;
 pub mod server;
 pub mod store;

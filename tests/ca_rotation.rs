@@ -74,7 +74,7 @@ fn a_rotated_issuing_ca_takes_over_and_the_retired_one_keeps_its_leaves_valid() 
     let old_key_id = issuing_key_ids(&server)[1].1.clone();
     server.terminate();
 
-    let rotated = sigil(&["ca", "rotate", "--data-dir", dir.arg()]);
+    let rotated = sigil(&["ca", "rotate", "--offline", "--data-dir", dir.arg()]);
     assert!(rotated.status.success(), "{}", stderr(&rotated));
     let new_key_id = stdout(&rotated).trim().to_owned();
     assert_ne!(new_key_id, old_key_id);
@@ -142,7 +142,7 @@ fn a_rotated_issuing_ca_takes_over_and_the_retired_one_keeps_its_leaves_valid() 
 #[test]
 fn a_rotation_cut_short_before_the_new_certificate_moved_in_is_finished_on_load() {
     let dir = DataDir::init();
-    let rotated = sigil(&["ca", "rotate", "--data-dir", dir.arg()]);
+    let rotated = sigil(&["ca", "rotate", "--offline", "--data-dir", dir.arg()]);
     assert!(rotated.status.success(), "{}", stderr(&rotated));
     let new_key_id = stdout(&rotated).trim().to_owned();
     // Replay the end of a rotation a crash cut short: the new key moved in,
@@ -164,7 +164,7 @@ fn rotating_an_encrypted_ca_keeps_every_key_encrypted() {
     std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
     let pass_arg = pass.to_str().unwrap().to_owned();
     let dir = DataDir::init_in(temp, &["--ca-passphrase-file", &pass_arg]);
-    let without = sigil(&["ca", "rotate", "--data-dir", dir.arg()]);
+    let without = sigil(&["ca", "rotate", "--offline", "--data-dir", dir.arg()]);
     assert!(!without.status.success());
     assert!(
         stderr(&without).contains("is encrypted"),
@@ -174,6 +174,7 @@ fn rotating_an_encrypted_ca_keeps_every_key_encrypted() {
     let rotated = sigil(&[
         "ca",
         "rotate",
+        "--offline",
         "--data-dir",
         dir.arg(),
         "--ca-passphrase-file",
@@ -242,7 +243,14 @@ fn rotating_with_revoke_current_revokes_the_old_issuing_ca_in_the_roots_crl() {
     let old_key_id = issuing_key_ids(&server)[1].1.clone();
     server.terminate();
 
-    let rotated = sigil(&["ca", "rotate", "--revoke-current", "--data-dir", dir.arg()]);
+    let rotated = sigil(&[
+        "ca",
+        "rotate",
+        "--offline",
+        "--revoke-current",
+        "--data-dir",
+        dir.arg(),
+    ]);
     assert!(rotated.status.success(), "{}", stderr(&rotated));
     assert!(
         stderr(&rotated).contains("revoked in the root's CRL"),

@@ -45,11 +45,11 @@ impl<S: Send + Sync> FromRequestParts<S> for SourceIp {
 #[derive(Debug)]
 pub struct ClientAuthenticator {
     anchors: Vec<TrustAnchor<'static>>,
-    intermediates: Vec<CertificateDer<'static>>,
 }
 
 impl ClientAuthenticator {
-    /// Trusts the CA's roots, and knows its issuing CAs as intermediates.
+    /// Trusts the CA's roots. The issuing CAs a chain may lack are taken
+    /// from the CA in force at each check, since a rotation changes them.
     ///
     /// # Errors
     ///
@@ -60,11 +60,14 @@ impl ClientAuthenticator {
             .to_owned();
         Ok(Self {
             anchors: vec![anchor],
-            intermediates: ca.intermediates(),
         })
     }
 
-    fn verify_chain(&self, chain: &[CertificateDer<'static>]) -> Result<(), ApiError> {
+    fn verify_chain(
+        &self,
+        chain: &[CertificateDer<'static>],
+        known_intermediates: Vec<CertificateDer<'static>>,
+    ) -> Result<(), ApiError> {
         let leaf = chain
             .first()
             .ok_or_else(ApiError::client_certificate_required)?;
@@ -72,7 +75,7 @@ impl ClientAuthenticator {
             ApiError::invalid_client_certificate(format!("client certificate does not parse: {e}"))
         })?;
         let mut intermediates: Vec<CertificateDer<'_>> = chain[1..].to_vec();
-        intermediates.extend(self.intermediates.iter().cloned());
+        intermediates.extend(known_intermediates);
         end_entity
             .verify_for_usage(
                 webpki::ALL_VERIFICATION_ALGS,
@@ -158,7 +161,9 @@ async fn authenticate_with(
         Some(PeerCertificates(chain)) if !chain.is_empty() => chain,
         _ => return Err(ApiError::client_certificate_required()),
     };
-    state.authenticator.verify_chain(chain)?;
+    state
+        .authenticator
+        .verify_chain(chain, state.issuance.ca().intermediates())?;
     let (spiffe_id, serial) = read_svid(&chain[0]).map_err(ApiError::invalid_client_certificate)?;
     if !spiffe_id.is_member_of(state.policy().namespace.trust_domain()) {
         return Err(ApiError::invalid_client_certificate(

@@ -64,8 +64,8 @@ fn der_response(headers: &HeaderMap, crl: &SignedCrl) -> Response {
 
 /// `GET /v1/crl`: the active issuing CA's CRL, DER.
 pub(super) async fn active(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let key_id = state.issuance.ca().issuing().key_id();
-    crl_of(&state, key_id, &headers)
+    let ca = state.issuance.ca();
+    crl_of(&state, ca.issuing().key_id(), &headers)
 }
 
 /// `GET /v1/crl/{issuer-key-id}`: that CA's CRL, DER.

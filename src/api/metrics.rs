@@ -22,7 +22,7 @@ const PROMETHEUS_TEXT: &str = "application/openmetrics-text; version=1.0.0; char
 /// it holds counts, routes, attestor names and CA key IDs, no secrets.
 pub(super) async fn render(State(state): State<AppState>) -> Response {
     let text = state.metrics.render(
-        state.issuance.ca(),
+        &state.issuance.ca(),
         &state.crls.snapshot(),
         OffsetDateTime::now_utc(),
     );

@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod bundle;
+mod ca_rotate;
 mod client_auth;
 mod crl;
 mod error;
@@ -49,6 +50,14 @@ use crate::hostname::Host;
 use crate::issuance::{Issuance, TtlPolicy};
 use crate::metrics::Metrics;
 use crate::namespace::AdminIds;
+use crate::rotation::RotationSettings;
+
+/// The rotation settings, and the lock that makes rotations one at a time.
+#[derive(Debug)]
+struct RotationState {
+    settings: RotationSettings,
+    lock: tokio::sync::Mutex<()>,
+}
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -78,6 +87,8 @@ pub struct StateInner {
     pub metrics: Arc<Metrics>,
     /// The status page's certificate counts, computed moments ago.
     status_counts: status::CountsCache,
+    /// How to rotate the issuing CA, when the server knows its data dir.
+    rotation: Option<RotationState>,
     /// The SPIFFE bundle (JWKS), rendered once.
     spiffe_bundle: String,
 }
@@ -149,8 +160,8 @@ impl AppState {
     ) -> anyhow::Result<Self> {
         let ca = issuance.ca();
         let policy = Policy::new(ca.trust_domain(), ttl, keys);
-        let authenticator = ClientAuthenticator::new(ca)?;
-        let spiffe_bundle = bundle::spiffe_bundle_json(ca)?;
+        let authenticator = ClientAuthenticator::new(&ca)?;
+        let spiffe_bundle = bundle::spiffe_bundle_json(&ca)?;
         Ok(Self {
             inner: Arc::new(StateInner {
                 issuance,
@@ -162,6 +173,7 @@ impl AppState {
                 token_grants: TokenGrants::default(),
                 metrics: Arc::new(Metrics::new()),
                 status_counts: status::CountsCache::default(),
+                rotation: None,
                 spiffe_bundle,
             }),
         })
@@ -177,6 +189,20 @@ impl AppState {
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.metrics = metrics;
+        }
+        self
+    }
+
+    /// Lets `POST /admin/v1/ca/rotate` rotate the issuing CA.
+    ///
+    /// Call it before the state is shared; a shared state keeps its own.
+    #[must_use]
+    pub fn with_rotation(mut self, settings: RotationSettings) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.rotation = Some(RotationState {
+                settings,
+                lock: tokio::sync::Mutex::new(()),
+            });
         }
         self
     }
@@ -247,6 +273,7 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/v1/certificates", get(revocations::list))
         .route("/admin/v1/audit", get(audit::page))
         .route("/admin/v1/status", get(status::status))
+        .route("/admin/v1/ca/rotate", post(ca_rotate::rotate))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             rate_limit::limit_requests,

@@ -279,7 +279,12 @@ impl CertificateAuthority {
 
     /// The chain an SVID is served with: the leaf, then the issuing CA.
     pub fn chain_pem(&self, leaf: &IssuedCertificate) -> String {
-        format!("{}{}", certificate_pem(&leaf.der), self.issuing.pem)
+        // The leaf's own issuer: a rotation may have retired it since.
+        let issuer = self
+            .retired()
+            .find(|retired| retired.key_id == leaf.issuer_key_id)
+            .unwrap_or(&self.issuing);
+        format!("{}{}", certificate_pem(&leaf.der), issuer.pem)
     }
 
     /// Signs an X509-SVID following the Sigil leaf profile. It records

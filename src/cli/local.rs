@@ -54,7 +54,10 @@ pub(super) fn public_url(dir: &DataDir) -> anyhow::Result<String> {
     }
 }
 
-fn local_issuance(dir: &DataDir, passphrase: Option<&Passphrase>) -> anyhow::Result<Issuance> {
+pub(super) fn local_issuance(
+    dir: &DataDir,
+    passphrase: Option<&Passphrase>,
+) -> anyhow::Result<Issuance> {
     let files = CaFiles::read(dir, passphrase)?;
     let ca = CertificateAuthority::load(&files, &public_url(dir)?)?;
     let store = SqliteStore::open(&dir.store())?;

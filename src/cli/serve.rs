@@ -152,10 +152,7 @@ pub(super) async fn run(
                 dir.path().display()
             );
         }
-        let files = CaFiles::read(&dir, passphrase.as_ref())?;
-        // Wiped as soon as it has served.
-        drop(passphrase);
-        files
+        CaFiles::read(&dir, passphrase.as_ref())?
     };
     let trust_domain = trust_domain(&files)?;
     let update = policy_update(&settings, &trust_domain, &config_name).await?;
@@ -185,6 +182,9 @@ pub(super) async fn run(
         admins,
         jwt_attestors,
         reload: Some(reload),
+        // Kept for rotations (`POST /admin/v1/ca/rotate`), which encrypt
+        // the new issuing key with it; wiped when dropped.
+        passphrase,
     };
 
     if args.dev {

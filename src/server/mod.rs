@@ -25,7 +25,7 @@ pub use reload::{Hangups, Reloader, Reloading};
 use crate::api::{self, AppState, RateLimits};
 use crate::attestation::jwt::JwtAttestors;
 use crate::audit::{AuditKey, RefusalCounter};
-use crate::ca::{CaFiles, CertificateAuthority};
+use crate::ca::{CaFiles, CertificateAuthority, Passphrase};
 use crate::cpu_pool::CpuPool;
 use crate::crl_board::CrlBoard;
 use crate::csr::KeyPolicy;
@@ -34,6 +34,7 @@ use crate::hostname::HttpsUrl;
 use crate::issuance::{Issuance, TtlPolicy};
 use crate::metrics::Metrics;
 use crate::namespace::AdminIds;
+use crate::rotation::RotationSettings;
 use crate::store::{CommitObserver, SqliteStore, Store};
 use admission::Admission;
 use audit_keeper::AuditKeeper;
@@ -42,7 +43,7 @@ use audit_keeper::AuditKeeper;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What `sigil serve` was asked for.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ServeOptions {
     /// Address to listen on; port 0 picks a free port.
     pub listen: SocketAddr,
@@ -70,6 +71,9 @@ pub struct ServeOptions {
     /// Reads the configuration again on SIGHUP; without it, SIGHUP is not
     /// taken.
     pub reload: Option<Reloader>,
+    /// The passphrase of encrypted CA keys, kept (wiped on drop) to
+    /// encrypt the key of a rotated issuing CA.
+    pub passphrase: Option<Passphrase>,
 }
 
 /// Serves the CA until SIGINT or SIGTERM, then drains open connections.
@@ -117,7 +121,13 @@ pub async fn serve(
         .with_ca_hosts(names.hosts())
         .with_rate_limits(options.rate_limits)
         .with_jwt_attestors(options.jwt_attestors)
-        .with_metrics(metrics);
+        .with_metrics(metrics)
+        .with_rotation(RotationSettings {
+            dir: dir.clone(),
+            passphrase: options.passphrase,
+            public_url: public_url.clone(),
+            crl_validity: options.crl_validity,
+        });
     if let Some(admins) = options.admins {
         state = state.with_admins(admins)?;
     }
