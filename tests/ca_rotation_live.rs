@@ -148,3 +148,58 @@ fn rotating_the_issuing_ca_while_agents_renew_fails_no_renewal_and_no_handshake(
         .count();
     assert_eq!(retired, 2, "{status}");
 }
+
+#[test]
+fn an_issuing_ca_due_for_rotation_is_rotated_by_the_server_itself() {
+    // An issuing CA of one day, and a schedule that rotates two days
+    // before the end: due at once.
+    let dir = DataDir::init_with(&["--issuing-ttl", "1d"]);
+    std::fs::write(
+        dir.file("sigil.toml"),
+        "max_ttl = \"1h\"\nissuing_rotate_before = \"2d\"\nissuing_ttl = \"90d\"\n",
+    )
+    .unwrap();
+    let server = dir.start();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status: Value = block_on(server.admin().get("/admin/v1/status"))
+            .unwrap()
+            .json()
+            .unwrap();
+        let roles: Vec<&str> = status["issuers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|issuer| issuer["role"].as_str().unwrap())
+            .collect();
+        if roles.contains(&"retired") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never rotated: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The successor lives issuing_ttl (90 days), so it is not due again.
+    let issuing = status["issuers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|issuer| issuer["role"] == "issuing")
+        .unwrap();
+    let left = issuing["expires_in_seconds"].as_i64().unwrap();
+    assert!((89 * 86_400..=90 * 86_400).contains(&left), "{status}");
+    let audit: Value = block_on(server.admin().get("/admin/v1/audit?after=0&limit=1000"))
+        .unwrap()
+        .json()
+        .unwrap();
+    let rotations: Vec<&Value> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["action"] == "ca.rotate")
+        .collect();
+    assert_eq!(rotations.len(), 1, "{audit}");
+    assert_eq!(rotations[0]["actor"], "scheduler");
+}

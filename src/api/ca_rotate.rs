@@ -11,6 +11,9 @@ use serde_json::{Value, json};
 use super::{Admin, ApiError, AppState, JsonBody};
 use crate::ca::{DEFAULT_ISSUING_LIFETIME, ROOT_LIFETIME};
 use crate::rfc3339;
+use sigil_core::SpiffeId;
+
+use crate::ca::Rotation;
 use crate::rotation::RotationRequest;
 
 /// The shortest issuing CA a rotation makes.
@@ -41,30 +44,14 @@ pub(super) async fn rotate(
             "issuing_ttl_seconds must lie between 86400 (1 day) and 315360000 (10 years)",
         ));
     }
-    let Some(rotation) = state.rotation.as_ref() else {
-        return Err(ApiError::unavailable(
-            "this server was started without its data dir's rotation settings",
-        ));
-    };
-    let _one_at_a_time = rotation.lock.lock().await;
     let actor = admin.spiffe_id().to_string();
-    let (done, crls) = state
-        .issuance
-        .rotate(
-            &rotation.settings,
-            RotationRequest {
-                lifetime,
-                revoke_current: request.revoke_current,
-            },
-            &actor,
-            admin.spiffe_id(),
-        )
-        .await
-        .map_err(ApiError::internal)?;
-    state.crls.post(crls);
-    if request.revoke_current {
-        state.metrics.revoked(1);
-    }
+    let request = RotationRequest {
+        lifetime,
+        revoke_current: request.revoke_current,
+    };
+    let done = state
+        .rotate_issuing_ca(request, &actor, admin.spiffe_id())
+        .await?;
     tracing::info!(
         admin = %actor,
         issuing = %done.issuing_key_id,
@@ -78,4 +65,37 @@ pub(super) async fn rotate(
         "not_after": rfc3339::format(done.not_after),
         "revoked_retired": request.revoke_current,
     })))
+}
+
+impl AppState {
+    /// Rotates the issuing CA (one rotation at a time) and publishes the
+    /// CRLs that changed; for the admin route and the schedule alike.
+    ///
+    /// # Errors
+    ///
+    /// `unavailable` when the server cannot rotate (no data dir given) or
+    /// the store fails; `internal` for the rest.
+    pub async fn rotate_issuing_ca(
+        &self,
+        request: RotationRequest,
+        actor: &str,
+        by: &SpiffeId,
+    ) -> Result<Rotation, ApiError> {
+        let Some(rotation) = self.rotation.as_ref() else {
+            return Err(ApiError::unavailable(
+                "this server was started without its data dir's rotation settings",
+            ));
+        };
+        let _one_at_a_time = rotation.lock.lock().await;
+        let (done, crls) = self
+            .issuance
+            .rotate(&rotation.settings, request, actor, by)
+            .await
+            .map_err(ApiError::internal)?;
+        self.crls.post(crls);
+        if request.revoke_current {
+            self.metrics.revoked(1);
+        }
+        Ok(done)
+    }
 }

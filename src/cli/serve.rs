@@ -53,6 +53,14 @@ pub(super) struct ServeArgs {
     /// --crl-ttl [default: half of --crl-ttl]
     #[arg(long)]
     crl_resign: Option<HumanDuration>,
+    /// How long the issuing CAs the server makes when it rotates live,
+    /// 1d to 3650d [default: 365d]
+    #[arg(long)]
+    issuing_ttl: Option<HumanDuration>,
+    /// How long before the issuing CA expires the server rotates it; at
+    /// least twice --max-ttl, below --issuing-ttl [default: 30d]
+    #[arg(long)]
+    issuing_rotate_before: Option<HumanDuration>,
     /// Connections served at once [default: 4096]
     #[arg(long)]
     max_connections: Option<usize>,
@@ -99,6 +107,8 @@ impl ServeArgs {
             max_ttl: self.max_ttl,
             crl_ttl: self.crl_ttl,
             crl_resign: self.crl_resign,
+            issuing_ttl: self.issuing_ttl,
+            issuing_rotate_before: self.issuing_rotate_before,
             max_connections: self.max_connections,
             max_connections_per_ip: self.max_connections_per_ip,
             rate_limit: self.rate_limit,
@@ -177,6 +187,7 @@ pub(super) async fn run(
         keys: settings.keys,
         crl_validity: settings.crl_ttl,
         crl_resign: settings.crl_resign,
+        rotation: settings.rotation,
         connections: settings.connections,
         rate_limits: settings.rate_limits,
         admins,

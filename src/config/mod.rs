@@ -10,7 +10,7 @@
 mod locate;
 mod settings;
 
-pub use settings::{Attestors, Overrides, Settings};
+pub use settings::{Attestors, DEFAULT_ROTATE_BEFORE, Overrides, RotationSchedule, Settings};
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -51,6 +51,10 @@ pub struct ServerFile {
     pub crl_ttl: Option<HumanDuration>,
     /// How old the issuing CA's CRL gets before it is re-signed.
     pub crl_resign: Option<HumanDuration>,
+    /// How long the issuing CAs the server makes when it rotates live.
+    pub issuing_ttl: Option<HumanDuration>,
+    /// How long before the issuing CA expires the server rotates it.
+    pub issuing_rotate_before: Option<HumanDuration>,
     /// Who may use the admin API: IDs and `…/*` patterns under
     /// `spiffe://<td>/sigil/`.
     pub admin_ids: Option<Vec<String>>,

@@ -30,6 +30,8 @@ pub struct Overrides {
     pub max_ttl: Option<HumanDuration>,
     pub crl_ttl: Option<HumanDuration>,
     pub crl_resign: Option<HumanDuration>,
+    pub issuing_ttl: Option<HumanDuration>,
+    pub issuing_rotate_before: Option<HumanDuration>,
     pub max_connections: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
     pub rate_limit: Option<f64>,
@@ -39,6 +41,20 @@ pub struct Overrides {
     pub failed_attestation_limit: Option<f64>,
     pub failed_attestation_burst: Option<f64>,
     pub allow_rsa: bool,
+}
+
+/// The shortest issuing CA a rotation makes.
+const MIN_ISSUING_TTL: Duration = Duration::from_secs(86_400);
+/// How long before the issuing CA expires it is rotated, by default.
+pub const DEFAULT_ROTATE_BEFORE: Duration = Duration::from_secs(30 * 86_400);
+
+/// When the server rotates its issuing CA by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RotationSchedule {
+    /// How long the issuing CAs it makes live.
+    pub issuing_ttl: Duration,
+    /// How long before the issuing CA in force expires it is rotated.
+    pub rotate_before: Duration,
 }
 
 /// The attestors of the configuration file, handed on to the server.
@@ -65,6 +81,8 @@ pub struct Settings {
     pub crl_ttl: Duration,
     /// How old the issuing CA's CRL gets before it is re-signed.
     pub crl_resign: Duration,
+    /// When and for how long the issuing CA is rotated.
+    pub rotation: RotationSchedule,
     /// Connection limits.
     pub connections: ConnectionLimits,
     /// Per-address rate limits.
@@ -254,6 +272,39 @@ impl Settings {
             );
         }
 
+        let issuing_ttl = from.duration(
+            "--issuing-ttl",
+            flags.issuing_ttl,
+            "issuing_ttl",
+            f.issuing_ttl,
+            crate::ca::DEFAULT_ISSUING_LIFETIME,
+        );
+        if !(MIN_ISSUING_TTL..=crate::ca::ROOT_LIFETIME).contains(&issuing_ttl.value) {
+            bail!(
+                "{}: issuing_ttl must lie between 1d and 3650d",
+                issuing_ttl.origin
+            );
+        }
+        let rotate_before = from.duration(
+            "--issuing-rotate-before",
+            flags.issuing_rotate_before,
+            "issuing_rotate_before",
+            f.issuing_rotate_before,
+            DEFAULT_ROTATE_BEFORE,
+        );
+        // Rotated that early, no leaf is ever cut short by its issuer's end,
+        // with room for a renewal that comes late.
+        if rotate_before.value < 2 * ttl.max || rotate_before.value >= issuing_ttl.value {
+            bail!(
+                "{}: issuing_rotate_before ({}s) must be at least twice max_ttl ({}s) and \
+                 below issuing_ttl ({}s)",
+                rotate_before.origin,
+                rotate_before.value.as_secs(),
+                ttl.max.as_secs(),
+                issuing_ttl.value.as_secs()
+            );
+        }
+
         let connection_defaults = ConnectionLimits::default();
         let total = from.pick_or(
             "--max-connections",
@@ -326,6 +377,10 @@ impl Settings {
             ttl,
             crl_ttl: crl_ttl.value,
             crl_resign: crl_resign.value,
+            rotation: RotationSchedule {
+                issuing_ttl: issuing_ttl.value,
+                rotate_before: rotate_before.value,
+            },
             connections: ConnectionLimits {
                 total: total.value,
                 per_ip: per_ip.value,
@@ -362,6 +417,12 @@ impl Settings {
         }
         if self.crl_resign != before.crl_resign {
             changed.push("crl_resign");
+        }
+        if self.rotation.issuing_ttl != before.rotation.issuing_ttl {
+            changed.push("issuing_ttl");
+        }
+        if self.rotation.rotate_before != before.rotation.rotate_before {
+            changed.push("issuing_rotate_before");
         }
         if self.connections.total != before.connections.total {
             changed.push("max_connections");

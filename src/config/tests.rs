@@ -141,7 +141,7 @@ fn bad_values_name_their_key() {
 
 #[test]
 fn out_of_range_values_name_their_origin() {
-    let cases: [(&str, Overrides, &str); 9] = [
+    let cases: [(&str, Overrides, &str); 10] = [
         (
             "min_ttl = \"2h\"",
             Overrides::default(),
@@ -184,6 +184,11 @@ fn out_of_range_values_name_their_origin() {
             "renewal_burst = 0.5",
             Overrides::default(),
             "renewal_burst in",
+        ),
+        (
+            "issuing_rotate_before = \"1h\"",
+            Overrides::default(),
+            "at least twice max_ttl",
         ),
         (
             "public_url = \"http://ca\"",

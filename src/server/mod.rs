@@ -7,6 +7,7 @@ mod crl_refresh;
 mod fd_limit;
 mod identity;
 mod reload;
+mod rotation_schedule;
 mod tls;
 
 use std::io::Write;
@@ -26,6 +27,7 @@ use crate::api::{self, AppState, RateLimits};
 use crate::attestation::jwt::JwtAttestors;
 use crate::audit::{AuditKey, RefusalCounter};
 use crate::ca::{CaFiles, CertificateAuthority, Passphrase};
+use crate::config::RotationSchedule;
 use crate::cpu_pool::CpuPool;
 use crate::crl_board::CrlBoard;
 use crate::csr::KeyPolicy;
@@ -74,6 +76,8 @@ pub struct ServeOptions {
     /// The passphrase of encrypted CA keys, kept (wiped on drop) to
     /// encrypt the key of a rotated issuing CA.
     pub passphrase: Option<Passphrase>,
+    /// When the issuing CA rotates by itself.
+    pub rotation: RotationSchedule,
 }
 
 /// Serves the CA until SIGINT or SIGTERM, then drains open connections.
@@ -143,6 +147,7 @@ pub async fn serve(
     if let Some(reloader) = options.reload {
         reload::spawn(state.clone(), reloader)?;
     }
+    rotation_schedule::spawn(state.clone(), options.rotation);
     println!("listening on https://{local}");
     let banner = banner(local);
     if !banner.is_empty() {
