@@ -46,9 +46,11 @@ pub struct RotationRequest {
 }
 
 impl Issuance {
-    /// Rotates the issuing CA: new files, then the CA in force, then the
-    /// new issuer's first CRL, then (if asked) the revocation of the old
-    /// one; `actor` and `by` name who asked in the audit log.
+    /// Rotates the issuing CA: new files, then the new issuer's first CRL,
+    /// handed to `publish` before the new CA is put in force (a relying
+    /// party must never meet a leaf whose issuer has no CRL yet), then
+    /// (if asked) the revocation of the old one, also handed to `publish`;
+    /// `actor` and `by` name who asked in the audit log.
     ///
     /// # Errors
     ///
@@ -61,7 +63,8 @@ impl Issuance {
         request: RotationRequest,
         actor: &str,
         by: &SpiffeId,
-    ) -> anyhow::Result<(Rotation, Vec<SignedCrl>)> {
+        publish: impl Fn(Vec<SignedCrl>),
+    ) -> anyhow::Result<Rotation> {
         let passphrase = settings.passphrase.as_ref();
         let now = OffsetDateTime::now_utc();
         let files = CaFiles::read(&settings.dir, passphrase)?;
@@ -72,13 +75,13 @@ impl Issuance {
                 .with_crl_validity(settings.crl_validity),
         );
         drop(files);
-        self.replace_ca(Arc::clone(&ca));
         let signer: Arc<dyn CrlSigner> = ca.clone();
-        let mut crls = vec![
-            self.store()
-                .publish_crl(rotation.issuing_key_id.clone(), now, signer)
-                .await?,
-        ];
+        let first_crl = self
+            .store()
+            .publish_crl(rotation.issuing_key_id.clone(), now, signer)
+            .await?;
+        publish(vec![first_crl]);
+        self.replace_ca(Arc::clone(&ca));
         self.store()
             .append_audit(vec![AuditEvent::now(
                 actor,
@@ -93,12 +96,12 @@ impl Issuance {
             )])
             .await?;
         if request.revoke_current {
-            crls.extend(
+            publish(
                 self.revoke_retired(&ca, &rotation.retired_key_id, actor, by)
                     .await?,
             );
         }
-        Ok((rotation, crls))
+        Ok(rotation)
     }
 
     /// Records the retired issuing CA `key_id` in the store (under the

@@ -87,12 +87,13 @@ impl AppState {
             ));
         };
         let _one_at_a_time = rotation.lock.lock().await;
-        let (done, crls) = self
+        let done = self
             .issuance
-            .rotate(&rotation.settings, request, actor, by)
+            .rotate(&rotation.settings, request, actor, by, |crls| {
+                self.crls.post(crls);
+            })
             .await
             .map_err(ApiError::internal)?;
-        self.crls.post(crls);
         if request.revoke_current {
             self.metrics.revoked(1);
         }

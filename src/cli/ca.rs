@@ -64,8 +64,9 @@ pub(super) async fn run(
             lifetime,
             revoke_current,
         };
-        let (rotation, _) = issuance
-            .rotate(&settings, request, LOCAL_ACTOR, &by)
+        // A stopped CA: the CRLs are in the store for its next start.
+        let rotation = issuance
+            .rotate(&settings, request, LOCAL_ACTOR, &by, |_| {})
             .await?;
         (
             rotation.issuing_key_id,
