@@ -66,7 +66,7 @@ impl ClientAuthenticator {
     fn verify_chain(
         &self,
         chain: &[CertificateDer<'static>],
-        known_intermediates: Vec<CertificateDer<'static>>,
+        known_intermediates: &[CertificateDer<'static>],
     ) -> Result<(), ApiError> {
         let leaf = chain
             .first()
@@ -75,7 +75,7 @@ impl ClientAuthenticator {
             ApiError::invalid_client_certificate(format!("client certificate does not parse: {e}"))
         })?;
         let mut intermediates: Vec<CertificateDer<'_>> = chain[1..].to_vec();
-        intermediates.extend(known_intermediates);
+        intermediates.extend(known_intermediates.iter().cloned());
         end_entity
             .verify_for_usage(
                 webpki::ALL_VERIFICATION_ALGS,

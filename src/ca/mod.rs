@@ -131,6 +131,9 @@ pub struct CertificateAuthority {
     /// Issuing CAs rotated out: they sign no leaf, but their CRLs are
     /// re-signed and their leaves verified until those expire.
     retired: Vec<(CaCertificate, Issuer<'static, CaKey>)>,
+    /// The issuing CA, then the retired ones, DER: what client
+    /// authentication adds to a chain, computed once.
+    intermediates: Vec<CertificateDer<'static>>,
     crl_url_base: String,
     crl_validity: Duration,
 }
@@ -224,6 +227,10 @@ impl CertificateAuthority {
                 .with_context(|| format!("retired issuing CA {}", certificate.key_id))?;
             retired.push((certificate, signer));
         }
+        let intermediates = std::iter::once(&issuing)
+            .chain(retired.iter().map(|(certificate, _)| certificate))
+            .map(|certificate| certificate.der.clone())
+            .collect();
         Ok(Self {
             trust_domain,
             root,
@@ -231,6 +238,7 @@ impl CertificateAuthority {
             issuer,
             root_issuer,
             retired,
+            intermediates,
             crl_url_base: format!("{}/v1/crl/", public_url.trim_end_matches('/')),
             crl_validity: crl::DEFAULT_CRL_VALIDITY,
         })
@@ -265,11 +273,8 @@ impl CertificateAuthority {
 
     /// Every issuing CA a live leaf may chain to: the active one, then the
     /// retired ones.
-    pub fn intermediates(&self) -> Vec<CertificateDer<'static>> {
-        std::iter::once(&self.issuing)
-            .chain(self.retired())
-            .map(|certificate| certificate.der.clone())
-            .collect()
+    pub fn intermediates(&self) -> &[CertificateDer<'static>] {
+        &self.intermediates
     }
 
     /// Every root currently trusted, PEM.
