@@ -213,25 +213,8 @@ fn rotating_an_encrypted_ca_keeps_every_key_encrypted() {
 /// `sigil-verifier`'s verdict on a held chain, with the bundle and every
 /// CRL the CA serves (also the root's, which lists revoked issuing CAs).
 fn verifier_verdict(dir: &DataDir, server: &Server, svid: &Held) -> Result<(), String> {
-    use sigil_verifier::{Policy, SpiffeClientVerifier, TrustSource};
     let crls = block_on(server.anonymous().get("/v1/crls")).unwrap();
-    let source = TrustSource::from_pem(dir.bundle_pem().as_bytes())
-        .unwrap()
-        .with_crls_pem(&crls.body)
-        .unwrap();
-    let verifier = SpiffeClientVerifier::builder(
-        source,
-        Policy::deny_all().allow("spiffe://example.org/*").unwrap(),
-    )
-    .client_verifier();
-    let chain: Vec<rustls_pki_types::CertificateDer<'static>> = chain_der(&svid.chain_pem)
-        .into_iter()
-        .map(rustls_pki_types::CertificateDer::from)
-        .collect();
-    verifier
-        .verify(&chain[0], &chain[1..], rustls_pki_types::UnixTime::now())
-        .map(|_| ())
-        .map_err(|error| error.to_string())
+    sigil_verifier_verdict(&dir.bundle_pem(), &crls.body, &svid.chain_pem)
 }
 
 #[test]

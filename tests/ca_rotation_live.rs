@@ -14,7 +14,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 use sigil::client::{CaClient, ClientIdentity};
-use sigil_verifier::{Policy, SpiffeClientVerifier, TrustSource};
 
 const AGENTS: usize = 4;
 
@@ -23,23 +22,7 @@ const AGENTS: usize = 4;
 fn accepted(url: &str, bundle_pem: &str, chain_pem: &str) -> Result<(), String> {
     let anonymous = CaClient::new(url, bundle_pem, None).unwrap();
     let crls = block_on(anonymous.get("/v1/crls")).unwrap();
-    let source = TrustSource::from_pem(bundle_pem.as_bytes())
-        .unwrap()
-        .with_crls_pem(&crls.body)
-        .map_err(|e| e.to_string())?;
-    let verifier = SpiffeClientVerifier::builder(
-        source,
-        Policy::deny_all().allow("spiffe://example.org/*").unwrap(),
-    )
-    .client_verifier();
-    let chain: Vec<rustls_pki_types::CertificateDer<'static>> = chain_der(chain_pem)
-        .into_iter()
-        .map(rustls_pki_types::CertificateDer::from)
-        .collect();
-    verifier
-        .verify(&chain[0], &chain[1..], rustls_pki_types::UnixTime::now())
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    sigil_verifier_verdict(bundle_pem, &crls.body, chain_pem)
 }
 
 #[test]

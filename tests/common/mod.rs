@@ -358,6 +358,34 @@ pub fn openssl_verify_chain(dir: &DataDir, chain_pem: &str, crls_pem: &[u8]) -> 
     )
 }
 
+/// `sigil-verifier`'s verdict on a PEM chain (leaf first), as a relying
+/// party in this trust domain that allows every workload sees it, with
+/// this bundle and these PEM CRLs (CRLs required for every issuer).
+pub fn sigil_verifier_verdict(
+    bundle_pem: &str,
+    crls_pem: &[u8],
+    chain_pem: &str,
+) -> Result<(), String> {
+    use sigil_verifier::{Policy, SpiffeClientVerifier, TrustSource};
+    let source = TrustSource::from_pem(bundle_pem.as_bytes())
+        .unwrap()
+        .with_crls_pem(crls_pem)
+        .map_err(|e| e.to_string())?;
+    let verifier = SpiffeClientVerifier::builder(
+        source,
+        Policy::deny_all().allow("spiffe://example.org/*").unwrap(),
+    )
+    .client_verifier();
+    let chain: Vec<rustls_pki_types::CertificateDer<'static>> = chain_der(chain_pem)
+        .into_iter()
+        .map(rustls_pki_types::CertificateDer::from)
+        .collect();
+    verifier
+        .verify(&chain[0], &chain[1..], rustls_pki_types::UnixTime::now())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// The subject alternative names of a certificate, DER, as x509-parser
 /// debug-prints them (`URI("spiffe://…")`, `DNSName("…")`, …).
 pub fn sans_of(der: &[u8]) -> Vec<String> {
