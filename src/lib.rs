@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod namespace;
 pub mod revocation;
 pub mod rfc3339;
+pub mod root_rotation;
 pub mod rotation;
 pub mod serial;
 pub mod server;

@@ -226,11 +226,7 @@ impl Metrics {
     /// The metrics as Prometheus text, with the state gauges set from the
     /// CA and the CRLs being served at `now`.
     pub fn render(&self, ca: &CertificateAuthority, crls: &CrlSet, now: OffsetDateTime) -> String {
-        let retired = ca.retired().map(|retired| ("retired", retired));
-        for (role, certificate) in [("root", ca.root()), ("issuing", ca.issuing())]
-            .into_iter()
-            .chain(retired)
-        {
+        for (role, certificate) in ca.certificates_by_role() {
             self.ca_expiry
                 .get_or_create(&CaLabels {
                     role: role.to_owned(),

@@ -36,6 +36,21 @@ pub struct RotationSettings {
     pub crl_validity: Duration,
 }
 
+impl RotationSettings {
+    /// Loads the CA of the data dir as it is on disk now.
+    ///
+    /// # Errors
+    ///
+    /// A file cannot be read or does not load.
+    pub(crate) fn load_ca(&self) -> anyhow::Result<Arc<CertificateAuthority>> {
+        let files = CaFiles::read(&self.dir, self.passphrase.as_ref())?;
+        Ok(Arc::new(
+            CertificateAuthority::load(&files, &self.public_url)?
+                .with_crl_validity(self.crl_validity),
+        ))
+    }
+}
+
 /// What to rotate.
 #[derive(Debug, Clone, Copy)]
 pub struct RotationRequest {
@@ -69,18 +84,11 @@ impl Issuance {
         let now = OffsetDateTime::now_utc();
         let files = CaFiles::read(&settings.dir, passphrase)?;
         let rotation = rotate_issuing(&settings.dir, &files, passphrase, request.lifetime, now)?;
-        let files = CaFiles::read(&settings.dir, passphrase)?;
-        let ca = Arc::new(
-            CertificateAuthority::load(&files, &settings.public_url)?
-                .with_crl_validity(settings.crl_validity),
-        );
         drop(files);
-        let signer: Arc<dyn CrlSigner> = ca.clone();
-        let first_crl = self
-            .store()
-            .publish_crl(rotation.issuing_key_id.clone(), now, signer)
-            .await?;
-        publish(vec![first_crl]);
+        let ca = settings.load_ca()?;
+        publish(vec![
+            self.first_crl(&ca, &rotation.issuing_key_id, now).await?,
+        ]);
         self.replace_ca(Arc::clone(&ca));
         self.store()
             .append_audit(vec![AuditEvent::now(
@@ -127,7 +135,11 @@ impl Issuance {
             let record = CertificateRecord {
                 serial,
                 spiffe_id: ca.trust_domain().id(),
-                issuer_key_id: ca.root().key_id().to_owned(),
+                // Its own root: a root rotation may have replaced it.
+                issuer_key_id: retired
+                    .authority_key_id()
+                    .unwrap_or(ca.root().key_id())
+                    .to_owned(),
                 not_before: retired.not_before(),
                 not_after: retired.not_after(),
                 attestation: AttestationKind::IssuingCa,

@@ -2,6 +2,7 @@
 
 use anyhow::{Context, bail};
 use axum::extract::State;
+use axum::http::HeaderValue;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use base64::Engine;
@@ -12,39 +13,55 @@ use x509_parser::oid_registry::{
 };
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::AppState;
+use super::crl::BUNDLE_SEQUENCE_HEADER;
+use super::{ApiError, AppState};
 use crate::ca::CertificateAuthority;
 
 /// How often, in seconds, bundle consumers should refresh.
 const REFRESH_HINT_SECONDS: u64 = 300;
 
-/// `GET /v1/bundle`: every root currently trusted, PEM.
+/// `GET /v1/bundle`: every root currently trusted, PEM, with the bundle's
+/// sequence in a header.
 pub(super) async fn pem(State(state): State<AppState>) -> impl IntoResponse {
+    let ca = state.issuance.ca();
     (
-        [(CONTENT_TYPE, "application/x-pem-file")],
-        state.issuance.ca().bundle_pem(),
+        [
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-pem-file"),
+            ),
+            (
+                BUNDLE_SEQUENCE_HEADER,
+                HeaderValue::from(ca.bundle_sequence()),
+            ),
+        ],
+        ca.bundle_pem(),
     )
 }
 
 /// `GET /v1/bundle.spiffe`: the SPIFFE bundle format.
-pub(super) async fn spiffe(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(CONTENT_TYPE, "application/json")],
-        state.spiffe_bundle.clone(),
-    )
+pub(super) async fn spiffe(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let bundle = spiffe_bundle_json(&state.issuance.ca()).map_err(ApiError::internal)?;
+    Ok(([(CONTENT_TYPE, "application/json")], bundle))
 }
 
 /// Renders the SPIFFE trust bundle: a JWKS whose keys are the roots, each
-/// with `use: x509-svid` and its certificate in `x5c`.
+/// with `use: x509-svid` and its certificate in `x5c`; its sequence grows
+/// whenever a root rotation changes them.
 pub(super) fn spiffe_bundle_json(ca: &CertificateAuthority) -> anyhow::Result<String> {
-    let root = ca.root();
-    let (_, cert) = X509Certificate::from_der(root.der()).context("root CA certificate")?;
-    let mut key = jwk_of(&cert)?;
-    key["use"] = json!("x509-svid");
-    key["x5c"] = json!([STANDARD.encode(root.der())]);
+    let keys = ca
+        .roots()
+        .map(|root| {
+            let (_, cert) = X509Certificate::from_der(root.der()).context("root CA certificate")?;
+            let mut key = jwk_of(&cert)?;
+            key["use"] = json!("x509-svid");
+            key["x5c"] = json!([STANDARD.encode(root.der())]);
+            Ok(key)
+        })
+        .collect::<anyhow::Result<Vec<Value>>>()?;
     let bundle = json!({
-        "keys": [key],
-        "spiffe_sequence": 1,
+        "keys": keys,
+        "spiffe_sequence": ca.bundle_sequence(),
         "spiffe_refresh_hint": REFRESH_HINT_SECONDS,
     });
     Ok(bundle.to_string())

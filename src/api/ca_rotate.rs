@@ -68,6 +68,19 @@ pub(super) async fn rotate(
 }
 
 impl AppState {
+    /// How this server rotates its CAs.
+    ///
+    /// # Errors
+    ///
+    /// `unavailable` when it was started without its data dir.
+    pub(super) fn rotation(&self) -> Result<&super::RotationState, ApiError> {
+        self.rotation.as_ref().ok_or_else(|| {
+            ApiError::unavailable(
+                "this server was started without its data dir's rotation settings",
+            )
+        })
+    }
+
     /// Rotates the issuing CA (one rotation at a time) and publishes the
     /// CRLs that changed; for the admin route and the schedule alike.
     ///
@@ -81,11 +94,7 @@ impl AppState {
         actor: &str,
         by: &SpiffeId,
     ) -> Result<Rotation, ApiError> {
-        let Some(rotation) = self.rotation.as_ref() else {
-            return Err(ApiError::unavailable(
-                "this server was started without its data dir's rotation settings",
-            ));
-        };
+        let rotation = self.rotation()?;
         let _one_at_a_time = rotation.lock.lock().await;
         let done = self
             .issuance

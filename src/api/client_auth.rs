@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
+use rustls_pki_types::{CertificateDer, UnixTime};
 use sigil_core::SpiffeId;
 
 use super::{ApiError, AppState};
@@ -41,58 +41,34 @@ impl<S: Send + Sync> FromRequestParts<S> for SourceIp {
     }
 }
 
-/// Verifies client chains against the CA's roots.
-#[derive(Debug)]
-pub struct ClientAuthenticator {
-    anchors: Vec<TrustAnchor<'static>>,
-}
-
-impl ClientAuthenticator {
-    /// Trusts the CA's roots. The issuing CAs a chain may lack are taken
-    /// from the CA in force at each check, since a rotation changes them.
-    ///
-    /// # Errors
-    ///
-    /// The root does not parse as a trust anchor.
-    pub fn new(ca: &CertificateAuthority) -> anyhow::Result<Self> {
-        let anchor = webpki::anchor_from_trusted_cert(ca.root().der())
-            .map_err(|e| anyhow::anyhow!("root CA as trust anchor: {e}"))?
-            .to_owned();
-        Ok(Self {
-            anchors: vec![anchor],
-        })
-    }
-
-    fn verify_chain(
-        &self,
-        chain: &[CertificateDer<'static>],
-        known_intermediates: &[CertificateDer<'static>],
-    ) -> Result<(), ApiError> {
-        let leaf = chain
-            .first()
-            .ok_or_else(ApiError::client_certificate_required)?;
-        let end_entity = webpki::EndEntityCert::try_from(leaf).map_err(|e| {
-            ApiError::invalid_client_certificate(format!("client certificate does not parse: {e}"))
+/// Verifies a client chain against the roots of the CA in force, adding
+/// its issuing CAs (which a chain may lack).
+fn verify_chain(
+    ca: &CertificateAuthority,
+    chain: &[CertificateDer<'static>],
+) -> Result<(), ApiError> {
+    let leaf = chain
+        .first()
+        .ok_or_else(ApiError::client_certificate_required)?;
+    let end_entity = webpki::EndEntityCert::try_from(leaf).map_err(|e| {
+        ApiError::invalid_client_certificate(format!("client certificate does not parse: {e}"))
+    })?;
+    let mut intermediates: Vec<CertificateDer<'_>> = chain[1..].to_vec();
+    intermediates.extend(ca.intermediates().iter().cloned());
+    end_entity
+        .verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            ca.anchors(),
+            &intermediates,
+            UnixTime::now(),
+            webpki::KeyUsage::client_auth(),
+            None,
+            None,
+        )
+        .map_err(|e| {
+            ApiError::invalid_client_certificate(format!("client certificate does not verify: {e}"))
         })?;
-        let mut intermediates: Vec<CertificateDer<'_>> = chain[1..].to_vec();
-        intermediates.extend(known_intermediates.iter().cloned());
-        end_entity
-            .verify_for_usage(
-                webpki::ALL_VERIFICATION_ALGS,
-                &self.anchors,
-                &intermediates,
-                UnixTime::now(),
-                webpki::KeyUsage::client_auth(),
-                None,
-                None,
-            )
-            .map_err(|e| {
-                ApiError::invalid_client_certificate(format!(
-                    "client certificate does not verify: {e}"
-                ))
-            })?;
-        Ok(())
-    }
+    Ok(())
 }
 
 /// A caller whose client certificate passed every check; only
@@ -161,9 +137,7 @@ async fn authenticate_with(
         Some(PeerCertificates(chain)) if !chain.is_empty() => chain,
         _ => return Err(ApiError::client_certificate_required()),
     };
-    state
-        .authenticator
-        .verify_chain(chain, state.issuance.ca().intermediates())?;
+    verify_chain(&state.issuance.ca(), chain)?;
     let (spiffe_id, serial) = read_svid(&chain[0]).map_err(ApiError::invalid_client_certificate)?;
     if !spiffe_id.is_member_of(state.policy().namespace.trust_domain()) {
         return Err(ApiError::invalid_client_certificate(

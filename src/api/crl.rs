@@ -13,6 +13,11 @@ use serde::Deserialize;
 use super::{ApiError, AppState};
 use crate::revocation::SignedCrl;
 
+/// The header that carries the trust bundle's `spiffe_sequence` in
+/// `/v1/bundle` and `/v1/crls` answers: a long-polling relying party
+/// learns of a new root within a second, and fetches the bundle again.
+pub const BUNDLE_SEQUENCE_HEADER: HeaderName = HeaderName::from_static("sigil-bundle-sequence");
+
 /// The header that carries the highest CRL number in a `/v1/crls` answer.
 pub const CRL_NUMBER_HEADER: HeaderName = HeaderName::from_static("sigil-crl-number");
 /// The longest a long poll waits.
@@ -112,6 +117,14 @@ pub(super) async fn all(
                 .into_response();
         }
     };
+    // Read once the answer is ready: a root rotation swaps the CA before it
+    // publishes the CRL that wakes long polls.
+    let sequence = |state: &AppState| {
+        (
+            BUNDLE_SEQUENCE_HEADER,
+            HeaderValue::from(state.issuance.ca().bundle_sequence()),
+        )
+    };
     let snapshot = match query.after {
         None => state.crls.snapshot(),
         Some(after) => {
@@ -122,7 +135,10 @@ pub(super) async fn all(
                     let highest = state.crls.snapshot().highest();
                     return (
                         StatusCode::NOT_MODIFIED,
-                        [(CRL_NUMBER_HEADER, HeaderValue::from(highest))],
+                        [
+                            (CRL_NUMBER_HEADER, HeaderValue::from(highest)),
+                            sequence(&state),
+                        ],
                     )
                         .into_response();
                 }
@@ -139,6 +155,7 @@ pub(super) async fn all(
                 (ETAG, tag),
                 (CACHE_CONTROL, HeaderValue::from_static(CACHE_POLICY)),
                 (CRL_NUMBER_HEADER, HeaderValue::from(highest)),
+                sequence(&state),
             ],
         )
             .into_response();
@@ -161,6 +178,7 @@ pub(super) async fn all(
             (CACHE_CONTROL, HeaderValue::from_static(CACHE_POLICY)),
             (ETAG, tag),
             (CRL_NUMBER_HEADER, HeaderValue::from(highest)),
+            sequence(&state),
         ],
         pem_text,
     )

@@ -183,6 +183,12 @@ impl ApiError {
         )
     }
 
+    /// 409: the request clashes with the CA's state (a root rotation
+    /// already under way).
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
     /// 503: the store cannot write, or the CA is not ready.
     pub fn unavailable(detail: impl std::fmt::Display) -> Self {
         tracing::warn!(%detail, "unavailable");

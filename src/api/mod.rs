@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod bundle;
+mod ca_root;
 mod ca_rotate;
 mod client_auth;
 mod crl;
@@ -31,10 +32,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{delete, get, post};
 
-pub use client_auth::{
-    Admin, Caller, ClientAuthenticator, PeerAddr, PeerCertificates, SourceIp, authenticate,
-};
-pub use crl::CRL_NUMBER_HEADER;
+pub use client_auth::{Admin, Caller, PeerAddr, PeerCertificates, SourceIp, authenticate};
+pub use crl::{BUNDLE_SEQUENCE_HEADER, CRL_NUMBER_HEADER};
 pub use error::ApiError;
 pub use json_body::{BODY_TIMEOUT, JsonBody, MAX_BODY_BYTES};
 pub use policy::{Policy, PolicyUpdate};
@@ -52,11 +51,16 @@ use crate::metrics::Metrics;
 use crate::namespace::AdminIds;
 use crate::rotation::RotationSettings;
 
-/// The rotation settings, and the lock that makes rotations one at a time.
+/// The rotation settings, the lock that makes rotations one at a time,
+/// and who to tell of a root rotation's steps.
 #[derive(Debug)]
 struct RotationState {
     settings: RotationSettings,
     lock: tokio::sync::Mutex<()>,
+    /// Wakes the rotation schedule: a root rotation began.
+    schedule: tokio::sync::Notify,
+    /// Has the server take a new certificate: a new root took over.
+    server_identity: Arc<tokio::sync::Notify>,
 }
 
 /// What the handlers share.
@@ -72,8 +76,6 @@ pub struct StateInner {
     pub issuance: Issuance,
     /// What `sigil.toml` decides, reloaded on SIGHUP.
     policy: ArcSwap<Policy>,
-    /// Checks client certificates.
-    pub authenticator: ClientAuthenticator,
     /// The CRLs currently published.
     pub crls: Arc<CrlBoard>,
     /// Anonymous refusals, counted until they are written to the audit log.
@@ -89,8 +91,6 @@ pub struct StateInner {
     status_counts: status::CountsCache,
     /// How to rotate the issuing CA, when the server knows its data dir.
     rotation: Option<RotationState>,
-    /// The SPIFFE bundle (JWKS), rendered once.
-    spiffe_bundle: String,
 }
 
 impl StateInner {
@@ -160,13 +160,12 @@ impl AppState {
     ) -> anyhow::Result<Self> {
         let ca = issuance.ca();
         let policy = Policy::new(ca.trust_domain(), ttl, keys);
-        let authenticator = ClientAuthenticator::new(&ca)?;
-        let spiffe_bundle = bundle::spiffe_bundle_json(&ca)?;
+        // Refuse at start a root the SPIFFE bundle cannot show.
+        bundle::spiffe_bundle_json(&ca)?;
         Ok(Self {
             inner: Arc::new(StateInner {
                 issuance,
                 policy: ArcSwap::from_pointee(policy),
-                authenticator,
                 crls,
                 refusals,
                 ca_hosts: Vec::new(),
@@ -174,7 +173,6 @@ impl AppState {
                 metrics: Arc::new(Metrics::new()),
                 status_counts: status::CountsCache::default(),
                 rotation: None,
-                spiffe_bundle,
             }),
         })
     }
@@ -202,6 +200,8 @@ impl AppState {
             inner.rotation = Some(RotationState {
                 settings,
                 lock: tokio::sync::Mutex::new(()),
+                schedule: tokio::sync::Notify::new(),
+                server_identity: Arc::new(tokio::sync::Notify::new()),
             });
         }
         self
@@ -274,6 +274,7 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/v1/audit", get(audit::page))
         .route("/admin/v1/status", get(status::status))
         .route("/admin/v1/ca/rotate", post(ca_rotate::rotate))
+        .route("/admin/v1/ca/root/rotate", post(ca_root::rotate))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             rate_limit::limit_requests,

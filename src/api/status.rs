@@ -13,7 +13,7 @@ use sigil_core::wire::{CertificateCounts, CrlStatus, IssuerStatus, StatusRespons
 use time::OffsetDateTime;
 
 use super::{Admin, AppState};
-use crate::ca::CaCertificate;
+use crate::ca::{CaCertificate, CertificateAuthority};
 use crate::rfc3339;
 use crate::store::{StoreError, StoreSummary};
 
@@ -41,13 +41,25 @@ impl CountsCache {
     }
 }
 
-fn issuer(role: &str, certificate: &CaCertificate, now: OffsetDateTime) -> IssuerStatus {
+fn issuer(
+    ca: &CertificateAuthority,
+    role: &str,
+    certificate: &CaCertificate,
+    now: OffsetDateTime,
+) -> IssuerStatus {
+    let is_root = role.ends_with("root");
+    let activates_at = ca
+        .next_root()
+        .filter(|(next, _)| next.key_id() == certificate.key_id())
+        .map(|(_, at)| rfc3339::format(at));
     IssuerStatus {
         role: role.to_owned(),
         key_id: certificate.key_id().to_owned(),
         not_before: rfc3339::format(certificate.not_before()),
         not_after: rfc3339::format(certificate.not_after()),
         expires_in_seconds: (certificate.not_after() - now).whole_seconds(),
+        fingerprint: is_root.then(|| certificate.fingerprint()),
+        activates_at,
     }
 }
 
@@ -96,11 +108,12 @@ pub(super) async fn status(State(state): State<AppState>, _admin: Admin) -> Json
         problem,
         version: env!("CARGO_PKG_VERSION").to_owned(),
         trust_domain: ca.trust_domain().to_string(),
-        issuers: [("root", ca.root()), ("issuing", ca.issuing())]
+        issuers: ca
+            .certificates_by_role()
             .into_iter()
-            .chain(ca.retired().map(|retired| ("retired", retired)))
-            .map(|(role, certificate)| issuer(role, certificate, now))
+            .map(|(role, certificate)| issuer(&ca, role, certificate, now))
             .collect(),
+        spiffe_sequence: ca.bundle_sequence(),
         certificates: summary.map(|summary| CertificateCounts {
             live: summary.live,
             revoked: summary.revoked,

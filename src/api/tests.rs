@@ -181,6 +181,15 @@ impl Store for FlakyStore {
         self.inner.summary(now)
     }
 
+    fn latest_live_expiry(
+        &self,
+        issuer_key_ids: Vec<String>,
+        excluded: SpiffeId,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, Option<OffsetDateTime>> {
+        self.inner.latest_live_expiry(issuer_key_ids, excluded, now)
+    }
+
     fn check_ready(&self) -> StoreFuture<'_, ()> {
         self.refuse().unwrap_or_else(|| self.inner.check_ready())
     }

@@ -39,12 +39,23 @@ impl CertificateAuthority {
             .map(|(_, issuer)| issuer)
     }
 
+    /// The signer of a trusted root, by key id.
+    fn root_signer(&self, key_id: &str) -> Option<&Issuer<'static, CaKey>> {
+        if key_id == self.root.key_id {
+            return Some(&self.root_issuer);
+        }
+        self.other_roots
+            .iter()
+            .find(|(certificate, _)| certificate.key_id == key_id)
+            .map(|(_, issuer)| issuer)
+    }
+
     /// How long CRLs of the CA with this key id are valid, if it is one of
     /// this CA's.
     pub fn crl_validity(&self, issuer_key_id: &str) -> Option<Duration> {
         if issuer_key_id == self.issuing.key_id || self.retired_issuer(issuer_key_id).is_some() {
             Some(self.crl_validity)
-        } else if issuer_key_id == self.root.key_id {
+        } else if self.root_signer(issuer_key_id).is_some() {
             Some(ROOT_CRL_VALIDITY)
         } else {
             None
@@ -62,8 +73,8 @@ impl CrlSigner for CertificateAuthority {
     ) -> Result<SignedCrl, String> {
         let (issuer, validity) = if issuer_key_id == self.issuing.key_id {
             (&self.issuer, self.crl_validity)
-        } else if issuer_key_id == self.root.key_id {
-            (&self.root_issuer, ROOT_CRL_VALIDITY)
+        } else if let Some(root) = self.root_signer(issuer_key_id) {
+            (root, ROOT_CRL_VALIDITY)
         } else if let Some(retired) = self.retired_issuer(issuer_key_id) {
             (retired, self.crl_validity)
         } else {

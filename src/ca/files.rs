@@ -12,7 +12,8 @@ use zeroize::Zeroizing;
 
 use super::ca_key::CaKey;
 use super::key_encryption::{self, Passphrase};
-use super::{KeyType, profile};
+use super::roots::{RootsState, certificate_files};
+use super::{CaCertificate, KeyType, profile};
 use crate::datadir::{self, DataDir};
 use crate::serial::Serial;
 
@@ -38,6 +39,11 @@ pub struct CaFiles {
     issuing_key_pem: Zeroizing<String>,
     /// Issuing CAs rotated out: certificate PEM and key PEM.
     retired: Vec<(String, Zeroizing<String>)>,
+    /// The other roots trusted (a root rotation's next or previous one):
+    /// certificate PEM and key PEM.
+    other_roots: Vec<(String, Zeroizing<String>)>,
+    /// Where a root rotation stands.
+    roots: RootsState,
 }
 
 impl fmt::Debug for CaFiles {
@@ -48,6 +54,8 @@ impl fmt::Debug for CaFiles {
             .field("issuing_pem", &self.issuing_pem)
             .field("issuing_key_pem", &"<redacted>")
             .field("retired", &self.retired.len())
+            .field("other_roots", &self.other_roots.len())
+            .field("roots", &self.roots)
             .finish()
     }
 }
@@ -66,6 +74,8 @@ impl CaFiles {
             issuing_pem: issuing_pem.to_owned(),
             issuing_key_pem: Zeroizing::new(issuing_key_pem.to_owned()),
             retired: Vec::new(),
+            other_roots: Vec::new(),
+            roots: RootsState::default(),
         }
     }
 
@@ -117,6 +127,8 @@ impl CaFiles {
             issuing_pem: issuing_cert.pem(),
             issuing_key_pem: issuing_key.pem(),
             retired: Vec::new(),
+            other_roots: Vec::new(),
+            roots: RootsState::default(),
         })
     }
 
@@ -153,17 +165,66 @@ impl CaFiles {
                 (false, None) => Ok(text),
             }
         };
+        let issuing_pem = datadir::read_text(&dir.issuing_cert())?;
+        let issuing = CaCertificate::from_pem(&issuing_pem).context("issuing CA certificate")?;
+        let roots = super::root_rotation::finish_activation(dir, &issuing)?;
         let mut retired = Vec::new();
-        for cert in retired_certificates(dir)? {
-            let key = cert.with_extension("key");
-            retired.push((datadir::read_text(&cert)?, read_key(&key)?));
+        // The roots that signed an issuing CA held here.
+        let mut signers: Vec<String> = issuing.authority_key_id.iter().cloned().collect();
+        for cert in certificate_files(&dir.retired_dir())? {
+            let pem = datadir::read_text(&cert)?;
+            let certificate = CaCertificate::from_pem(&pem)
+                .with_context(|| format!("reading {}", cert.display()))?;
+            signers.extend(certificate.authority_key_id);
+            retired.push((pem, read_key(&cert.with_extension("key"))?));
         }
+        let mut active = None;
+        let mut other_roots = Vec::new();
+        let root_files = std::iter::once(dir.root_cert())
+            .chain(certificate_files(&super::roots::roots_dir(dir))?);
+        for (index, cert) in root_files.enumerate() {
+            let pem = datadir::read_text(&cert)?;
+            let key_id = CaCertificate::from_pem(&pem)
+                .with_context(|| format!("reading {}", cert.display()))?
+                .key_id;
+            let is_active = match &roots.active {
+                Some(id) => *id == key_id,
+                None => index == 0,
+            };
+            let is_next = roots
+                .next
+                .as_ref()
+                .is_some_and(|next| next.key_id == key_id);
+            // Dropped roots are not trusted: their keys are not even read.
+            // Nor is a root that is neither active, next nor the signer of
+            // an issuing CA: one whose addition a crash cut short.
+            if roots.dropped.contains(&key_id)
+                || !(is_active || is_next || signers.contains(&key_id))
+            {
+                continue;
+            }
+            let pair = (pem, read_key(&cert.with_extension("key"))?);
+            if is_active && active.is_none() {
+                active = Some(pair);
+            } else {
+                other_roots.push(pair);
+            }
+        }
+        let (root_pem, root_key_pem) = active.with_context(|| {
+            format!(
+                "the active root {} (ca/roots.json) is not in {}",
+                roots.active.as_deref().unwrap_or("ca/root.pem"),
+                dir.ca_dir().display()
+            )
+        })?;
         Ok(Self {
-            root_pem: datadir::read_text(&dir.root_cert())?,
-            root_key_pem: read_key(&dir.root_key())?,
-            issuing_pem: datadir::read_text(&dir.issuing_cert())?,
+            root_pem,
+            root_key_pem,
+            issuing_pem,
             issuing_key_pem: read_key(&dir.issuing_key())?,
             retired,
+            other_roots,
+            roots,
         })
     }
 
@@ -219,30 +280,26 @@ impl CaFiles {
             .iter()
             .map(|(cert, key)| (cert.as_str(), key.as_str()))
     }
-}
 
-/// The certificate files of `DIR/ca/retired/`, by name (none when the
-/// directory is missing).
-fn retired_certificates(dir: &DataDir) -> anyhow::Result<Vec<std::path::PathBuf>> {
-    let retired = dir.retired_dir();
-    let entries = match std::fs::read_dir(&retired) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(error) => {
-            return Err(error).with_context(|| format!("reading {}", retired.display()));
-        }
-    };
-    let mut certificates = Vec::new();
-    for entry in entries {
-        let path = entry
-            .with_context(|| format!("reading {}", retired.display()))?
-            .path();
-        if path.extension().is_some_and(|extension| extension == "pem") {
-            certificates.push(path);
-        }
+    /// The trusted roots besides the active one: (certificate PEM, key
+    /// PEM).
+    pub(crate) fn other_roots(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.other_roots
+            .iter()
+            .map(|(cert, key)| (cert.as_str(), key.as_str()))
     }
-    certificates.sort();
-    Ok(certificates)
+
+    /// Where a root rotation stands.
+    pub fn roots_state(&self) -> &RootsState {
+        &self.roots
+    }
+
+    /// Every trusted root, PEM, the active one first: the trust bundle.
+    pub fn bundle_pem(&self) -> String {
+        std::iter::once(self.root_pem.as_str())
+            .chain(self.other_roots.iter().map(|(cert, _)| cert.as_str()))
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ mod files;
 mod key_encryption;
 mod key_type;
 mod profile;
+mod root_rotation;
+mod roots;
 mod rotation;
 
 use std::fmt;
@@ -18,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail, ensure};
 use rcgen::{Issuer, KeyPair, PublicKeyData};
-use rustls_pki_types::CertificateDer;
+use rustls_pki_types::{CertificateDer, TrustAnchor};
 use sigil_core::{SpiffeId, TrustDomain};
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
@@ -29,6 +31,8 @@ pub use key_encryption::{PASSPHRASE_ENV, Passphrase};
 pub use key_type::KeyType;
 pub use profile::CLOCK_SKEW_ALLOWANCE;
 pub(crate) use profile::whole_seconds;
+pub use root_rotation::{RootActivation, RootAddition, activate_root, add_root, drop_root};
+pub use roots::{NextRoot, RootsState};
 pub use rotation::{Rotation, rotate_issuing};
 
 use crate::csr::{KeyPolicy, VerifiedPublicKey, verify_csr_pem};
@@ -44,6 +48,8 @@ pub struct CaCertificate {
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
     key_id: String,
+    /// The key id of the CA that signed it, when it names one.
+    authority_key_id: Option<String>,
 }
 
 impl CaCertificate {
@@ -64,6 +70,15 @@ impl CaCertificate {
                 _ => None,
             })
             .context("CA certificate has no subject key identifier")?;
+        let authority_key_id =
+            cert.extensions()
+                .iter()
+                .find_map(|ext| match ext.parsed_extension() {
+                    ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                        aki.key_identifier.as_ref().map(|id| hex::encode(id.0))
+                    }
+                    _ => None,
+                });
         let not_before = cert.validity().not_before.to_datetime();
         let not_after = cert.validity().not_after.to_datetime();
         Ok(Self {
@@ -72,6 +87,7 @@ impl CaCertificate {
             not_before,
             not_after,
             key_id,
+            authority_key_id,
         })
     }
 
@@ -110,6 +126,11 @@ impl CaCertificate {
     pub fn fingerprint(&self) -> String {
         fingerprint(&self.der)
     }
+
+    /// The key id of the CA that signed it, when it names one.
+    pub fn authority_key_id(&self) -> Option<&str> {
+        self.authority_key_id.as_deref()
+    }
 }
 
 impl fmt::Debug for CaCertificate {
@@ -128,6 +149,14 @@ pub struct CertificateAuthority {
     issuing: CaCertificate,
     issuer: Issuer<'static, CaKey>,
     root_issuer: Issuer<'static, CaKey>,
+    /// The other trusted roots: during a root rotation, the next root
+    /// (in the bundle, signing nothing yet) or the previous one (kept
+    /// while leaves chain to it). Each re-signs its CRL.
+    other_roots: Vec<(CaCertificate, Issuer<'static, CaKey>)>,
+    /// Where a root rotation stands.
+    roots_state: RootsState,
+    /// Every trusted root as a trust anchor, computed once.
+    anchors: Vec<TrustAnchor<'static>>,
     /// Issuing CAs rotated out: they sign no leaf, but their CRLs are
     /// re-signed and their leaves verified until those expire.
     retired: Vec<(CaCertificate, Issuer<'static, CaKey>)>,
@@ -144,6 +173,7 @@ impl fmt::Debug for CertificateAuthority {
             .field("trust_domain", &self.trust_domain)
             .field("root", &self.root)
             .field("issuing", &self.issuing)
+            .field("roots", &self.roots_state)
             .finish_non_exhaustive()
     }
 }
@@ -215,12 +245,37 @@ impl CertificateAuthority {
             .context("issuing CA")?;
         let root_issuer =
             signing_issuer(&root, &files.root_pem, files.root_key_pem()).context("root CA")?;
+        let mut other_roots = Vec::new();
+        for (cert_pem, key_pem) in files.other_roots() {
+            let certificate = CaCertificate::from_pem(cert_pem).context("root CA certificate")?;
+            let domain =
+                crate::svid::trust_domain_of_root(&certificate.der).map_err(anyhow::Error::msg)?;
+            ensure!(
+                domain == trust_domain,
+                "root CA {} is for trust domain {domain}, not {trust_domain}",
+                certificate.key_id
+            );
+            let signer = signing_issuer(&certificate, cert_pem, key_pem)
+                .with_context(|| format!("root CA {}", certificate.key_id))?;
+            other_roots.push((certificate, signer));
+        }
+        let trusted = |certificate: &CaCertificate| {
+            certificate.authority_key_id().is_none_or(|parent| {
+                parent == root.key_id || other_roots.iter().any(|(other, _)| other.key_id == parent)
+            })
+        };
+        ensure!(
+            trusted(&issuing),
+            "the issuing CA {} was signed by a root the CA no longer trusts",
+            issuing.key_id
+        );
         let mut retired = Vec::new();
         for (cert_pem, key_pem) in files.retired() {
             let certificate =
                 CaCertificate::from_pem(cert_pem).context("retired issuing CA certificate")?;
-            // A rotation cut short leaves a copy of the active CA here.
-            if certificate.key_id == issuing.key_id {
+            // A rotation cut short leaves a copy of the active CA here, and
+            // a dropped root takes the issuing CAs it signed with it.
+            if certificate.key_id == issuing.key_id || !trusted(&certificate) {
                 continue;
             }
             let signer = signing_issuer(&certificate, cert_pem, key_pem)
@@ -231,12 +286,23 @@ impl CertificateAuthority {
             .chain(retired.iter().map(|(certificate, _)| certificate))
             .map(|certificate| certificate.der.clone())
             .collect();
+        let anchors = std::iter::once(&root)
+            .chain(other_roots.iter().map(|(certificate, _)| certificate))
+            .map(|certificate| {
+                webpki::anchor_from_trusted_cert(&certificate.der)
+                    .map(|anchor| anchor.to_owned())
+                    .map_err(|e| anyhow!("root CA {} as trust anchor: {e}", certificate.key_id))
+            })
+            .collect::<anyhow::Result<_>>()?;
         Ok(Self {
             trust_domain,
             root,
             issuing,
             issuer,
             root_issuer,
+            other_roots,
+            roots_state: files.roots_state().clone(),
+            anchors,
             retired,
             intermediates,
             crl_url_base: format!("{}/v1/crl/", public_url.trim_end_matches('/')),
@@ -256,9 +322,68 @@ impl CertificateAuthority {
         &self.trust_domain
     }
 
-    /// The root CA.
+    /// The active root: the one that signs the issuing CA.
     pub fn root(&self) -> &CaCertificate {
         &self.root
+    }
+
+    /// Every trusted root, the active one first.
+    pub fn roots(&self) -> impl Iterator<Item = &CaCertificate> {
+        std::iter::once(&self.root).chain(self.other_roots.iter().map(|(root, _)| root))
+    }
+
+    /// The root added beside the active one by a root rotation, and when it
+    /// takes over.
+    pub fn next_root(&self) -> Option<(&CaCertificate, OffsetDateTime)> {
+        let next = self.roots_state.next.as_ref()?;
+        self.roots()
+            .find(|root| root.key_id == next.key_id)
+            .map(|root| (root, next.activate_at))
+    }
+
+    /// Roots a root rotation replaced, still trusted while leaves chain to
+    /// them.
+    pub fn previous_roots(&self) -> impl Iterator<Item = &CaCertificate> {
+        let next = self
+            .roots_state
+            .next
+            .as_ref()
+            .map(|next| next.key_id.as_str());
+        self.roots()
+            .skip(1)
+            .filter(move |root| Some(root.key_id.as_str()) != next)
+    }
+
+    /// Every CA certificate with its role: `root` (active), `next_root`,
+    /// `previous_root`, `issuing` and `retired`.
+    pub fn certificates_by_role(&self) -> Vec<(&'static str, &CaCertificate)> {
+        let next = self.next_root().map(|(next, _)| next);
+        std::iter::once(("root", &self.root))
+            .chain(next.map(|next| ("next_root", next)))
+            .chain(self.previous_roots().map(|root| ("previous_root", root)))
+            .chain(std::iter::once(("issuing", &self.issuing)))
+            .chain(self.retired().map(|retired| ("retired", retired)))
+            .collect()
+    }
+
+    /// The SPIFFE bundle's sequence number: it grows whenever the roots
+    /// change.
+    pub fn bundle_sequence(&self) -> u64 {
+        self.roots_state.sequence
+    }
+
+    /// Every trusted root, as a trust anchor.
+    pub fn anchors(&self) -> &[TrustAnchor<'static>] {
+        &self.anchors
+    }
+
+    /// The key ids of the issuing CAs, active or retired, a root signed.
+    pub fn issuing_cas_under(&self, root_key_id: &str) -> Vec<String> {
+        std::iter::once(&self.issuing)
+            .chain(self.retired())
+            .filter(|issuing| issuing.authority_key_id() == Some(root_key_id))
+            .map(|issuing| issuing.key_id.clone())
+            .collect()
     }
 
     /// The active issuing CA.
@@ -277,9 +402,9 @@ impl CertificateAuthority {
         &self.intermediates
     }
 
-    /// Every root currently trusted, PEM.
+    /// Every root currently trusted, PEM, the active one first.
     pub fn bundle_pem(&self) -> String {
-        self.root.pem.clone()
+        self.roots().map(CaCertificate::pem).collect()
     }
 
     /// The chain an SVID is served with: the leaf, then the issuing CA.

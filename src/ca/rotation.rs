@@ -53,11 +53,25 @@ pub fn rotate_issuing(
     lifetime: Duration,
     now: OffsetDateTime,
 ) -> anyhow::Result<Rotation> {
+    let root = (files.root_pem.as_str(), files.root_key_pem());
+    rotate_issuing_under(dir, files, root, passphrase, lifetime, now)
+}
+
+/// [`rotate_issuing`], with the new issuing CA signed by `root` (its
+/// certificate PEM and key PEM): a root rotation's next root.
+pub(super) fn rotate_issuing_under(
+    dir: &DataDir,
+    files: &CaFiles,
+    (root_pem, root_key_pem): (&str, &str),
+    passphrase: Option<&Passphrase>,
+    lifetime: Duration,
+    now: OffsetDateTime,
+) -> anyhow::Result<Rotation> {
     let now = profile::whole_seconds(now);
-    let root = CaCertificate::from_pem(&files.root_pem).context("root CA certificate")?;
+    let root = CaCertificate::from_pem(root_pem).context("root CA certificate")?;
     let current = CaCertificate::from_pem(&files.issuing_pem).context("issuing CA certificate")?;
-    let root_key = CaKey::new(KeyPair::from_pem(files.root_key_pem()).context("root CA key")?);
-    let root_issuer = Issuer::from_ca_cert_pem(&files.root_pem, root_key)
+    let root_key = CaKey::new(KeyPair::from_pem(root_key_pem).context("root CA key")?);
+    let root_issuer = Issuer::from_ca_cert_pem(root_pem, root_key)
         .map_err(|e| anyhow!("loading the root CA: {e}"))?;
     // The same algorithm as the CA it replaces.
     let algorithm = KeyPair::from_pem(files.issuing_key_pem())

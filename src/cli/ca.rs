@@ -1,7 +1,10 @@
 //! `sigil ca rotate`: a new issuing CA takes over from the current one,
 //! which is retired (see `crate::rotation`): through the running server's
 //! `POST /admin/v1/ca/rotate`, or on a stopped CA with `--offline`.
+//! `sigil ca root rotate` starts a root rotation (see
+//! `crate::root_rotation`) the same two ways.
 
+use anyhow::bail;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
@@ -10,6 +13,7 @@ use super::init::checked_issuing_ttl;
 use super::local::{local_issuance, public_url};
 use crate::audit::LOCAL_ACTOR;
 use crate::ca::{DEFAULT_CRL_VALIDITY, Passphrase};
+use crate::config::MAX_ROOT_ACTIVATION_DELAY;
 use crate::datadir::DataDir;
 use crate::duration::HumanDuration;
 use crate::rotation::{RotationRequest, RotationSettings};
@@ -37,6 +41,33 @@ pub(super) enum CaCommand {
         #[command(flatten)]
         connection: AdminConnection,
     },
+    /// The root CA
+    #[command(subcommand)]
+    Root(RootCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum RootCommand {
+    /// Start a root rotation: a new root joins the trust bundle beside the
+    /// current one now (the bundle's spiffe_sequence grows), and after
+    /// --activate-after it signs a new issuing CA, which takes over. The
+    /// old root stays in the bundle until no live certificate chains to
+    /// it. Agents and relying parties following the CA pick up both
+    /// changes by themselves; anything that pinned the old root's
+    /// fingerprint must be given the new one, which this prints.
+    Rotate {
+        /// How long the new root waits in the bundle before it takes over:
+        /// long enough for everything that trusts the CA to fetch the
+        /// bundle, 0s to 365d
+        #[arg(long, default_value = "1d")]
+        activate_after: HumanDuration,
+        /// Add the root to the files of a stopped CA instead of asking the
+        /// running server; `sigil serve` publishes it from its next start
+        #[arg(long)]
+        offline: bool,
+        #[command(flatten)]
+        connection: AdminConnection,
+    },
 }
 
 pub(super) async fn run(
@@ -44,22 +75,24 @@ pub(super) async fn run(
     command: CaCommand,
     passphrase: Option<Passphrase>,
 ) -> anyhow::Result<()> {
-    let CaCommand::Rotate {
-        issuing_ttl,
-        revoke_current,
-        offline,
-        connection,
-    } = command;
+    let (issuing_ttl, revoke_current, offline, connection) = match command {
+        CaCommand::Rotate {
+            issuing_ttl,
+            revoke_current,
+            offline,
+            connection,
+        } => (issuing_ttl, revoke_current, offline, connection),
+        CaCommand::Root(RootCommand::Rotate {
+            activate_after,
+            offline,
+            connection,
+        }) => return rotate_root(dir, activate_after, offline, connection, passphrase).await,
+    };
     let lifetime = checked_issuing_ttl(issuing_ttl)?;
     let (issuing_key_id, retired_key_id, not_after) = if offline {
         let issuance = local_issuance(dir, passphrase.as_ref())?;
         let by = issuance.ca().trust_domain().id();
-        let settings = RotationSettings {
-            dir: dir.clone(),
-            passphrase,
-            public_url: public_url(dir)?,
-            crl_validity: DEFAULT_CRL_VALIDITY,
-        };
+        let settings = rotation_settings(dir, passphrase)?;
         let request = RotationRequest {
             lifetime,
             revoke_current,
@@ -103,5 +136,68 @@ pub(super) async fn run(
         "issuing CA {issuing_key_id} (expires {not_after}) replaces {retired_key_id}, now retired{when}"
     );
     println!("{issuing_key_id}");
+    Ok(())
+}
+
+/// How a stopped CA rotates: its CRLs wait in the store for its next start.
+fn rotation_settings(
+    dir: &DataDir,
+    passphrase: Option<Passphrase>,
+) -> anyhow::Result<RotationSettings> {
+    Ok(RotationSettings {
+        dir: dir.clone(),
+        passphrase,
+        public_url: public_url(dir)?,
+        crl_validity: DEFAULT_CRL_VALIDITY,
+    })
+}
+
+/// `sigil ca root rotate`.
+async fn rotate_root(
+    dir: &DataDir,
+    activate_after: HumanDuration,
+    offline: bool,
+    connection: AdminConnection,
+    passphrase: Option<Passphrase>,
+) -> anyhow::Result<()> {
+    let delay = activate_after.get();
+    if delay > MAX_ROOT_ACTIVATION_DELAY {
+        bail!("--activate-after must lie between 0s and 365d");
+    }
+    let answer: Value = if offline {
+        let issuance = local_issuance(dir, passphrase.as_ref())?;
+        let settings = rotation_settings(dir, passphrase)?;
+        // A stopped CA: the new root's CRL is in the store for its next
+        // start.
+        let added = issuance
+            .add_root(&settings, delay, LOCAL_ACTOR, |_| {})
+            .await?;
+        json!({
+            "root_key_id": added.root.key_id(),
+            "fingerprint": added.root.fingerprint(),
+            "activate_at": crate::rfc3339::format(added.activate_at),
+        })
+    } else {
+        let client = connection.client(dir)?;
+        let body = json!({ "activate_after_seconds": delay.as_secs() });
+        client
+            .post_json("/admin/v1/ca/root/rotate", &body)
+            .await?
+            .success()?
+            .json()?
+    };
+    let text = |key: &str| answer[key].as_str().unwrap_or_default().to_owned();
+    let restart = if offline {
+        " (restart `sigil serve` to publish it)"
+    } else {
+        ""
+    };
+    eprintln!(
+        "root {} joins the trust bundle{restart}; it takes over at {}. Give its fingerprint \
+         to anything that pinned the current root's:",
+        text("root_key_id"),
+        text("activate_at")
+    );
+    println!("{}", text("fingerprint"));
     Ok(())
 }

@@ -61,6 +61,11 @@ pub(super) struct ServeArgs {
     /// least twice --max-ttl, below --issuing-ttl [default: 30d]
     #[arg(long)]
     issuing_rotate_before: Option<HumanDuration>,
+    /// How long a root the server adds (when its root has too little
+    /// life left) waits in the bundle before it takes over, 0s to 365d
+    /// [default: 1d]
+    #[arg(long)]
+    root_activation_delay: Option<HumanDuration>,
     /// Connections served at once [default: 4096]
     #[arg(long)]
     max_connections: Option<usize>,
@@ -109,6 +114,7 @@ impl ServeArgs {
             crl_resign: self.crl_resign,
             issuing_ttl: self.issuing_ttl,
             issuing_rotate_before: self.issuing_rotate_before,
+            root_activation_delay: self.root_activation_delay,
             max_connections: self.max_connections,
             max_connections_per_ip: self.max_connections_per_ip,
             rate_limit: self.rate_limit,

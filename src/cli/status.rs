@@ -42,14 +42,23 @@ fn print(status: &StatusResponse) {
     println!("trust domain  {}", status.trust_domain);
     println!("version       {}", status.version);
     for issuer in &status.issuers {
+        let activates = issuer
+            .activates_at
+            .as_ref()
+            .map(|at| format!(", takes over {at}"))
+            .unwrap_or_default();
         println!(
-            "{:<13} {}  expires {} (in {})",
-            format!("{} CA", issuer.role),
+            "{:<13} {}  expires {} (in {}){activates}",
+            format!("{} CA", issuer.role.replace('_', " ")),
             issuer.key_id,
             issuer.not_after,
             human(issuer.expires_in_seconds)
         );
+        if let Some(fingerprint) = &issuer.fingerprint {
+            println!("{:<13} {fingerprint}", "");
+        }
     }
+    println!("bundle        spiffe_sequence {}", status.spiffe_sequence);
     if let Some(counts) = status.certificates {
         println!(
             "certificates  {} live, {} revoked (unexpired), {} issued in all",

@@ -10,7 +10,10 @@
 mod locate;
 mod settings;
 
-pub use settings::{Attestors, DEFAULT_ROTATE_BEFORE, Overrides, RotationSchedule, Settings};
+pub use settings::{
+    Attestors, DEFAULT_ROOT_ACTIVATION_DELAY, DEFAULT_ROTATE_BEFORE, MAX_ROOT_ACTIVATION_DELAY,
+    Overrides, RotationSchedule, Settings,
+};
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -55,6 +58,8 @@ pub struct ServerFile {
     pub issuing_ttl: Option<HumanDuration>,
     /// How long before the issuing CA expires the server rotates it.
     pub issuing_rotate_before: Option<HumanDuration>,
+    /// How long a new root waits in the bundle before it takes over.
+    pub root_activation_delay: Option<HumanDuration>,
     /// Who may use the admin API: IDs and `…/*` patterns under
     /// `spiffe://<td>/sigil/`.
     pub admin_ids: Option<Vec<String>>,

@@ -32,6 +32,7 @@ pub struct Overrides {
     pub crl_resign: Option<HumanDuration>,
     pub issuing_ttl: Option<HumanDuration>,
     pub issuing_rotate_before: Option<HumanDuration>,
+    pub root_activation_delay: Option<HumanDuration>,
     pub max_connections: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
     pub rate_limit: Option<f64>,
@@ -48,13 +49,23 @@ const MIN_ISSUING_TTL: Duration = Duration::from_secs(86_400);
 /// How long before the issuing CA expires it is rotated, by default.
 pub const DEFAULT_ROTATE_BEFORE: Duration = Duration::from_secs(30 * 86_400);
 
-/// When the server rotates its issuing CA by itself.
+/// How long a new root waits in the bundle before it takes over, by
+/// default: long enough for every agent and relying party to have fetched
+/// the bundle (every 5 minutes by default) many times.
+pub const DEFAULT_ROOT_ACTIVATION_DELAY: Duration = Duration::from_secs(86_400);
+/// The longest a new root may wait.
+pub const MAX_ROOT_ACTIVATION_DELAY: Duration = Duration::from_secs(365 * 86_400);
+
+/// When the server rotates its CAs by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RotationSchedule {
     /// How long the issuing CAs it makes live.
     pub issuing_ttl: Duration,
     /// How long before the issuing CA in force expires it is rotated.
     pub rotate_before: Duration,
+    /// How long a new root waits in the bundle before it takes over, when
+    /// the schedule adds it.
+    pub root_activation_delay: Duration,
 }
 
 /// The attestors of the configuration file, handed on to the server.
@@ -304,6 +315,19 @@ impl Settings {
                 issuing_ttl.value.as_secs()
             );
         }
+        let root_activation_delay = from.duration(
+            "--root-activation-delay",
+            flags.root_activation_delay,
+            "root_activation_delay",
+            f.root_activation_delay,
+            DEFAULT_ROOT_ACTIVATION_DELAY,
+        );
+        if root_activation_delay.value > MAX_ROOT_ACTIVATION_DELAY {
+            bail!(
+                "{}: root_activation_delay must lie between 0s and 365d",
+                root_activation_delay.origin
+            );
+        }
 
         let connection_defaults = ConnectionLimits::default();
         let total = from.pick_or(
@@ -380,6 +404,7 @@ impl Settings {
             rotation: RotationSchedule {
                 issuing_ttl: issuing_ttl.value,
                 rotate_before: rotate_before.value,
+                root_activation_delay: root_activation_delay.value,
             },
             connections: ConnectionLimits {
                 total: total.value,
@@ -423,6 +448,9 @@ impl Settings {
         }
         if self.rotation.rotate_before != before.rotation.rotate_before {
             changed.push("issuing_rotate_before");
+        }
+        if self.rotation.root_activation_delay != before.rotation.root_activation_delay {
+            changed.push("root_activation_delay");
         }
         if self.connections.total != before.connections.total {
             changed.push("max_connections");

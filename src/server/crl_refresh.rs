@@ -58,18 +58,19 @@ async fn refresh_due(
         .retired()
         .filter(|issuer| issuer.not_after() > now)
         .map(|issuer| issuer.key_id());
+    let roots: Vec<&str> = ca.roots().map(|root| root.key_id()).collect();
     let key_ids: Vec<&str> = std::iter::once(ca.issuing().key_id())
         .chain(retired)
-        .chain(std::iter::once(ca.root().key_id()))
+        .chain(roots.iter().copied())
         .collect();
     for key_id in key_ids {
         let Some(validity) = ca.crl_validity(key_id) else {
             continue;
         };
-        let resign = if key_id != ca.root().key_id() {
-            issuing_resign.min(validity)
-        } else {
+        let resign = if roots.contains(&key_id) {
             validity / 2
+        } else {
+            issuing_resign.min(validity)
         };
         // Signed `validity` before its nextUpdate: `resign` old once less
         // than `validity - resign` is left.

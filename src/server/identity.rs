@@ -58,10 +58,12 @@ impl ServerNames {
     }
 }
 
-/// Mints the first server SVID and keeps it fresh.
+/// Mints the first server SVID and keeps it fresh, minting another at
+/// once when `refresh` is notified (a new root took over).
 pub(super) async fn start(
     issuance: Issuance,
     names: ServerNames,
+    refresh: Option<Arc<tokio::sync::Notify>>,
 ) -> anyhow::Result<Arc<ServerIdentity>> {
     let (chain, key, not_after) = mint(&issuance, &names).await?;
     let identity = Arc::new(ServerIdentity::new(chain, key)?);
@@ -71,7 +73,14 @@ pub(super) async fn start(
         loop {
             let remaining = (not_after - OffsetDateTime::now_utc()).max(time::Duration::ZERO);
             let wait = Duration::try_from(remaining / 2).unwrap_or(RETRY_AFTER);
-            tokio::time::sleep(wait.max(Duration::from_secs(1))).await;
+            let sleep = tokio::time::sleep(wait.max(Duration::from_secs(1)));
+            match &refresh {
+                Some(refresh) => tokio::select! {
+                    () = sleep => {}
+                    () = refresh.notified() => {}
+                },
+                None => sleep.await,
+            }
             let renewed = match mint(&issuance, &names).await {
                 Ok((chain, key, next)) => renewing.replace(chain, key).map(|()| next),
                 Err(error) => Err(error),

@@ -437,6 +437,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// What the store holds at `now`, for `GET /admin/v1/status`.
     fn summary(&self, now: OffsetDateTime) -> StoreFuture<'_, StoreSummary>;
+
+    /// The latest expiry among the certificates of these issuers that are
+    /// live at `now` (unexpired and unrevoked), leaving out those of
+    /// `excluded`; `None` when there is none. A root rotation keeps the
+    /// previous root until then.
+    fn latest_live_expiry(
+        &self,
+        issuer_key_ids: Vec<String>,
+        excluded: SpiffeId,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, Option<OffsetDateTime>>;
 }
 
 /// Told of every batch the store's writer commits that wrote something

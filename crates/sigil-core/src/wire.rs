@@ -193,8 +193,12 @@ pub struct StatusResponse {
     pub version: String,
     /// The trust domain.
     pub trust_domain: String,
-    /// The root and the issuing CA, and when they expire.
+    /// The roots and issuing CAs, and when they expire.
     pub issuers: Vec<IssuerStatus>,
+    /// The trust bundle's `spiffe_sequence`: it grows whenever a root
+    /// rotation adds or drops a root.
+    #[serde(default)]
+    pub spiffe_sequence: u64,
     /// Certificate counts; absent when the store could not be read.
     pub certificates: Option<CertificateCounts>,
     /// The CRLs being served.
@@ -207,7 +211,10 @@ pub struct StatusResponse {
 /// One CA certificate in the status.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IssuerStatus {
-    /// `root` or `issuing`.
+    /// `root` (the active root), `next_root` (added by a root rotation,
+    /// not yet signing), `previous_root` (replaced, kept while
+    /// certificates chain to it), `issuing`, or `retired` (a replaced
+    /// issuing CA).
     pub role: String,
     /// Its key identifier, hex (the `{issuer_key_id}` of `/v1/crl/...`).
     pub key_id: String,
@@ -217,6 +224,12 @@ pub struct IssuerStatus {
     pub not_after: String,
     /// Seconds until `not_after` (negative once expired).
     pub expires_in_seconds: i64,
+    /// A root's SHA-256 fingerprint, `sha256:<hex>`: what agents pin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// When a `next_root` takes over, RFC 3339 UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activates_at: Option<String>,
 }
 
 /// How many certificates the store holds.

@@ -18,6 +18,8 @@ use crate::trust::{TrustSource, WeakTrustSource};
 
 /// The header in which the CA names the highest CRL number it served.
 const CRL_NUMBER_HEADER: &str = "sigil-crl-number";
+/// The header in which the CA names its bundle's `spiffe_sequence`.
+const BUNDLE_SEQUENCE_HEADER: &str = "sigil-bundle-sequence";
 
 /// How the first roots are obtained.
 #[derive(Clone)]
@@ -151,9 +153,9 @@ impl LiveSource {
             settings: self,
             source: source.downgrade(),
         };
-        refresher.refresh_bundle(&source).await?;
-        let (after, _) = refresher.fetch_crls(&source, None).await?;
-        tokio::spawn(refresher.run(after));
+        let sequence = refresher.refresh_bundle(&source).await?;
+        let fetched = refresher.fetch_crls(&source, None).await?;
+        tokio::spawn(refresher.run(fetched.after, sequence));
         Ok(source)
     }
 
@@ -214,10 +216,12 @@ impl Refresher {
             .with_timeout(self.settings.request_timeout))
     }
 
-    /// Fetches the bundle over verified TLS and adopts it.
-    async fn refresh_bundle(&self, source: &TrustSource) -> Result<(), Error> {
-        let answer = self.ca(source)?.get("/v1/bundle").await?;
-        let bundle = Bundle::from_pem(&answer.success()?.body, None)?;
+    /// Fetches the bundle over verified TLS and adopts it. Returns its
+    /// sequence, if the CA names it.
+    async fn refresh_bundle(&self, source: &TrustSource) -> Result<Option<u64>, Error> {
+        let answer = self.ca(source)?.get("/v1/bundle").await?.success()?;
+        let sequence = bundle_sequence(&answer);
+        let bundle = Bundle::from_pem(&answer.body, None)?;
         if bundle.trust_domain != source.trust_domain() {
             return Err(Error::Certificate(format!(
                 "the CA now serves roots of trust domain {}, not {}",
@@ -226,17 +230,16 @@ impl Refresher {
             )));
         }
         source.replace_bundle(bundle);
-        Ok(())
+        Ok(sequence)
     }
 
     /// Fetches CRLs (newer than `after`, by long poll, if given) and loads
-    /// them, each on its own. Returns the CRL number to poll after next,
-    /// and whether anything new arrived.
+    /// them, each on its own.
     async fn fetch_crls(
         &self,
         source: &TrustSource,
         after: Option<u128>,
-    ) -> Result<(u128, bool), Error> {
+    ) -> Result<CrlFetch, Error> {
         let (path, timeout) = match after {
             Some(after) => (
                 format!(
@@ -249,8 +252,13 @@ impl Refresher {
         };
         let ca = self.ca(source)?.with_timeout(timeout);
         let answer = success(ca.get(&path).await?)?;
+        let bundle_sequence = bundle_sequence(&answer);
         if answer.status == StatusCode::NOT_MODIFIED {
-            return Ok((after.unwrap_or(0), false));
+            return Ok(CrlFetch {
+                after: after.unwrap_or(0),
+                news: false,
+                bundle_sequence,
+            });
         }
         let served = answer
             .headers
@@ -273,10 +281,14 @@ impl Refresher {
         let held = source.crl_number().unwrap_or(0);
         // Poll after what the CA served even if it was refused, so that a
         // bad CRL is not fetched again and again.
-        Ok((served.unwrap_or(held).max(held), replaced > 0))
+        Ok(CrlFetch {
+            after: served.unwrap_or(held).max(held),
+            news: replaced > 0,
+            bundle_sequence,
+        })
     }
 
-    async fn run(self, mut after: u128) {
+    async fn run(self, mut after: u128, mut sequence: Option<u64>) {
         let mut backoff = MIN_BACKOFF;
         let mut bundle_due = tokio::time::Instant::now() + self.settings.bundle_refresh;
         loop {
@@ -285,20 +297,35 @@ impl Refresher {
             };
             if tokio::time::Instant::now() >= bundle_due {
                 bundle_due = tokio::time::Instant::now() + self.settings.bundle_refresh;
-                if let Err(error) = self.refresh_bundle(&source).await {
-                    tracing::warn!(%error, "bundle refresh failed; keeping the roots held");
+                match self.refresh_bundle(&source).await {
+                    Ok(served) => sequence = served.or(sequence),
+                    Err(error) => {
+                        tracing::warn!(%error, "bundle refresh failed; keeping the roots held");
+                        // Soon again: the roots may be changing.
+                        bundle_due = bundle_due.min(tokio::time::Instant::now() + MAX_BACKOFF);
+                    }
                 }
             }
             let started = tokio::time::Instant::now();
             let outcome = self.fetch_crls(&source, Some(after)).await;
             drop(source);
             match outcome {
-                Ok((next, news)) => {
-                    after = next;
+                Ok(fetched) => {
+                    after = fetched.after;
                     backoff = MIN_BACKOFF;
+                    // The CA's roots changed (a root rotation): fetch the
+                    // bundle before the next poll.
+                    if fetched
+                        .bundle_sequence
+                        .is_some_and(|served| sequence.is_none_or(|held| served > held))
+                    {
+                        bundle_due = tokio::time::Instant::now();
+                        sequence = fetched.bundle_sequence;
+                        continue;
+                    }
                     // A CA (or a proxy) that answers at once with nothing
                     // new is not long-polling: do not hammer it.
-                    if !news {
+                    if !fetched.news {
                         tokio::time::sleep_until(started + MIN_POLL_INTERVAL).await;
                     }
                 }
@@ -310,6 +337,25 @@ impl Refresher {
             }
         }
     }
+}
+
+/// What a CRL fetch brought.
+struct CrlFetch {
+    /// The CRL number to poll after next.
+    after: u128,
+    /// Whether a newer CRL was loaded.
+    news: bool,
+    /// The bundle's sequence, if the CA named it.
+    bundle_sequence: Option<u64>,
+}
+
+/// The bundle sequence a CA answer names.
+fn bundle_sequence(answer: &CaResponse) -> Option<u64> {
+    answer
+        .headers
+        .get(BUNDLE_SEQUENCE_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
 }
 
 /// The first wait after a failed fetch; it doubles up to [`MAX_BACKOFF`].

@@ -125,6 +125,30 @@ pub(super) fn summary(conn: &Connection, now: OffsetDateTime) -> Result<StoreSum
     })
 }
 
+/// The latest expiry among the live (unexpired, unrevoked) certificates
+/// of an issuer, but those of `excluded`. It scans the issuer's
+/// certificates: it runs only while a previous root is kept.
+pub(super) fn latest_live_expiry(
+    conn: &Connection,
+    issuer_key_id: &str,
+    excluded: &str,
+    now: OffsetDateTime,
+) -> Result<Option<OffsetDateTime>, StoreError> {
+    let latest: Option<i64> = conn
+        .query_row_cached(
+            "SELECT max(c.not_after) FROM certificates c
+             WHERE c.issuer_key_id = ?1 AND c.not_after > ?2 AND c.spiffe_id != ?3
+               AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.serial = c.serial)",
+            params![issuer_key_id, unix(now), excluded],
+            |row| row.get(0),
+        )
+        .map_err(unavailable)?;
+    latest
+        .map(from_unix)
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("a certificate's expiry: {e}")))
+}
+
 pub(super) fn list(
     conn: &Connection,
     query: &CertificateQuery,

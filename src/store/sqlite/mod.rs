@@ -463,6 +463,23 @@ impl Store for SqliteStore {
         self.read(move |conn| certificates::summary(conn, now))
     }
 
+    fn latest_live_expiry(
+        &self,
+        issuer_key_ids: Vec<String>,
+        excluded: SpiffeId,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, Option<OffsetDateTime>> {
+        self.read(move |conn| {
+            let mut latest = None;
+            for issuer in &issuer_key_ids {
+                let expiry =
+                    certificates::latest_live_expiry(conn, issuer, excluded.as_str(), now)?;
+                latest = latest.max(expiry);
+            }
+            Ok(latest)
+        })
+    }
+
     fn check_ready(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             // A job runs only inside its batch's `BEGIN IMMEDIATE`: reaching

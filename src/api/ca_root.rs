@@ -1,0 +1,152 @@
+//! `POST /admin/v1/ca/root/rotate`: an admin starts a root rotation (see
+//! `crate::root_rotation`): a new root joins the bundle now, and takes
+//! over after `activate_after_seconds`. The rotation schedule takes the
+//! later steps, through the other methods here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use super::{Admin, ApiError, AppState, JsonBody};
+use crate::ca::{RootActivation, RootAddition};
+use crate::config::{DEFAULT_ROOT_ACTIVATION_DELAY, MAX_ROOT_ACTIVATION_DELAY};
+use crate::rfc3339;
+
+/// The request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RootRotateRequest {
+    /// How long the new root waits in the bundle before it takes over
+    /// [default: 1 day].
+    activate_after_seconds: Option<u64>,
+}
+
+/// `POST /admin/v1/ca/root/rotate`.
+pub(super) async fn rotate(
+    State(state): State<AppState>,
+    admin: Admin,
+    JsonBody(request): JsonBody<RootRotateRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let delay = request
+        .activate_after_seconds
+        .map_or(DEFAULT_ROOT_ACTIVATION_DELAY, Duration::from_secs);
+    if delay > MAX_ROOT_ACTIVATION_DELAY {
+        return Err(ApiError::invalid_request(
+            "activate_after_seconds must lie between 0 and 31536000 (365 days)",
+        ));
+    }
+    let actor = admin.spiffe_id().to_string();
+    let added = state.add_root(delay, &actor).await?;
+    tracing::info!(
+        admin = %actor,
+        root = %added.root.key_id(),
+        activate_at = %rfc3339::format(added.activate_at),
+        "ca.root.add"
+    );
+    Ok(Json(json!({
+        "root_key_id": added.root.key_id(),
+        "fingerprint": added.root.fingerprint(),
+        "not_after": rfc3339::format(added.root.not_after()),
+        "activate_at": rfc3339::format(added.activate_at),
+        "spiffe_sequence": added.sequence,
+    })))
+}
+
+impl AppState {
+    /// Starts a root rotation: a new root joins the bundle, to take over
+    /// after `delay`.
+    ///
+    /// # Errors
+    ///
+    /// `conflict` when a root rotation is under way, `unavailable` when the
+    /// server cannot rotate, `internal` for the rest.
+    pub async fn add_root(&self, delay: Duration, actor: &str) -> Result<RootAddition, ApiError> {
+        let rotation = self.rotation()?;
+        let _one_at_a_time = rotation.lock.lock().await;
+        let ca = self.issuance.ca();
+        if let Some((next, at)) = ca.next_root() {
+            return Err(ApiError::conflict(format!(
+                "a root rotation is under way: root {} takes over at {}",
+                next.key_id(),
+                rfc3339::format(at)
+            )));
+        }
+        if let Some(previous) = ca.previous_roots().next() {
+            return Err(ApiError::conflict(format!(
+                "a root rotation is under way: the previous root {} stays in the bundle until \
+                 no live certificate chains to it",
+                previous.key_id()
+            )));
+        }
+        let added = self
+            .issuance
+            .add_root(&rotation.settings, delay, actor, |crls| {
+                self.crls.post(crls)
+            })
+            .await
+            .map_err(ApiError::internal)?;
+        rotation.schedule.notify_one();
+        Ok(added)
+    }
+
+    /// Puts the next root in force, with a new issuing CA living
+    /// `lifetime`, and has the server take a certificate under it.
+    ///
+    /// # Errors
+    ///
+    /// As [`AppState::add_root`].
+    pub async fn activate_next_root(
+        &self,
+        lifetime: Duration,
+        actor: &str,
+    ) -> Result<RootActivation, ApiError> {
+        let rotation = self.rotation()?;
+        let _one_at_a_time = rotation.lock.lock().await;
+        let activated = self
+            .issuance
+            .activate_root(&rotation.settings, lifetime, actor, |crls| {
+                self.crls.post(crls);
+            })
+            .await
+            .map_err(ApiError::internal)?;
+        rotation.server_identity.notify_one();
+        Ok(activated)
+    }
+
+    /// Stops trusting the previous root `key_id`. Returns the bundle's new
+    /// sequence.
+    ///
+    /// # Errors
+    ///
+    /// As [`AppState::add_root`].
+    pub async fn drop_previous_root(&self, key_id: &str, actor: &str) -> Result<u64, ApiError> {
+        let rotation = self.rotation()?;
+        let _one_at_a_time = rotation.lock.lock().await;
+        self.issuance
+            .drop_root(&rotation.settings, key_id, actor)
+            .await
+            .map_err(ApiError::internal)
+    }
+
+    /// Resolves when a root rotation begins (never on a server that cannot
+    /// rotate).
+    pub async fn root_rotation_started(&self) {
+        match self.rotation.as_ref() {
+            Some(rotation) => rotation.schedule.notified().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Notified when the server must take a new certificate (a new root
+    /// took over).
+    pub fn server_identity_refresh(&self) -> Option<Arc<Notify>> {
+        self.rotation
+            .as_ref()
+            .map(|rotation| Arc::clone(&rotation.server_identity))
+    }
+}
