@@ -133,9 +133,20 @@ impl AppState {
             .map_err(ApiError::internal)
     }
 
-    /// Resolves when a root rotation begins (never on a server that cannot
-    /// rotate).
-    pub async fn root_rotation_started(&self) {
+    /// Has the rotation schedule check again now, if a previous root
+    /// waits for its last certificates to go.
+    pub(super) fn wake_rotation_schedule(&self) {
+        if let Some(rotation) = &self.rotation
+            && self.issuance.ca().previous_roots().next().is_some()
+        {
+            rotation.schedule.notify_one();
+        }
+    }
+
+    /// Resolves when the rotation schedule should check again at once: a
+    /// root rotation began, or a revocation may have freed a previous
+    /// root (never on a server that cannot rotate).
+    pub async fn rotation_schedule_woken(&self) {
         match self.rotation.as_ref() {
             Some(rotation) => rotation.schedule.notified().await,
             None => std::future::pending().await,

@@ -111,6 +111,8 @@ pub(super) async fn revoke(
     state.crls.post(crls);
     if changed {
         state.metrics.revoked(serials.len());
+        // What it revoked may have been all that kept a previous root.
+        state.wake_rotation_schedule();
     }
     let revoked: Vec<String> = serials.iter().map(Serial::to_string).collect();
     tracing::info!(admin = %admin.spiffe_id(), %subject, %reason, revoked = ?revoked, action);

@@ -1,6 +1,6 @@
 //! The CAs rotate by themselves. The schedule is checked at start, every
-//! minute, when a root rotation begins, and when one of its steps falls
-//! due:
+//! minute, when a root rotation begins, after a revocation while a
+//! previous root is kept, and when one of its steps falls due:
 //!
 //! - once less than `rotate_before` of the issuing CA's life is left, a
 //!   successor living `issuing_ttl` takes over. It is the same rotation as
@@ -52,18 +52,20 @@ pub(super) fn spawn(state: AppState, schedule: RotationSchedule) {
             let wait = check(&state, schedule).await;
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
-                () = state.root_rotation_started() => {}
+                () = state.rotation_schedule_woken() => {}
             }
         }
     });
 }
 
 /// Takes every step that is due; returns how long to wait before the
-/// next check.
+/// next check: none after a step was taken, since the CA it judged by
+/// has changed.
 async fn check(state: &AppState, schedule: RotationSchedule) -> Duration {
     let now = OffsetDateTime::now_utc();
     let ca = state.issuance.ca();
     let mut wait = CHECK_EVERY;
+    let mut acted = false;
     let mut until = |when: OffsetDateTime| {
         let left = Duration::try_from(when - now).unwrap_or(Duration::ZERO);
         wait = wait.min(left.max(Duration::from_secs(1)));
@@ -75,11 +77,14 @@ async fn check(state: &AppState, schedule: RotationSchedule) -> Duration {
             revoke_current: false,
         };
         match state.rotate_issuing_ca(request, SCHEDULER_ACTOR, &by).await {
-            Ok(done) => tracing::info!(
-                issuing = %done.issuing_key_id,
-                retired = %done.retired_key_id,
-                "ca.rotate: the issuing CA was due"
-            ),
+            Ok(done) => {
+                acted = true;
+                tracing::info!(
+                    issuing = %done.issuing_key_id,
+                    retired = %done.retired_key_id,
+                    "ca.rotate: the issuing CA was due"
+                );
+            }
             Err(error) => tracing::warn!(
                 ?error,
                 "the issuing CA is due for rotation, which failed; retrying in a minute"
@@ -96,11 +101,14 @@ async fn check(state: &AppState, schedule: RotationSchedule) -> Duration {
             .add_root(schedule.root_activation_delay, SCHEDULER_ACTOR)
             .await
         {
-            Ok(added) => tracing::info!(
-                root = %added.root.key_id(),
-                activate_at = %crate::rfc3339::format(added.activate_at),
-                "ca.root.add: the root was due"
-            ),
+            Ok(added) => {
+                acted = true;
+                tracing::info!(
+                    root = %added.root.key_id(),
+                    activate_at = %crate::rfc3339::format(added.activate_at),
+                    "ca.root.add: the root was due"
+                );
+            }
             Err(error) => tracing::warn!(?error, "adding a new root failed; retrying in a minute"),
         }
     }
@@ -110,11 +118,14 @@ async fn check(state: &AppState, schedule: RotationSchedule) -> Duration {
                 .activate_next_root(schedule.issuing_ttl, SCHEDULER_ACTOR)
                 .await
             {
-                Ok(done) => tracing::info!(
-                    root = %done.root_key_id,
-                    issuing = %done.rotation.issuing_key_id,
-                    "ca.root.activate: the next root took over"
-                ),
+                Ok(done) => {
+                    acted = true;
+                    tracing::info!(
+                        root = %done.root_key_id,
+                        issuing = %done.rotation.issuing_key_id,
+                        "ca.root.activate: the next root took over"
+                    );
+                }
                 Err(error) => tracing::warn!(
                     ?error,
                     root = %next.key_id(),
@@ -128,19 +139,29 @@ async fn check(state: &AppState, schedule: RotationSchedule) -> Duration {
     for previous in ca.previous_roots() {
         let key_id = previous.key_id();
         match state.issuance.previous_root_needed_until(key_id).await {
-            Ok(Some(needed_until)) => until(needed_until),
-            Ok(None) => match state.drop_previous_root(key_id, SCHEDULER_ACTOR).await {
-                Ok(sequence) => tracing::info!(
+            Ok(Some(needed_until)) => {
+                tracing::debug!(
                     root = %key_id,
-                    spiffe_sequence = sequence,
-                    "ca.root.drop: no live certificate chains to the previous root"
-                ),
+                    until = %crate::rfc3339::format(needed_until),
+                    "live certificates still chain to the previous root"
+                );
+                until(needed_until);
+            }
+            Ok(None) => match state.drop_previous_root(key_id, SCHEDULER_ACTOR).await {
+                Ok(sequence) => {
+                    acted = true;
+                    tracing::info!(
+                        root = %key_id,
+                        spiffe_sequence = sequence,
+                        "ca.root.drop: no live certificate chains to the previous root"
+                    );
+                }
                 Err(error) => tracing::warn!(?error, root = %key_id, "dropping a root failed"),
             },
             Err(error) => tracing::warn!(?error, root = %key_id, "reading the store failed"),
         }
     }
-    wait
+    if acted { Duration::ZERO } else { wait }
 }
 
 #[cfg(test)]

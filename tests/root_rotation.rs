@@ -1,0 +1,299 @@
+//! `sigil ca root rotate`: a new root joins the bundle beside the old one,
+//! then signs the issuing CA; leaves of both roots verify with OpenSSL and
+//! `sigil-verifier` against the bundle and the CRLs meanwhile. Bad
+//! requests change nothing, and a root added to a stopped, encrypted CA
+//! survives restarts and takes over when due. (The whole rotation under
+//! load, through the old root's departure, is `tests/fleet_rotation.rs`.)
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::*;
+use serde_json::{Value, json};
+
+/// An SVID and its key, as an agent holds them.
+struct Held {
+    chain_pem: String,
+    key_pem: String,
+}
+
+fn attest(server: &Server, spiffe_id: &str) -> Held {
+    let (key, csr) = p256_csr();
+    let response = server.redeem(&server.token(spiffe_id), &csr);
+    assert_eq!(response.status, 200);
+    let body: Value = response.json().unwrap();
+    Held {
+        chain_pem: body["cert_chain_pem"].as_str().unwrap().to_owned(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
+fn status(server: &Server) -> Value {
+    block_on(server.admin().get("/admin/v1/status"))
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+fn keys_of<'a>(status: &'a Value, role: &str) -> Vec<&'a str> {
+    status["issuers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|issuer| issuer["role"] == role)
+        .map(|issuer| issuer["key_id"].as_str().unwrap())
+        .collect()
+}
+
+fn wait_until_active(server: &Server, root: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while keys_of(&status(server), "root") != [root] {
+        assert!(Instant::now() < deadline, "{:#}", status(server));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The subject DN of the CA that signed a chain's issuing CA, and the
+/// subject DN of a root, both DER.
+fn issuing_ca_issuer(chain_pem: &str) -> Vec<u8> {
+    let issuing = chain_der(chain_pem).remove(1);
+    let (_, cert) = x509_parser::parse_x509_certificate(&issuing).unwrap();
+    cert.issuer().as_raw().to_vec()
+}
+
+fn subject(der: &[u8]) -> Vec<u8> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    cert.subject().as_raw().to_vec()
+}
+
+#[test]
+fn a_new_root_joins_the_bundle_then_signs_the_issuing_ca_and_both_roots_leaves_verify() {
+    let dir = DataDir::init();
+    let mut server = dir.start();
+    let veteran = attest(&server, "spiffe://example.org/agents/veteran");
+    let before = status(&server);
+    assert_eq!(before["spiffe_sequence"], 1);
+
+    // Bad requests are refused, and change nothing.
+    let admin = server.admin();
+    for (body, expected) in [
+        (json!({"activate_after_seconds": 31_536_001u64}), "365 days"),
+        (json!({"activate_after": 5}), "unknown field"),
+        (
+            json!({"activate_after_seconds": -1}),
+            "expected u64",
+        ),
+    ] {
+        let refused = block_on(admin.post_json("/admin/v1/ca/root/rotate", &body)).unwrap();
+        assert_error(&refused, 400, "invalid_request");
+        let message = String::from_utf8_lossy(&refused.body).into_owned();
+        assert!(message.contains(expected), "{message}");
+    }
+    let too_long = sigil(&[
+        "ca",
+        "root",
+        "rotate",
+        "--activate-after",
+        "366d",
+        "--data-dir",
+        dir.arg(),
+    ]);
+    assert!(!too_long.status.success());
+    assert!(stderr(&too_long).contains("365d"), "{}", stderr(&too_long));
+    assert_eq!(status(&server)["issuers"], before["issuers"]);
+    assert!(!dir.file("ca/roots.json").exists());
+
+    // Step 1: both roots in every form of the bundle.
+    let rotated = sigil(&[
+        "ca",
+        "root",
+        "rotate",
+        "--activate-after",
+        "3s",
+        "--data-dir",
+        dir.arg(),
+    ]);
+    assert!(rotated.status.success(), "{}", stderr(&rotated));
+    let fingerprint = stdout(&rotated).trim().to_owned();
+    assert!(
+        stderr(&rotated).contains("takes over at"),
+        "{}",
+        stderr(&rotated)
+    );
+    // The test's clients trust the data dir's bundle, which now holds both
+    // roots: the server's own certificate moves to the new root's chain at
+    // step 2.
+    server.bundle_pem = dir.read("bundle.pem");
+    let added = status(&server);
+    assert_eq!(added["spiffe_sequence"], 2);
+    let old_root = keys_of(&added, "root")[0].to_owned();
+    let new_root = keys_of(&added, "next_root")[0].to_owned();
+    let next = added["issuers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|issuer| issuer["role"] == "next_root")
+        .unwrap();
+    assert_eq!(next["fingerprint"], fingerprint.as_str());
+    assert!(next["activates_at"].is_string());
+    assert_eq!(keys_of(&added, "issuing"), keys_of(&before, "issuing"));
+
+    let bundle = block_on(server.anonymous().get("/v1/bundle")).unwrap();
+    assert_eq!(bundle.headers["sigil-bundle-sequence"], "2");
+    let roots = chain_der(std::str::from_utf8(&bundle.body).unwrap());
+    assert_eq!(roots.len(), 2);
+    assert_eq!(chain_der(&dir.read("bundle.pem")), roots);
+    assert!(
+        roots
+            .iter()
+            .any(|der| sigil::ca::fingerprint(der) == fingerprint)
+    );
+    let spiffe: Value = block_on(server.anonymous().get("/v1/bundle.spiffe"))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(spiffe["spiffe_sequence"], 2);
+    let mut authorities = Vec::new();
+    for key in spiffe["keys"].as_array().unwrap() {
+        let x5c = key["x5c"][0].as_str().unwrap();
+        authorities.extend(
+            base64::engine::general_purpose::STANDARD
+                .decode(x5c)
+                .unwrap(),
+        );
+    }
+    let parsed = spiffe::X509Bundle::parse_from_der(
+        spiffe::TrustDomain::new("example.org").unwrap(),
+        &authorities,
+    )
+    .unwrap();
+    assert_eq!(parsed.authorities().len(), 2);
+    let crls = block_on(server.anonymous().get(&format!("/v1/crl/{new_root}"))).unwrap();
+    assert_eq!(crls.status, 200, "the new root publishes its CRL at once");
+
+    // One root rotation at a time.
+    let again = sigil(&["ca", "root", "rotate", "--data-dir", dir.arg()]);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("under way"), "{}", stderr(&again));
+    let conflict = block_on(admin.post_json("/admin/v1/ca/root/rotate", &json!({}))).unwrap();
+    assert_error(&conflict, 409, "conflict");
+    assert_eq!(status(&server)["spiffe_sequence"], 2);
+    let text = sigil(&["status", "--data-dir", dir.arg()]);
+    assert!(stdout(&text).contains("next root CA"), "{}", stdout(&text));
+    assert!(stdout(&text).contains(&fingerprint), "{}", stdout(&text));
+    assert!(
+        stdout(&text).contains("spiffe_sequence 2"),
+        "{}",
+        stdout(&text)
+    );
+
+    // Step 2: the new root signs the issuing CA; the old root stays.
+    wait_until_active(&server, &new_root);
+    let activated = status(&server);
+    assert_eq!(keys_of(&activated, "previous_root"), [old_root.as_str()]);
+    assert_eq!(activated["spiffe_sequence"], 2, "the bundle did not change");
+    let new_root_der = roots
+        .iter()
+        .find(|der| sigil::ca::fingerprint(der) == fingerprint)
+        .unwrap();
+    let newcomer = attest(&server, "spiffe://example.org/agents/newcomer");
+    assert_eq!(
+        issuing_ca_issuer(&newcomer.chain_pem),
+        subject(new_root_der)
+    );
+    // A leaf of the old root renews into the new root's chain.
+    let (_, csr) = p256_csr();
+    let renewed = block_on(
+        server
+            .client_as(&veteran.chain_pem, &veteran.key_pem)
+            .post_json("/v1/renew", &json!({"csr": csr})),
+    )
+    .unwrap();
+    assert_eq!(
+        renewed.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&renewed.body)
+    );
+    let renewed: Value = renewed.json().unwrap();
+    let renewed_chain = renewed["cert_chain_pem"].as_str().unwrap();
+    assert_eq!(issuing_ca_issuer(renewed_chain), subject(new_root_der));
+
+    // Both roots' leaves verify with OpenSSL and sigil-verifier, against
+    // the bundle and every CRL the CA serves.
+    let crls = block_on(server.anonymous().get("/v1/crls")).unwrap();
+    assert_eq!(crls.status, 200);
+    for chain in [&veteran.chain_pem, &newcomer.chain_pem] {
+        let (passed, said) = openssl_verify_chain(&dir, chain, &crls.body);
+        assert!(passed, "{said}");
+        sigil_verifier_verdict(&dir.read("bundle.pem"), &crls.body, chain).unwrap();
+    }
+}
+
+#[test]
+fn a_root_added_to_a_stopped_encrypted_ca_survives_restarts_and_takes_over_when_due() {
+    let temp = tempfile::tempdir().unwrap();
+    let pass = temp.path().join("ca.pass");
+    std::fs::write(&pass, "root rotation passphrase\n").unwrap();
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let pass_arg = pass.to_str().unwrap().to_owned();
+    let dir = DataDir::init_in(temp, &["--ca-passphrase-file", &pass_arg]);
+    let rotated = sigil(&[
+        "ca",
+        "root",
+        "rotate",
+        "--offline",
+        "--activate-after",
+        "2s",
+        "--data-dir",
+        dir.arg(),
+        "--ca-passphrase-file",
+        &pass_arg,
+    ]);
+    assert!(rotated.status.success(), "{}", stderr(&rotated));
+    assert!(stderr(&rotated).contains("restart"), "{}", stderr(&rotated));
+    let keys: Vec<_> = std::fs::read_dir(dir.file("ca/roots"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "key"))
+        .collect();
+    assert_eq!(keys.len(), 1);
+    let serve = |dir: &DataDir| {
+        Server::spawn(
+            &[
+                "serve",
+                "--data-dir",
+                dir.arg(),
+                "--listen",
+                "127.0.0.1:0",
+                "--ca-passphrase-file",
+                &pass_arg,
+            ],
+            dir.path.clone(),
+        )
+    };
+    let mut server = serve(&dir);
+    server.bundle_pem = dir.read("bundle.pem");
+    let new_root = keys_of(&status(&server), "next_root")[0].to_owned();
+    wait_until_active(&server, &new_root);
+    attest(&server, "spiffe://example.org/agents/sealed");
+    drop(server);
+    for key in [keys[0].clone(), dir.file("ca/issuing.key")] {
+        let text = std::fs::read_to_string(&key).unwrap();
+        assert!(
+            text.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
+            "{}",
+            key.display()
+        );
+    }
+    // After a restart the old root is still kept: leaves chain to it.
+    let server = serve(&dir);
+    let after = status(&server);
+    assert_eq!(keys_of(&after, "root"), [new_root.as_str()]);
+    assert_eq!(keys_of(&after, "previous_root").len(), 1, "{after:#}");
+    assert_eq!(after["spiffe_sequence"], 2);
+}
