@@ -80,6 +80,20 @@ impl CrlBoard {
         });
     }
 
+    /// Stops publishing the CRLs of issuers `keep` refuses: CAs whose last
+    /// leaf has expired, or a root rotation dropped.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        self.current.send_if_modified(|current| {
+            if current.by_issuer.keys().all(|key_id| keep(key_id)) {
+                return false;
+            }
+            let mut next = (**current).clone();
+            next.by_issuer.retain(|key_id, _| keep(key_id));
+            *current = Arc::new(next);
+            true
+        });
+    }
+
     /// Waits until the highest CRL number exceeds `after`, and returns that
     /// snapshot; returns at once if it already does.
     pub async fn newer_than(&self, after: u64) -> Arc<CrlSet> {
@@ -123,6 +137,19 @@ mod tests {
         board.post([crl("a", 4)]);
         assert_eq!(board.snapshot().get("a").map(|c| c.number), Some(4));
         assert_eq!(board.snapshot().highest(), 4);
+    }
+
+    #[test]
+    fn retain_stops_publishing_the_crls_of_issuers_gone() {
+        let board = CrlBoard::default();
+        board.post([crl("a", 1), crl("b", 2), crl("c", 3)]);
+        board.retain(|key_id| key_id != "b");
+        let shown: Vec<String> = board
+            .snapshot()
+            .iter()
+            .map(|crl| crl.issuer_key_id.clone())
+            .collect();
+        assert_eq!(shown, ["a", "c"]);
     }
 
     #[tokio::test]

@@ -80,6 +80,9 @@ pub struct Metrics {
     crl_number: Family<IssuerLabels, FloatGauge>,
     crl_age: Family<IssuerLabels, FloatGauge>,
     ca_expiry: Family<CaLabels, FloatGauge>,
+    /// One render at a time: each clears the state gauges and sets them
+    /// again, so that CAs and CRLs gone since the last one disappear.
+    render: std::sync::Mutex<()>,
 }
 
 impl Default for Metrics {
@@ -176,6 +179,7 @@ impl Metrics {
             crl_number,
             crl_age,
             ca_expiry,
+            render: std::sync::Mutex::new(()),
         }
     }
 
@@ -226,6 +230,14 @@ impl Metrics {
     /// The metrics as Prometheus text, with the state gauges set from the
     /// CA and the CRLs being served at `now`.
     pub fn render(&self, ca: &CertificateAuthority, crls: &CrlSet, now: OffsetDateTime) -> String {
+        // A panicked render left nothing half-done that matters here.
+        let _one_at_a_time = self
+            .render
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.ca_expiry.clear();
+        self.crl_number.clear();
+        self.crl_age.clear();
         for (role, certificate) in ca.certificates_by_role() {
             self.ca_expiry
                 .get_or_create(&CaLabels {
@@ -292,6 +304,41 @@ mod tests {
             "# EOF",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn cas_and_crls_gone_since_the_last_render_disappear_from_the_next() {
+        let generate = || {
+            let files = crate::ca::CaFiles::generate(
+                &"example.org".parse().unwrap(),
+                crate::ca::KeyType::P256,
+                crate::ca::DEFAULT_ISSUING_LIFETIME,
+                OffsetDateTime::now_utc(),
+            )
+            .unwrap();
+            CertificateAuthority::load(&files, "https://localhost").unwrap()
+        };
+        let (before, after) = (generate(), generate());
+        let board = crate::crl_board::CrlBoard::default();
+        let now = OffsetDateTime::now_utc();
+        board.post([crate::revocation::SignedCrl {
+            issuer_key_id: before.root().key_id().to_owned(),
+            number: 7,
+            this_update: now,
+            next_update: now,
+            der: Vec::new(),
+        }]);
+        let metrics = Metrics::new();
+        let first = metrics.render(&before, &board.snapshot(), now);
+        assert!(first.contains(before.issuing().key_id()), "{first}");
+        assert!(first.contains("sigil_crl_number"), "{first}");
+        board.retain(|_| false);
+        let second = metrics.render(&after, &board.snapshot(), now);
+        assert!(second.contains(after.issuing().key_id()), "{second}");
+        for gone in [before.root().key_id(), before.issuing().key_id()] {
+            assert!(!second.contains(gone), "{gone} still in:\n{second}");
         }
     }
 }

@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 use sigil_agent::{Agent, Event};
 use sigil_verifier::{PeerIdentity, Policy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use x509_parser::prelude::FromDer;
 
 const CLIENTS: usize = 3;
 const ECHO_ID: &str = "spiffe://example.org/tools/echo";
@@ -344,6 +345,27 @@ fn the_fleet_sees_no_failed_handshake_through_scheduled_forced_and_root_rotation
     assert_eq!(served.len(), 1);
     let new_root_der = &served[0];
     assert_eq!(sigil::ca::fingerprint(new_root_der), new_fingerprint);
+    // The old root's CRL, and those of the issuing CAs it signed, are no
+    // longer served.
+    let crls = block_on(server.anonymous().get("/v1/crls")).unwrap();
+    let issuers: Vec<Vec<u8>> = pem::parse_many(&crls.body)
+        .unwrap()
+        .iter()
+        .map(|crl| {
+            let (_, parsed) =
+                x509_parser::revocation_list::CertificateRevocationList::from_der(crl.contents())
+                    .unwrap();
+            parsed.issuer().as_raw().to_vec()
+        })
+        .collect();
+    let new_root_subject = x509_parser::parse_x509_certificate(new_root_der)
+        .unwrap()
+        .1
+        .subject()
+        .as_raw()
+        .to_vec();
+    assert_eq!(issuers.len(), 2, "the new root's and its issuing CA's");
+    assert!(issuers.contains(&new_root_subject));
     for agent in clients.iter().chain(std::iter::once(&echo)) {
         let chain = agent.svid().chain().to_vec();
         let issuer = x509_parser::parse_x509_certificate(&chain[1]).unwrap().1;

@@ -83,10 +83,7 @@ fn a_new_root_joins_the_bundle_then_signs_the_issuing_ca_and_both_roots_leaves_v
     for (body, expected) in [
         (json!({"activate_after_seconds": 31_536_001u64}), "365 days"),
         (json!({"activate_after": 5}), "unknown field"),
-        (
-            json!({"activate_after_seconds": -1}),
-            "expected u64",
-        ),
+        (json!({"activate_after_seconds": -1}), "expected u64"),
     ] {
         let refused = block_on(admin.post_json("/admin/v1/ca/root/rotate", &body)).unwrap();
         assert_error(&refused, 400, "invalid_request");

@@ -118,8 +118,8 @@ impl AppState {
         Ok(activated)
     }
 
-    /// Stops trusting the previous root `key_id`. Returns the bundle's new
-    /// sequence.
+    /// Stops trusting the previous root `key_id`, and publishing its CRLs.
+    /// Returns the bundle's new sequence.
     ///
     /// # Errors
     ///
@@ -127,10 +127,16 @@ impl AppState {
     pub async fn drop_previous_root(&self, key_id: &str, actor: &str) -> Result<u64, ApiError> {
         let rotation = self.rotation()?;
         let _one_at_a_time = rotation.lock.lock().await;
-        self.issuance
+        let sequence = self
+            .issuance
             .drop_root(&rotation.settings, key_id, actor)
             .await
-            .map_err(ApiError::internal)
+            .map_err(ApiError::internal)?;
+        // Its CRLs, and those of the issuing CAs it signed, go at once.
+        let (ca, now) = (self.issuance.ca(), time::OffsetDateTime::now_utc());
+        self.crls
+            .retain(|issuer| !ca.crl_no_longer_needed(issuer, now));
+        Ok(sequence)
     }
 
     /// Has the rotation schedule check again now, if a previous root

@@ -157,6 +157,8 @@ pub struct CertificateAuthority {
     roots_state: RootsState,
     /// Every trusted root as a trust anchor, computed once.
     anchors: Vec<TrustAnchor<'static>>,
+    /// The key ids of dropped roots and of the issuing CAs they signed.
+    gone: Vec<String>,
     /// Issuing CAs rotated out: they sign no leaf, but their CRLs are
     /// re-signed and their leaves verified until those expire.
     retired: Vec<(CaCertificate, Issuer<'static, CaKey>)>,
@@ -270,12 +272,17 @@ impl CertificateAuthority {
             issuing.key_id
         );
         let mut retired = Vec::new();
+        let mut gone = files.roots_state().dropped.clone();
         for (cert_pem, key_pem) in files.retired() {
             let certificate =
                 CaCertificate::from_pem(cert_pem).context("retired issuing CA certificate")?;
             // A rotation cut short leaves a copy of the active CA here, and
             // a dropped root takes the issuing CAs it signed with it.
-            if certificate.key_id == issuing.key_id || !trusted(&certificate) {
+            if certificate.key_id == issuing.key_id {
+                continue;
+            }
+            if !trusted(&certificate) {
+                gone.push(certificate.key_id);
                 continue;
             }
             let signer = signing_issuer(&certificate, cert_pem, key_pem)
@@ -303,6 +310,7 @@ impl CertificateAuthority {
             other_roots,
             roots_state: files.roots_state().clone(),
             anchors,
+            gone,
             retired,
             intermediates,
             crl_url_base: format!("{}/v1/crl/", public_url.trim_end_matches('/')),
@@ -352,6 +360,30 @@ impl CertificateAuthority {
         self.roots()
             .skip(1)
             .filter(move |root| Some(root.key_id.as_str()) != next)
+    }
+
+    /// The key ids of the CAs that publish a CRL at `now`: the issuing CA,
+    /// the retired ones until they expire (when their last leaf has), and
+    /// every trusted root.
+    pub fn crl_issuers(&self, now: OffsetDateTime) -> Vec<&str> {
+        let retired = self
+            .retired()
+            .filter(move |retired| retired.not_after > now)
+            .map(CaCertificate::key_id);
+        std::iter::once(self.issuing.key_id())
+            .chain(retired)
+            .chain(self.roots().map(CaCertificate::key_id))
+            .collect()
+    }
+
+    /// Whether no leaf chains to the CA `key_id` any more at `now`, so
+    /// that its CRL need not be published: a root a rotation dropped, an
+    /// issuing CA it took with it, or a retired issuing CA that has expired.
+    pub fn crl_no_longer_needed(&self, key_id: &str, now: OffsetDateTime) -> bool {
+        self.gone.iter().any(|gone| gone == key_id)
+            || self
+                .retired()
+                .any(|retired| retired.key_id == key_id && retired.not_after <= now)
     }
 
     /// Every CA certificate with its role: `root` (active), `next_root`,

@@ -49,21 +49,21 @@ async fn refresh_due(
 ) -> anyhow::Result<()> {
     let store = issuance.store();
     let ca = issuance.ca();
-    let current = store.current_crls().await?;
-    board.post(current.iter().cloned());
     let now = OffsetDateTime::now_utc();
-    // A retired issuer's CRL is kept until its last leaf has expired, which
-    // is at the latest when the issuer itself does.
-    let retired = ca
-        .retired()
-        .filter(|issuer| issuer.not_after() > now)
-        .map(|issuer| issuer.key_id());
+    let key_ids = ca.crl_issuers(now);
+    let current = store.current_crls().await?;
+    // Not the CRLs of CAs no leaf chains to any more. (Only those known to
+    // be gone: a CA a concurrent rotation has just made is not in `ca`.)
+    let needed = |key_id: &str| !ca.crl_no_longer_needed(key_id, now);
+    board.post(
+        current
+            .iter()
+            .filter(|crl| needed(&crl.issuer_key_id))
+            .cloned(),
+    );
+    board.retain(needed);
     let roots: Vec<&str> = ca.roots().map(|root| root.key_id()).collect();
-    let key_ids: Vec<&str> = std::iter::once(ca.issuing().key_id())
-        .chain(retired)
-        .chain(roots.iter().copied())
-        .collect();
-    for key_id in key_ids {
+    for key_id in key_ids.iter().copied() {
         let Some(validity) = ca.crl_validity(key_id) else {
             continue;
         };
