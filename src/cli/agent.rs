@@ -276,6 +276,7 @@ fn explain(error: sigil_agent::Error, args: &AgentArgs) -> anyhow::Error {
             status,
             code,
             message,
+            ..
         } if code == "invalid_attestation" => match jwt {
             Some((path, attestor)) => anyhow!(
                 "the CA's attestor {attestor} refused the JWT in {} ({status} {code}): \

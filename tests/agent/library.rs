@@ -284,3 +284,31 @@ fn concurrent_renewals_are_serialised_and_never_fork_the_identity() {
         agent.renew_now().await.unwrap();
     });
 }
+
+#[test]
+fn a_rate_limited_renewal_carries_the_cas_retry_after() {
+    let dir = DataDir::init();
+    // One renewal, then one every 20 s per address.
+    let server = dir.start_with(&["--renewal-limit", "0.05", "--renewal-burst", "1"]);
+    let token = server.token(AGENT_ID);
+    runtime().block_on(async {
+        let agent = Agent::builder(&server.url)
+            .fingerprint(&dir.fingerprint)
+            .join_token(&token)
+            .start()
+            .await
+            .unwrap();
+        agent.renew_now().await.unwrap();
+        let error = agent.renew_now().await.unwrap_err();
+        assert!(error.is_transient(), "{error}");
+        let asked = error.retry_after().expect("a Retry-After");
+        assert!(
+            (Duration::from_secs(10)..=Duration::from_secs(20)).contains(&asked),
+            "{asked:?}"
+        );
+        assert!(
+            matches!(error, Error::Refused { status: 429, .. }),
+            "{error}"
+        );
+    });
+}

@@ -18,6 +18,9 @@ pub enum Error {
         code: String,
         /// The CA's message.
         message: String,
+        /// How long the CA asked to wait before trying again (its
+        /// `Retry-After`, on a 429 or 503).
+        retry_after: Option<std::time::Duration>,
     },
     /// The identity is revoked or banned: renewing is over. An operator
     /// must lift the ban and hand out a new join token.
@@ -66,6 +69,14 @@ impl Error {
             }
             Self::Io { .. } | Self::Answer(_) | Self::Key(_) => true,
             _ => false,
+        }
+    }
+
+    /// How long the CA asked to wait before the next attempt, if it did.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Refused { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 

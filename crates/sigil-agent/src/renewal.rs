@@ -232,15 +232,8 @@ impl Inner {
                             continue;
                         }
                     }
-                    // Spread a fleet's retries; try once more before expiry
-                    // (after it, only a new attestation helps: back off).
                     let jittered = backoff.mul_f64(0.5 + 0.5 * jitter());
-                    let wait = match left.is_zero() {
-                        true => jittered,
-                        false => jittered
-                            .min(left.mul_f64(0.5))
-                            .max(Duration::from_millis(100)),
-                    };
+                    let wait = retry_wait(jittered, left, error.retry_after());
                     let _ = self.events.send(Event::RenewalFailed {
                         error: error.to_string(),
                         retry_in: wait,
@@ -250,6 +243,23 @@ impl Inner {
                 }
             }
         }
+    }
+}
+
+/// The wait before retrying a failed renewal: the backoff, which spreads
+/// a fleet's retries, cut so that one more try comes before expiry (after
+/// it, only a new attestation helps: back off); but no sooner than the CA
+/// asked (`Retry-After`) while that still leaves time before expiry.
+fn retry_wait(jittered: Duration, left: Duration, retry_after: Option<Duration>) -> Duration {
+    if left.is_zero() {
+        return jittered.max(retry_after.unwrap_or_default());
+    }
+    let wait = jittered
+        .min(left.mul_f64(0.5))
+        .max(Duration::from_millis(100));
+    match retry_after {
+        Some(asked) if asked < left => wait.max(asked),
+        _ => wait,
     }
 }
 
@@ -287,5 +297,34 @@ fn jitter() -> f64 {
     match ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes) {
         Ok(()) => f64::from(u32::from_be_bytes(bytes)) / (f64::from(u32::MAX) + 1.0),
         Err(_) => 0.5,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_retry_waits_as_long_as_the_ca_asked_while_that_leaves_time_before_expiry() {
+        // No Retry-After: the backoff, cut to half the time left.
+        assert_eq!(retry_wait(2 * SECOND, 60 * SECOND, None), 2 * SECOND);
+        assert_eq!(retry_wait(40 * SECOND, 60 * SECOND, None), 30 * SECOND);
+        // The CA asked for longer than the backoff: it gets it.
+        assert_eq!(
+            retry_wait(2 * SECOND, 60 * SECOND, Some(10 * SECOND)),
+            10 * SECOND
+        );
+        // Not past expiry, where only one last try before it helps.
+        assert_eq!(
+            retry_wait(2 * SECOND, 5 * SECOND, Some(10 * SECOND)),
+            2 * SECOND
+        );
+        // Expired already: back off, and no sooner than asked.
+        assert_eq!(
+            retry_wait(2 * SECOND, Duration::ZERO, Some(10 * SECOND)),
+            10 * SECOND
+        );
     }
 }

@@ -73,6 +73,24 @@ impl Requests<'_> {
     }
 }
 
+/// The longest `Retry-After` heeded: a CA (or proxy) asking for more is
+/// retried after this anyway.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// A `Retry-After` in seconds (the form Sigil sends; an HTTP date is
+/// ignored).
+fn retry_after(answer: &CaResponse) -> Option<Duration> {
+    let seconds: u64 = answer
+        .headers
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+}
+
 fn svid_from(answer: CaResponse, key_pem: String) -> Result<Svid, Error> {
     if !answer.status.is_success() {
         let status = answer.status.as_u16();
@@ -90,6 +108,7 @@ fn svid_from(answer: CaResponse, key_pem: String) -> Result<Svid, Error> {
             status,
             code,
             message,
+            retry_after: retry_after(&answer),
         });
     }
     let body: SvidResponse = answer.json().map_err(|e| Error::Answer(format!("{e}")))?;
