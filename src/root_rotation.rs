@@ -8,6 +8,7 @@
 //! next root takes over at its activation time, and the previous root is
 //! dropped once no live leaf chains to it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -49,13 +50,12 @@ impl Issuance {
             now,
         )?;
         drop(files);
-        let ca = settings.load_ca()?;
-        let first_crl = self.first_crl(&ca, added.root.key_id(), now).await?;
         // No leaf chains to the new root yet, so the bundle may show it
         // before its CRL is out; and the CRL, published after, wakes the
         // long polls, whose answers then carry the new bundle sequence.
-        self.replace_ca(ca);
-        publish(vec![first_crl]);
+        let ca = settings.load_ca()?;
+        self.replace_ca(Arc::clone(&ca));
+        publish(vec![self.first_crl(&ca, added.root.key_id(), now).await?]);
         let details = serde_json::json!({
             "root_key_id": added.root.key_id(),
             "fingerprint": added.root.fingerprint(),
@@ -93,10 +93,9 @@ impl Issuance {
             now,
         )?;
         drop(files);
-        let ca = settings.load_ca()?;
         let issuing = &activated.rotation.issuing_key_id;
-        publish(vec![self.first_crl(&ca, issuing, now).await?]);
-        self.replace_ca(ca);
+        self.take_over(settings.load_ca()?, issuing, now, publish)
+            .await?;
         let details = serde_json::json!({
             "root_key_id": activated.root_key_id,
             "previous_root_key_id": activated.previous_root_key_id,
@@ -154,14 +153,40 @@ impl Issuance {
             .await?)
     }
 
+    /// Puts `ca`, just loaded from files a rotation changed, in force once
+    /// the first CRL of its new CA `key_id` has gone to `publish`: a
+    /// relying party must never meet a leaf whose issuer has no CRL yet.
+    /// It is put in force even when the store cannot sign that CRL, or the
+    /// CA in force would no longer match its files (and the schedule would
+    /// retry a step already taken); the CRL re-signer then publishes the
+    /// missing CRL within its next cycle.
+    ///
+    /// # Errors
+    ///
+    /// The CRL could not be signed or recorded.
+    pub(crate) async fn take_over(
+        &self,
+        ca: Arc<CertificateAuthority>,
+        key_id: &str,
+        now: OffsetDateTime,
+        publish: impl Fn(Vec<SignedCrl>),
+    ) -> anyhow::Result<()> {
+        let first_crl = self.first_crl(&ca, key_id, now).await;
+        if let Ok(crl) = &first_crl {
+            publish(vec![crl.clone()]);
+        }
+        self.replace_ca(ca);
+        first_crl.map(drop)
+    }
+
     /// Signs and records the first CRL of a CA of `ca`.
     pub(crate) async fn first_crl(
         &self,
-        ca: &std::sync::Arc<CertificateAuthority>,
+        ca: &Arc<CertificateAuthority>,
         key_id: &str,
         now: OffsetDateTime,
     ) -> anyhow::Result<SignedCrl> {
-        let signer: std::sync::Arc<dyn CrlSigner> = ca.clone();
+        let signer: Arc<dyn CrlSigner> = ca.clone();
         Ok(self
             .store()
             .publish_crl(key_id.to_owned(), now, signer)

@@ -86,10 +86,8 @@ impl Issuance {
         let rotation = rotate_issuing(&settings.dir, &files, passphrase, request.lifetime, now)?;
         drop(files);
         let ca = settings.load_ca()?;
-        publish(vec![
-            self.first_crl(&ca, &rotation.issuing_key_id, now).await?,
-        ]);
-        self.replace_ca(Arc::clone(&ca));
+        self.take_over(Arc::clone(&ca), &rotation.issuing_key_id, now, &publish)
+            .await?;
         self.store()
             .append_audit(vec![AuditEvent::now(
                 actor,

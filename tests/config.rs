@@ -172,6 +172,21 @@ fn bad_values_stop_serve_naming_the_key() {
     write_config(&dir, "max_ttl = \"60d\"\n");
     let error = serve();
     assert!(error.contains("maximum from max_ttl in"), "{error}");
+
+    // Issuing CAs so long-lived that every new root would be due for
+    // rotation at once.
+    write_config(&dir, "");
+    let error = serve_fails(&[
+        "--data-dir",
+        dir.arg(),
+        "--listen",
+        "127.0.0.1:0",
+        "--issuing-ttl",
+        "3650d",
+    ]);
+    for part in ["--issuing-ttl", "half a root's 3650d life"] {
+        assert!(error.contains(part), "{part} missing from: {error}");
+    }
 }
 
 #[test]

@@ -3,13 +3,14 @@
 //! over after `activate_after_seconds`. The rotation schedule takes the
 //! later steps, through the other methods here.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 use super::{Admin, ApiError, AppState, JsonBody};
@@ -114,7 +115,8 @@ impl AppState {
             })
             .await
             .map_err(ApiError::internal)?;
-        rotation.server_identity.notify_one();
+        *lock(&rotation.activated_at) = Some(std::time::Instant::now());
+        rotation.server_identity.refresh.notify_one();
         Ok(activated)
     }
 
@@ -159,11 +161,71 @@ impl AppState {
         }
     }
 
-    /// Notified when the server must take a new certificate (a new root
-    /// took over).
-    pub fn server_identity_refresh(&self) -> Option<Arc<Notify>> {
+    /// How the server's own certificate follows root rotations.
+    pub fn server_identity_hooks(&self) -> Option<ServerIdentityHooks> {
         self.rotation
             .as_ref()
-            .map(|rotation| Arc::clone(&rotation.server_identity))
+            .map(|rotation| rotation.server_identity.clone())
+    }
+
+    /// When the previous root `key_id` may go at the earliest: `None` once
+    /// no live leaf chains to it (see
+    /// `Issuance::previous_root_needed_until`), the server's own
+    /// certificate included, and [`DROP_GRACE`] has passed since the new
+    /// root took over.
+    ///
+    /// # Errors
+    ///
+    /// The store cannot be read, or the server cannot rotate.
+    pub async fn previous_root_needed_until(
+        &self,
+        key_id: &str,
+    ) -> Result<Option<OffsetDateTime>, ApiError> {
+        let rotation = self.rotation()?;
+        let now = OffsetDateTime::now_utc();
+        let activated = *lock(&rotation.activated_at);
+        if let Some(left) = activated.and_then(|at| DROP_GRACE.checked_sub(at.elapsed())) {
+            return Ok(Some(now + left));
+        }
+        let under = self.issuance.ca().issuing_cas_under(key_id);
+        let server_issuer = lock(&rotation.server_identity.issuer).clone();
+        if server_issuer.is_some_and(|issuer| under.contains(&issuer)) {
+            // It takes a new one, retried until it succeeds.
+            return Ok(Some(now + SERVER_IDENTITY_RECHECK));
+        }
+        self.issuance
+            .previous_root_needed_until(key_id)
+            .await
+            .map_err(ApiError::internal)
+    }
+}
+
+/// How long the previous root is kept at least after the next one took
+/// over: a request that signed under the old root just before has long
+/// been recorded by then.
+const DROP_GRACE: Duration = Duration::from_secs(10);
+/// How soon to look again while the server's own certificate still
+/// chains to the previous root.
+const SERVER_IDENTITY_RECHECK: Duration = Duration::from_secs(30);
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// How the server's own certificate follows root rotations: notified to
+/// take a new one when a new root takes over; and the issuing CA of the
+/// one in use, so that the previous root is not dropped under it.
+#[derive(Debug, Clone, Default)]
+pub struct ServerIdentityHooks {
+    /// Notified when the server must take a new certificate.
+    pub refresh: Arc<Notify>,
+    /// The key id of the issuing CA of the server's certificate.
+    pub issuer: Arc<Mutex<Option<String>>>,
+}
+
+impl ServerIdentityHooks {
+    /// Records the issuing CA of the certificate now in use.
+    pub fn set_issuer(&self, key_id: &str) {
+        *lock(&self.issuer) = Some(key_id.to_owned());
     }
 }

@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 mod bundle;
 mod ca_root;
+pub use ca_root::ServerIdentityHooks;
 mod ca_rotate;
 mod client_auth;
 mod crl;
@@ -59,8 +60,11 @@ struct RotationState {
     lock: tokio::sync::Mutex<()>,
     /// Wakes the rotation schedule: a root rotation began.
     schedule: tokio::sync::Notify,
-    /// Has the server take a new certificate: a new root took over.
-    server_identity: Arc<tokio::sync::Notify>,
+    /// Has the server take a new certificate when a new root takes over,
+    /// and knows under which issuing CA the one in use is.
+    server_identity: ServerIdentityHooks,
+    /// When a new root last took over (since this start).
+    activated_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// What the handlers share.
@@ -201,7 +205,8 @@ impl AppState {
                 settings,
                 lock: tokio::sync::Mutex::new(()),
                 schedule: tokio::sync::Notify::new(),
-                server_identity: Arc::new(tokio::sync::Notify::new()),
+                server_identity: ServerIdentityHooks::default(),
+                activated_at: std::sync::Mutex::new(None),
             });
         }
         self

@@ -217,7 +217,7 @@ impl CaFiles {
                 dir.ca_dir().display()
             )
         })?;
-        Ok(Self {
+        let files = Self {
             root_pem,
             root_key_pem,
             issuing_pem,
@@ -225,7 +225,15 @@ impl CaFiles {
             retired,
             other_roots,
             roots,
-        })
+        };
+        // A root rotation writes the bundle after its state: a crash in
+        // between leaves it behind, which local clients would trust.
+        let bundle = files.bundle_pem();
+        if std::fs::read_to_string(dir.bundle()).ok().as_deref() != Some(bundle.as_str()) {
+            datadir::write_public(&dir.bundle(), bundle.as_bytes())
+                .context("writing the trust bundle")?;
+        }
+        Ok(files)
     }
 
     /// Writes the CA files and the trust bundle into a data directory; keys

@@ -439,14 +439,17 @@ impl CertificateAuthority {
         self.roots().map(CaCertificate::pem).collect()
     }
 
-    /// The chain an SVID is served with: the leaf, then the issuing CA.
-    pub fn chain_pem(&self, leaf: &IssuedCertificate) -> String {
-        // The leaf's own issuer: a rotation may have retired it since.
-        let issuer = self
-            .retired()
+    /// The issuing CA of a leaf it signed: the active one, or a retired one
+    /// when a rotation came in between.
+    pub fn issuer_of(&self, leaf: &IssuedCertificate) -> &CaCertificate {
+        self.retired()
             .find(|retired| retired.key_id == leaf.issuer_key_id)
-            .unwrap_or(&self.issuing);
-        format!("{}{}", certificate_pem(&leaf.der), issuer.pem)
+            .unwrap_or(&self.issuing)
+    }
+
+    /// The chain an SVID is served with: the leaf, then its issuing CA.
+    pub fn chain_pem(&self, leaf: &IssuedCertificate) -> String {
+        format!("{}{}", certificate_pem(&leaf.der), self.issuer_of(leaf).pem)
     }
 
     /// Signs an X509-SVID following the Sigil leaf profile. It records

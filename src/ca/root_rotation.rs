@@ -19,7 +19,7 @@
 //! file the state does not know of (step 1 cut short) is ignored.
 
 use anyhow::{Context, anyhow, bail, ensure};
-use rcgen::KeyPair;
+use rcgen::{KeyPair, PublicKeyData};
 use time::OffsetDateTime;
 
 use super::ca_key::CaKey;
@@ -92,9 +92,9 @@ pub fn add_root(
     let trust_domain =
         crate::svid::trust_domain_of_root(active.der()).map_err(anyhow::Error::msg)?;
     // The same algorithm as the root it replaces.
-    let algorithm = KeyPair::from_pem(files.root_key_pem())
-        .context("root CA key")?
-        .algorithm();
+    // (Read as a `CaKey`, whose key bytes are wiped when it drops.)
+    let algorithm =
+        CaKey::new(KeyPair::from_pem(files.root_key_pem()).context("root CA key")?).algorithm();
     let key = CaKey::new(KeyPair::generate_for(algorithm).map_err(|e| anyhow!("root key: {e}"))?);
     let serial = Serial::random().map_err(|_| anyhow!("the random source failed"))?;
     let params = profile::root_params(
@@ -406,5 +406,27 @@ mod tests {
         let ca = load(&dir);
         assert_eq!(ca.roots().count(), 1);
         assert_eq!(ca.bundle_sequence(), 1);
+        // And the bundle local clients trust says so again.
+        assert_eq!(
+            std::fs::read_to_string(dir.bundle()).unwrap(),
+            ca.bundle_pem()
+        );
+    }
+
+    #[test]
+    fn loading_mends_a_bundle_file_that_a_crash_left_behind_the_state() {
+        let (_temp, dir) = initialised();
+        let before = std::fs::read_to_string(dir.bundle()).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let files = CaFiles::read(&dir, None).unwrap();
+        add_root(&dir, &files, None, now, now).unwrap();
+        // The state written, the bundle not.
+        std::fs::write(dir.bundle(), &before).unwrap();
+        let ca = load(&dir);
+        assert_eq!(ca.roots().count(), 2);
+        assert_eq!(
+            std::fs::read_to_string(dir.bundle()).unwrap(),
+            ca.bundle_pem()
+        );
     }
 }

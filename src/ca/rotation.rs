@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use rcgen::{Issuer, KeyPair};
+use rcgen::{Issuer, KeyPair, PublicKeyData};
 use time::OffsetDateTime;
 
 use super::ca_key::CaKey;
@@ -74,9 +74,10 @@ pub(super) fn rotate_issuing_under(
     let root_issuer = Issuer::from_ca_cert_pem(root_pem, root_key)
         .map_err(|e| anyhow!("loading the root CA: {e}"))?;
     // The same algorithm as the CA it replaces.
-    let algorithm = KeyPair::from_pem(files.issuing_key_pem())
-        .context("issuing CA key")?
-        .algorithm();
+    // (Read as a `CaKey`, whose key bytes are wiped when it drops.)
+    let algorithm =
+        CaKey::new(KeyPair::from_pem(files.issuing_key_pem()).context("issuing CA key")?)
+            .algorithm();
     let key =
         CaKey::new(KeyPair::generate_for(algorithm).map_err(|e| anyhow!("issuing key: {e}"))?);
     let serial = Serial::random().map_err(|_| anyhow!("the random source failed"))?;

@@ -328,6 +328,21 @@ impl Settings {
                 root_activation_delay.origin
             );
         }
+        // The root is rotated once it has this much life left: half of a
+        // new root's at most, or each new root would be due at once.
+        let root_rotated_with =
+            issuing_ttl.value + rotate_before.value + root_activation_delay.value;
+        if root_rotated_with > crate::ca::ROOT_LIFETIME / 2 {
+            bail!(
+                "issuing_ttl ({}) + issuing_rotate_before ({}) + root_activation_delay ({}) \
+                 comes to {}d: at most 1825d (half a root's 3650d life) is allowed, or every new \
+                 root would be due for rotation at once",
+                issuing_ttl.origin,
+                rotate_before.origin,
+                root_activation_delay.origin,
+                root_rotated_with.as_secs() / 86_400
+            );
+        }
 
         let connection_defaults = ConnectionLimits::default();
         let total = from.pick_or(

@@ -10,6 +10,8 @@ use rustls::pki_types::CertificateDer;
 use time::OffsetDateTime;
 
 use super::tls::ServerIdentity;
+use crate::api::ServerIdentityHooks;
+use crate::ca::IssuedCertificate;
 use crate::hostname::{Host, HttpsUrl};
 use crate::issuance::Issuance;
 use crate::namespace::Namespace;
@@ -59,36 +61,52 @@ impl ServerNames {
 }
 
 /// Mints the first server SVID and keeps it fresh, minting another at
-/// once when `refresh` is notified (a new root took over).
+/// once when the hooks' `refresh` is notified (a new root took over), and
+/// retrying that every [`RETRY_AFTER`] until it succeeds. The hooks' `issuer`
+/// always names the issuing CA of the certificate in use.
 pub(super) async fn start(
     issuance: Issuance,
     names: ServerNames,
-    refresh: Option<Arc<tokio::sync::Notify>>,
+    hooks: Option<ServerIdentityHooks>,
 ) -> anyhow::Result<Arc<ServerIdentity>> {
-    let (chain, key, not_after) = mint(&issuance, &names).await?;
+    let (chain, key, issued) = mint(&issuance, &names).await?;
     let identity = Arc::new(ServerIdentity::new(chain, key)?);
+    if let Some(hooks) = &hooks {
+        hooks.set_issuer(&issued.issuer_key_id);
+    }
     let renewing = Arc::clone(&identity);
     tokio::spawn(async move {
-        let mut not_after = not_after;
+        let mut not_after = issued.not_after;
+        // A refresh was asked for and has not succeeded yet.
+        let mut refresh_pending = false;
         loop {
             let remaining = (not_after - OffsetDateTime::now_utc()).max(time::Duration::ZERO);
-            let wait = Duration::try_from(remaining / 2).unwrap_or(RETRY_AFTER);
-            let sleep = tokio::time::sleep(wait.max(Duration::from_secs(1)));
-            match &refresh {
-                Some(refresh) => tokio::select! {
+            let wait = match refresh_pending {
+                true => Duration::ZERO,
+                false => Duration::try_from(remaining / 2)
+                    .unwrap_or(RETRY_AFTER)
+                    .max(Duration::from_secs(1)),
+            };
+            let sleep = tokio::time::sleep(wait);
+            match &hooks {
+                Some(hooks) => tokio::select! {
                     () = sleep => {}
-                    () = refresh.notified() => {}
+                    () = hooks.refresh.notified() => refresh_pending = true,
                 },
                 None => sleep.await,
             }
             let renewed = match mint(&issuance, &names).await {
-                Ok((chain, key, next)) => renewing.replace(chain, key).map(|()| next),
+                Ok((chain, key, issued)) => renewing.replace(chain, key).map(|()| issued),
                 Err(error) => Err(error),
             };
             match renewed {
-                Ok(next) => {
-                    tracing::info!(not_after = %crate::rfc3339::format(next), "renewed the server certificate");
-                    not_after = next;
+                Ok(issued) => {
+                    tracing::info!(not_after = %crate::rfc3339::format(issued.not_after), "renewed the server certificate");
+                    not_after = issued.not_after;
+                    refresh_pending = false;
+                    if let Some(hooks) = &hooks {
+                        hooks.set_issuer(&issued.issuer_key_id);
+                    }
                 }
                 Err(error) => {
                     tracing::warn!(error = %format!("{error:#}"), "renewing the server certificate failed");
@@ -103,7 +121,7 @@ pub(super) async fn start(
 async fn mint(
     issuance: &Issuance,
     names: &ServerNames,
-) -> anyhow::Result<(Vec<CertificateDer<'static>>, Vec<u8>, OffsetDateTime)> {
+) -> anyhow::Result<(Vec<CertificateDer<'static>>, Vec<u8>, IssuedCertificate)> {
     let namespace = Namespace::new(issuance.ca().trust_domain());
     let (issued, key) = issuance
         .mint_local(
@@ -115,6 +133,8 @@ async fn mint(
         )
         .await
         .context("minting the server certificate")?;
-    let chain = vec![issued.der.clone(), issuance.ca().issuing().der().clone()];
-    Ok((chain, key.serialize_der(), issued.not_after))
+    // Its own issuer: a rotation may have come in between.
+    let issuer = issuance.ca().issuer_of(&issued).der().clone();
+    let chain = vec![issued.der.clone(), issuer];
+    Ok((chain, key.serialize_der(), issued))
 }

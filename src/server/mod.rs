@@ -136,7 +136,7 @@ pub async fn serve(
         state = state.with_admins(admins)?;
     }
 
-    let server_identity = identity::start(issuance, names, state.server_identity_refresh()).await?;
+    let server_identity = identity::start(issuance, names, state.server_identity_hooks()).await?;
     let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(server_identity)?));
 
     let url = format!("https://{}", reachable(local));

@@ -138,7 +138,7 @@ async fn check(state: &AppState, schedule: RotationSchedule) -> Duration {
     }
     for previous in ca.previous_roots() {
         let key_id = previous.key_id();
-        match state.issuance.previous_root_needed_until(key_id).await {
+        match state.previous_root_needed_until(key_id).await {
             Ok(Some(needed_until)) => {
                 tracing::debug!(
                     root = %key_id,
