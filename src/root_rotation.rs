@@ -55,7 +55,9 @@ impl Issuance {
         // long polls, whose answers then carry the new bundle sequence.
         let ca = settings.load_ca()?;
         self.replace_ca(Arc::clone(&ca));
-        publish(vec![self.first_crl(&ca, added.root.key_id(), now).await?]);
+        publish(vec![
+            self.sign_crl_now(&ca, added.root.key_id(), now).await?,
+        ]);
         let details = serde_json::json!({
             "root_key_id": added.root.key_id(),
             "fingerprint": added.root.fingerprint(),
@@ -171,7 +173,7 @@ impl Issuance {
         now: OffsetDateTime,
         publish: impl Fn(Vec<SignedCrl>),
     ) -> anyhow::Result<()> {
-        let first_crl = self.first_crl(&ca, key_id, now).await;
+        let first_crl = self.sign_crl_now(&ca, key_id, now).await;
         if let Ok(crl) = &first_crl {
             publish(vec![crl.clone()]);
         }
@@ -179,8 +181,9 @@ impl Issuance {
         first_crl.map(drop)
     }
 
-    /// Signs and records the first CRL of a CA of `ca`.
-    pub(crate) async fn first_crl(
+    /// Signs and records a CRL of the CA `key_id` of `ca` now (its first,
+    /// for a new CA).
+    pub(crate) async fn sign_crl_now(
         &self,
         ca: &Arc<CertificateAuthority>,
         key_id: &str,

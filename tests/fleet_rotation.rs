@@ -307,6 +307,22 @@ fn the_fleet_sees_no_failed_handshake_through_scheduled_forced_and_root_rotation
         |s| keys_of(s, "previous_root").is_empty(),
     );
     assert_eq!(dropped["spiffe_sequence"], 3, "{dropped:#}");
+    // Every agent stops trusting the old root by itself, within seconds.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while clients.iter().chain(std::iter::once(&echo)).any(|agent| {
+        agent
+            .trust_source()
+            .bundle_pem()
+            .matches("BEGIN CERTIFICATE")
+            .count()
+            != 1
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "an agent still trusts the dropped root"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(
         keys_of(&dropped, "retired"),
         Vec::<&str>::new(),

@@ -135,9 +135,24 @@ impl AppState {
             .await
             .map_err(ApiError::internal)?;
         // Its CRLs, and those of the issuing CAs it signed, go at once.
-        let (ca, now) = (self.issuance.ca(), time::OffsetDateTime::now_utc());
+        let (ca, now) = (self.issuance.ca(), OffsetDateTime::now_utc());
         self.crls
             .retain(|issuer| !ca.crl_no_longer_needed(issuer, now));
+        // A fresh CRL of the active root wakes the long polls, whose
+        // answers carry the new bundle sequence: relying parties stop
+        // trusting the old root within a second, not at their next poll.
+        match self
+            .issuance
+            .sign_crl_now(&ca, ca.root().key_id(), now)
+            .await
+        {
+            Ok(crl) => self.crls.post([crl]),
+            Err(error) => tracing::warn!(
+                ?error,
+                "signing a CRL to announce the new bundle failed; relying parties learn of it \
+                 at their next poll"
+            ),
+        }
         Ok(sequence)
     }
 

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Admin, ApiError, AppState, JsonBody};
-use crate::ca::{DEFAULT_ISSUING_LIFETIME, ROOT_LIFETIME};
+use crate::ca::{CertificateAuthority, DEFAULT_ISSUING_LIFETIME, ROOT_LIFETIME};
 use crate::rfc3339;
 use sigil_core::SpiffeId;
 
@@ -82,7 +82,7 @@ impl AppState {
     }
 
     /// Rotates the issuing CA (one rotation at a time) and publishes the
-    /// CRLs that changed; for the admin route and the schedule alike.
+    /// CRLs that changed; for the admin route.
     ///
     /// # Errors
     ///
@@ -94,8 +94,30 @@ impl AppState {
         actor: &str,
         by: &SpiffeId,
     ) -> Result<Rotation, ApiError> {
+        self.rotate_issuing_ca_if(request, actor, by, |_| true)
+            .await?
+            .ok_or_else(|| ApiError::internal("a rotation without condition did not happen"))
+    }
+
+    /// [`AppState::rotate_issuing_ca`], if `still_due` holds of the CA in
+    /// force once no other rotation runs: the schedule judged by a CA that
+    /// another rotation may have replaced since. `None` when it did not.
+    ///
+    /// # Errors
+    ///
+    /// As [`AppState::rotate_issuing_ca`].
+    pub async fn rotate_issuing_ca_if(
+        &self,
+        request: RotationRequest,
+        actor: &str,
+        by: &SpiffeId,
+        still_due: impl FnOnce(&CertificateAuthority) -> bool,
+    ) -> Result<Option<Rotation>, ApiError> {
         let rotation = self.rotation()?;
         let _one_at_a_time = rotation.lock.lock().await;
+        if !still_due(&self.issuance.ca()) {
+            return Ok(None);
+        }
         let done = self
             .issuance
             .rotate(&rotation.settings, request, actor, by, |crls| {
@@ -106,6 +128,6 @@ impl AppState {
         if request.revoke_current {
             self.metrics.revoked(1);
         }
-        Ok(done)
+        Ok(Some(done))
     }
 }

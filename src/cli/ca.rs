@@ -152,6 +152,10 @@ fn rotation_settings(
     })
 }
 
+/// Below this, relying parties that refresh the bundle on the SPIFFE
+/// refresh hint may not have the new root when it takes over.
+const SHORTEST_SAFE_ACTIVATION_DELAY: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// `sigil ca root rotate`.
 async fn rotate_root(
     dir: &DataDir,
@@ -163,6 +167,15 @@ async fn rotate_root(
     let delay = activate_after.get();
     if delay > MAX_ROOT_ACTIVATION_DELAY {
         bail!("--activate-after must lie between 0s and 365d");
+    }
+    if delay < SHORTEST_SAFE_ACTIVATION_DELAY {
+        eprintln!(
+            "warning: the new root takes over in {}s. Agents and sigil-verifier live sources \
+             learn of it within a second, but relying parties that fetch the bundle on a \
+             schedule (every 5 minutes is the SPIFFE refresh hint) may meet leaves of a root \
+             they do not have yet",
+            delay.as_secs()
+        );
     }
     let answer: Value = if offline {
         let issuance = local_issuance(dir, passphrase.as_ref())?;

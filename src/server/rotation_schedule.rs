@@ -76,8 +76,13 @@ async fn check(state: &AppState, schedule: RotationSchedule) -> Duration {
             lifetime: schedule.issuing_ttl,
             revoke_current: false,
         };
-        match state.rotate_issuing_ca(request, SCHEDULER_ACTOR, &by).await {
-            Ok(done) => {
+        let still_due = |ca: &CertificateAuthority| issuing_due(ca, schedule, now);
+        match state
+            .rotate_issuing_ca_if(request, SCHEDULER_ACTOR, &by, still_due)
+            .await
+        {
+            Ok(None) => acted = true,
+            Ok(Some(done)) => {
                 acted = true;
                 tracing::info!(
                     issuing = %done.issuing_key_id,
