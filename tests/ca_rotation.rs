@@ -12,39 +12,13 @@ use common::*;
 use serde_json::{Value, json};
 use x509_parser::prelude::FromDer;
 
-/// An SVID and its key, as an agent holds them.
-struct Held {
-    chain_pem: String,
-    key_pem: String,
-    serial: String,
-}
-
-fn attest(server: &Server, spiffe_id: &str) -> Held {
-    let (key, csr) = p256_csr();
-    let response = server.redeem(&server.token(spiffe_id), &csr);
-    assert_eq!(response.status, 200);
-    held(&response.json().unwrap(), &key)
-}
-
-fn held(body: &Value, key: &rcgen::KeyPair) -> Held {
-    Held {
-        chain_pem: body["cert_chain_pem"].as_str().unwrap().to_owned(),
-        key_pem: key.serialize_pem(),
-        serial: body["serial"].as_str().unwrap().to_owned(),
-    }
-}
-
 /// The issuing CA of a chain (its second certificate), DER.
 fn issuer_of(held: &Held) -> Vec<u8> {
     chain_der(&held.chain_pem)[1].clone()
 }
 
 fn issuing_key_ids(server: &Server) -> Vec<(String, String)> {
-    let status: Value = block_on(server.admin().get("/admin/v1/status"))
-        .unwrap()
-        .json()
-        .unwrap();
-    status["issuers"]
+    server.status()["issuers"]
         .as_array()
         .unwrap()
         .iter()
@@ -70,7 +44,7 @@ fn a_rotated_issuing_ca_takes_over_and_the_retired_one_keeps_its_leaves_valid() 
     let dir = DataDir::init();
     let bundle = dir.bundle_pem();
     let server = dir.start();
-    let veteran = attest(&server, "spiffe://example.org/agents/veteran");
+    let veteran = server.attest("spiffe://example.org/agents/veteran");
     let old_key_id = issuing_key_ids(&server)[1].1.clone();
     server.terminate();
 
@@ -99,23 +73,10 @@ fn a_rotated_issuing_ca_takes_over_and_the_retired_one_keeps_its_leaves_valid() 
         ]
     );
     // New leaves come from the new issuing CA...
-    let newcomer = attest(&server, "spiffe://example.org/agents/newcomer");
+    let newcomer = server.attest("spiffe://example.org/agents/newcomer");
     assert_ne!(issuer_of(&newcomer), issuer_of(&veteran));
     // ...and a leaf of the retired one renews into one of the new.
-    let (key, csr) = p256_csr();
-    let renewed = block_on(
-        server
-            .client_as(&veteran.chain_pem, &veteran.key_pem)
-            .post_json("/v1/renew", &json!({"csr": csr})),
-    )
-    .unwrap();
-    assert_eq!(
-        renewed.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&renewed.body)
-    );
-    let renewed = held(&renewed.json().unwrap(), &key);
+    let renewed = server.renew(&veteran);
     assert_eq!(issuer_of(&renewed), issuer_of(&newcomer));
 
     // Every issuer's CRL is served, the retired one's too.
@@ -153,7 +114,7 @@ fn a_rotation_cut_short_before_the_new_certificate_moved_in_is_finished_on_load(
     assert!(!staged.exists());
     let issuers = issuing_key_ids(&server);
     assert_eq!(issuers[1], ("issuing".to_owned(), new_key_id));
-    attest(&server, "spiffe://example.org/agents/after-crash");
+    server.attest("spiffe://example.org/agents/after-crash");
 }
 
 #[test]
@@ -207,7 +168,7 @@ fn rotating_an_encrypted_ca_keeps_every_key_encrypted() {
         ],
         dir.path.clone(),
     );
-    attest(&server, "spiffe://example.org/agents/sealed");
+    server.attest("spiffe://example.org/agents/sealed");
 }
 
 /// `sigil-verifier`'s verdict on a held chain, with the bundle and every
@@ -221,7 +182,7 @@ fn verifier_verdict(dir: &DataDir, server: &Server, svid: &Held) -> Result<(), S
 fn rotating_with_revoke_current_revokes_the_old_issuing_ca_in_the_roots_crl() {
     let dir = DataDir::init();
     let server = dir.start();
-    let veteran = attest(&server, "spiffe://example.org/agents/veteran");
+    let veteran = server.attest("spiffe://example.org/agents/veteran");
     assert_eq!(verifier_verdict(&dir, &server, &veteran), Ok(()));
     let old_key_id = issuing_key_ids(&server)[1].1.clone();
     server.terminate();
@@ -242,7 +203,7 @@ fn rotating_with_revoke_current_revokes_the_old_issuing_ca_in_the_roots_crl() {
     );
 
     let server = dir.start();
-    let newcomer = attest(&server, "spiffe://example.org/agents/newcomer");
+    let newcomer = server.attest("spiffe://example.org/agents/newcomer");
     // The old issuing CA's leaves are refused by OpenSSL and by
     // sigil-verifier; the new one's are accepted.
     let (accepted, output) = openssl_verdict(&dir, &server, &veteran);

@@ -48,23 +48,6 @@ impl Failures {
     }
 }
 
-fn status(client: &sigil::client::CaClient) -> Value {
-    block_on(client.get("/admin/v1/status"))
-        .unwrap()
-        .json()
-        .unwrap()
-}
-
-fn keys_of<'a>(status: &'a Value, role: &str) -> Vec<&'a str> {
-    status["issuers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|issuer| issuer["role"] == role)
-        .map(|issuer| issuer["key_id"].as_str().unwrap())
-        .collect()
-}
-
 /// Waits (up to `within`) until `done` holds of the status.
 fn wait_for(
     client: &sigil::client::CaClient,
@@ -74,7 +57,7 @@ fn wait_for(
 ) -> Value {
     let deadline = Instant::now() + within;
     loop {
-        let status = status(client);
+        let status = status_as(client);
         if done(&status) {
             return status;
         }
@@ -114,7 +97,7 @@ fn the_fleet_sees_no_failed_handshake_through_scheduled_forced_and_root_rotation
     .unwrap();
     let mut server = dir.start();
     let admin = server.admin();
-    let first = status(&admin);
+    let first = status_as(&admin);
     let old_root = keys_of(&first, "root")[0].to_owned();
     let tokens: Vec<String> = (0..CLIENTS)
         .map(|index| server.token(&format!("spiffe://example.org/agents/fleet-{index}")))
@@ -247,7 +230,7 @@ fn the_fleet_sees_no_failed_handshake_through_scheduled_forced_and_root_rotation
     // both roots, as the agents' live sources do.
     server.bundle_pem = dir.read("bundle.pem");
     let admin = server.admin();
-    let added = status(&admin);
+    let added = status_as(&admin);
     let new_root = keys_of(&added, "next_root")[0].to_owned();
     assert_eq!(added["spiffe_sequence"], 2, "{added:#}");
     std::thread::sleep(Duration::from_secs(3));

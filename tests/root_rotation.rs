@@ -15,44 +15,10 @@ use base64::Engine;
 use common::*;
 use serde_json::{Value, json};
 
-/// An SVID and its key, as an agent holds them.
-struct Held {
-    chain_pem: String,
-    key_pem: String,
-}
-
-fn attest(server: &Server, spiffe_id: &str) -> Held {
-    let (key, csr) = p256_csr();
-    let response = server.redeem(&server.token(spiffe_id), &csr);
-    assert_eq!(response.status, 200);
-    let body: Value = response.json().unwrap();
-    Held {
-        chain_pem: body["cert_chain_pem"].as_str().unwrap().to_owned(),
-        key_pem: key.serialize_pem(),
-    }
-}
-
-fn status(server: &Server) -> Value {
-    block_on(server.admin().get("/admin/v1/status"))
-        .unwrap()
-        .json()
-        .unwrap()
-}
-
-fn keys_of<'a>(status: &'a Value, role: &str) -> Vec<&'a str> {
-    status["issuers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|issuer| issuer["role"] == role)
-        .map(|issuer| issuer["key_id"].as_str().unwrap())
-        .collect()
-}
-
 fn wait_until_active(server: &Server, root: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while keys_of(&status(server), "root") != [root] {
-        assert!(Instant::now() < deadline, "{:#}", status(server));
+    while keys_of(&server.status(), "root") != [root] {
+        assert!(Instant::now() < deadline, "{:#}", server.status());
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -74,8 +40,8 @@ fn subject(der: &[u8]) -> Vec<u8> {
 fn a_new_root_joins_the_bundle_then_signs_the_issuing_ca_and_both_roots_leaves_verify() {
     let dir = DataDir::init();
     let mut server = dir.start();
-    let veteran = attest(&server, "spiffe://example.org/agents/veteran");
-    let before = status(&server);
+    let veteran = server.attest("spiffe://example.org/agents/veteran");
+    let before = server.status();
     assert_eq!(before["spiffe_sequence"], 1);
 
     // Bad requests are refused, and change nothing.
@@ -101,7 +67,7 @@ fn a_new_root_joins_the_bundle_then_signs_the_issuing_ca_and_both_roots_leaves_v
     ]);
     assert!(!too_long.status.success());
     assert!(stderr(&too_long).contains("365d"), "{}", stderr(&too_long));
-    assert_eq!(status(&server)["issuers"], before["issuers"]);
+    assert_eq!(server.status()["issuers"], before["issuers"]);
     assert!(!dir.file("ca/roots.json").exists());
 
     // Step 1: both roots in every form of the bundle.
@@ -123,7 +89,7 @@ fn a_new_root_joins_the_bundle_then_signs_the_issuing_ca_and_both_roots_leaves_v
     // roots: the server's own certificate moves to the new root's chain at
     // step 2.
     server.bundle_pem = dir.read("bundle.pem");
-    let added = status(&server);
+    let added = server.status();
     assert_eq!(added["spiffe_sequence"], 2);
     let old_root = keys_of(&added, "root")[0].to_owned();
     let new_root = keys_of(&added, "next_root")[0].to_owned();
@@ -176,7 +142,7 @@ fn a_new_root_joins_the_bundle_then_signs_the_issuing_ca_and_both_roots_leaves_v
     assert!(stderr(&again).contains("under way"), "{}", stderr(&again));
     let conflict = block_on(admin.post_json("/admin/v1/ca/root/rotate", &json!({}))).unwrap();
     assert_error(&conflict, 409, "conflict");
-    assert_eq!(status(&server)["spiffe_sequence"], 2);
+    assert_eq!(server.status()["spiffe_sequence"], 2);
     let text = sigil(&["status", "--data-dir", dir.arg()]);
     assert!(stdout(&text).contains("next root CA"), "{}", stdout(&text));
     assert!(stdout(&text).contains(&fingerprint), "{}", stdout(&text));
@@ -188,34 +154,21 @@ fn a_new_root_joins_the_bundle_then_signs_the_issuing_ca_and_both_roots_leaves_v
 
     // Step 2: the new root signs the issuing CA; the old root stays.
     wait_until_active(&server, &new_root);
-    let activated = status(&server);
+    let activated = server.status();
     assert_eq!(keys_of(&activated, "previous_root"), [old_root.as_str()]);
     assert_eq!(activated["spiffe_sequence"], 2, "the bundle did not change");
     let new_root_der = roots
         .iter()
         .find(|der| sigil::ca::fingerprint(der) == fingerprint)
         .unwrap();
-    let newcomer = attest(&server, "spiffe://example.org/agents/newcomer");
+    let newcomer = server.attest("spiffe://example.org/agents/newcomer");
     assert_eq!(
         issuing_ca_issuer(&newcomer.chain_pem),
         subject(new_root_der)
     );
     // A leaf of the old root renews into the new root's chain.
-    let (_, csr) = p256_csr();
-    let renewed = block_on(
-        server
-            .client_as(&veteran.chain_pem, &veteran.key_pem)
-            .post_json("/v1/renew", &json!({"csr": csr})),
-    )
-    .unwrap();
-    assert_eq!(
-        renewed.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&renewed.body)
-    );
-    let renewed: Value = renewed.json().unwrap();
-    let renewed_chain = renewed["cert_chain_pem"].as_str().unwrap();
+    let renewed = server.renew(&veteran);
+    let renewed_chain = renewed.chain_pem.as_str();
     assert_eq!(issuing_ca_issuer(renewed_chain), subject(new_root_der));
 
     // Both roots' leaves verify with OpenSSL and sigil-verifier, against
@@ -273,9 +226,9 @@ fn a_root_added_to_a_stopped_encrypted_ca_survives_restarts_and_takes_over_when_
     };
     let mut server = serve(&dir);
     server.bundle_pem = dir.read("bundle.pem");
-    let new_root = keys_of(&status(&server), "next_root")[0].to_owned();
+    let new_root = keys_of(&server.status(), "next_root")[0].to_owned();
     wait_until_active(&server, &new_root);
-    attest(&server, "spiffe://example.org/agents/sealed");
+    server.attest("spiffe://example.org/agents/sealed");
     drop(server);
     for key in [keys[0].clone(), dir.file("ca/issuing.key")] {
         let text = std::fs::read_to_string(&key).unwrap();
@@ -287,7 +240,7 @@ fn a_root_added_to_a_stopped_encrypted_ca_survives_restarts_and_takes_over_when_
     }
     // After a restart the old root is still kept: leaves chain to it.
     let server = serve(&dir);
-    let after = status(&server);
+    let after = server.status();
     assert_eq!(keys_of(&after, "root"), [new_root.as_str()]);
     assert_eq!(keys_of(&after, "previous_root").len(), 1, "{after:#}");
     assert_eq!(after["spiffe_sequence"], 2);

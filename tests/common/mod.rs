@@ -123,6 +123,44 @@ impl DataDir {
     }
 }
 
+/// An SVID and its key, as an agent holds them.
+pub struct Held {
+    pub chain_pem: String,
+    pub key_pem: String,
+    pub serial: String,
+}
+
+impl Held {
+    /// From an SVID answer and the key its CSR was made with.
+    pub fn from_answer(body: &Value, key: &KeyPair) -> Self {
+        Self {
+            chain_pem: body["cert_chain_pem"].as_str().unwrap().to_owned(),
+            key_pem: key.serialize_pem(),
+            serial: body["serial"].as_str().unwrap().to_owned(),
+        }
+    }
+}
+
+/// The key ids of a status answer's CAs in `role` (`root`, `next_root`,
+/// `previous_root`, `issuing`, `retired`).
+pub fn keys_of<'a>(status: &'a Value, role: &str) -> Vec<&'a str> {
+    status["issuers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|issuer| issuer["role"] == role)
+        .map(|issuer| issuer["key_id"].as_str().unwrap())
+        .collect()
+}
+
+/// `GET /admin/v1/status` as `client`.
+pub fn status_as(client: &CaClient) -> Value {
+    block_on(client.get("/admin/v1/status"))
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
 /// A running `sigil serve`; killed on drop.
 pub struct Server {
     pub child: Child,
@@ -258,6 +296,36 @@ impl Server {
             "csr": csr_pem,
             "attestation": {"type": "join_token", "token": token},
         }))
+    }
+
+    /// Attests `spiffe_id` with a new join token and a new P-256 key.
+    pub fn attest(&self, spiffe_id: &str) -> Held {
+        let (key, csr) = p256_csr();
+        let response = self.redeem(&self.token(spiffe_id), &csr);
+        assert_eq!(response.status, 200);
+        Held::from_answer(&response.json().unwrap(), &key)
+    }
+
+    /// Renews `held` over mTLS with a new key; the renewal must succeed.
+    pub fn renew(&self, held: &Held) -> Held {
+        let (key, csr) = p256_csr();
+        let renewed = block_on(
+            self.client_as(&held.chain_pem, &held.key_pem)
+                .post_json("/v1/renew", &json!({"csr": csr})),
+        )
+        .unwrap();
+        assert_eq!(
+            renewed.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&renewed.body)
+        );
+        Held::from_answer(&renewed.json().unwrap(), &key)
+    }
+
+    /// `GET /admin/v1/status` as the data dir's admin.
+    pub fn status(&self) -> Value {
+        status_as(&self.admin())
     }
 
     pub fn post_svid(&self, body: Value) -> Response {
