@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 
 use common::*;
 
-const PASSPHRASE: &str = "a long passphrase for the example CA";
+const PASSPHRASE: &str = CA_PASSPHRASE;
 const KEYS: [&str; 2] = ["ca/root.key", "ca/issuing.key"];
 
 /// Writes a passphrase file (mode 0600) next to the data dir.
@@ -25,19 +25,7 @@ fn passphrase_file(dir: &DataDir, name: &str, text: &str) -> PathBuf {
 /// An initialised data dir whose CA keys are encrypted; the passphrase
 /// file is `DIR/../ca.pass`.
 fn encrypted_dir() -> (DataDir, PathBuf) {
-    encrypted_dir_with(&[])
-}
-
-/// [`encrypted_dir`] with more `sigil init` flags.
-fn encrypted_dir_with(extra: &[&str]) -> (DataDir, PathBuf) {
-    let temp = tempfile::tempdir().unwrap();
-    let pass = temp.path().join("ca.pass");
-    std::fs::write(&pass, format!("{PASSPHRASE}\n")).unwrap();
-    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let mut args = vec!["--ca-passphrase-file", pass.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    let dir = DataDir::init_in(temp, &args);
-    (dir, pass)
+    DataDir::init_encrypted(&[])
 }
 
 /// `sigil ARGS` with `SIGIL_CA_PASSPHRASE` set (or removed), bounded so
@@ -196,7 +184,7 @@ fn a_passphrase_for_keys_that_are_not_encrypted_is_refused() {
 
 #[test]
 fn ed25519_ca_keys_are_encrypted_and_served_too() {
-    let (dir, pass) = encrypted_dir_with(&["--key-type", "ed25519"]);
+    let (dir, pass) = DataDir::init_encrypted(&["--key-type", "ed25519"]);
     assert!(
         dir.read("ca/issuing.key")
             .starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----")

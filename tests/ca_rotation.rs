@@ -119,12 +119,8 @@ fn a_rotation_cut_short_before_the_new_certificate_moved_in_is_finished_on_load(
 
 #[test]
 fn rotating_an_encrypted_ca_keeps_every_key_encrypted() {
-    let temp = tempfile::tempdir().unwrap();
-    let pass = temp.path().join("ca.pass");
-    std::fs::write(&pass, "rotation passphrase\n").unwrap();
-    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (dir, pass) = DataDir::init_encrypted(&[]);
     let pass_arg = pass.to_str().unwrap().to_owned();
-    let dir = DataDir::init_in(temp, &["--ca-passphrase-file", &pass_arg]);
     let without = sigil(&["ca", "rotate", "--offline", "--data-dir", dir.arg()]);
     assert!(!without.status.success());
     assert!(
@@ -142,32 +138,12 @@ fn rotating_an_encrypted_ca_keeps_every_key_encrypted() {
         &pass_arg,
     ]);
     assert!(rotated.status.success(), "{}", stderr(&rotated));
-    let old: Vec<_> = std::fs::read_dir(dir.file("ca/retired"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|e| e == "key"))
-        .collect();
+    let old = key_files(&dir.file("ca/retired"));
     assert_eq!(old.len(), 1);
     for key in [dir.file("ca/issuing.key"), old[0].clone()] {
-        let text = std::fs::read_to_string(&key).unwrap();
-        assert!(
-            text.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
-            "{}",
-            key.display()
-        );
+        assert_encrypted_key(&key);
     }
-    let server = Server::spawn(
-        &[
-            "serve",
-            "--data-dir",
-            dir.arg(),
-            "--listen",
-            "127.0.0.1:0",
-            "--ca-passphrase-file",
-            &pass_arg,
-        ],
-        dir.path.clone(),
-    );
+    let server = dir.start_encrypted(&pass);
     server.attest("spiffe://example.org/agents/sealed");
 }
 

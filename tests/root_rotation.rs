@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -184,12 +183,7 @@ fn a_new_root_joins_the_bundle_then_signs_the_issuing_ca_and_both_roots_leaves_v
 
 #[test]
 fn a_root_added_to_a_stopped_encrypted_ca_survives_restarts_and_takes_over_when_due() {
-    let temp = tempfile::tempdir().unwrap();
-    let pass = temp.path().join("ca.pass");
-    std::fs::write(&pass, "root rotation passphrase\n").unwrap();
-    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let pass_arg = pass.to_str().unwrap().to_owned();
-    let dir = DataDir::init_in(temp, &["--ca-passphrase-file", &pass_arg]);
+    let (dir, pass) = DataDir::init_encrypted(&[]);
     let rotated = sigil(&[
         "ca",
         "root",
@@ -200,46 +194,23 @@ fn a_root_added_to_a_stopped_encrypted_ca_survives_restarts_and_takes_over_when_
         "--data-dir",
         dir.arg(),
         "--ca-passphrase-file",
-        &pass_arg,
+        pass.to_str().unwrap(),
     ]);
     assert!(rotated.status.success(), "{}", stderr(&rotated));
     assert!(stderr(&rotated).contains("restart"), "{}", stderr(&rotated));
-    let keys: Vec<_> = std::fs::read_dir(dir.file("ca/roots"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|e| e == "key"))
-        .collect();
+    let keys = key_files(&dir.file("ca/roots"));
     assert_eq!(keys.len(), 1);
-    let serve = |dir: &DataDir| {
-        Server::spawn(
-            &[
-                "serve",
-                "--data-dir",
-                dir.arg(),
-                "--listen",
-                "127.0.0.1:0",
-                "--ca-passphrase-file",
-                &pass_arg,
-            ],
-            dir.path.clone(),
-        )
-    };
-    let mut server = serve(&dir);
+    let mut server = dir.start_encrypted(&pass);
     server.bundle_pem = dir.read("bundle.pem");
     let new_root = keys_of(&server.status(), "next_root")[0].to_owned();
     wait_until_active(&server, &new_root);
     server.attest("spiffe://example.org/agents/sealed");
     drop(server);
     for key in [keys[0].clone(), dir.file("ca/issuing.key")] {
-        let text = std::fs::read_to_string(&key).unwrap();
-        assert!(
-            text.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
-            "{}",
-            key.display()
-        );
+        assert_encrypted_key(&key);
     }
     // After a restart the old root is still kept: leaves chain to it.
-    let server = serve(&dir);
+    let server = dir.start_encrypted(&pass);
     let after = server.status();
     assert_eq!(keys_of(&after, "root"), [new_root.as_str()]);
     assert_eq!(keys_of(&after, "previous_root").len(), 1, "{after:#}");

@@ -14,6 +14,27 @@ use sigil::client::{CaClient, ClientIdentity, Response};
 use tempfile::TempDir;
 
 pub const TRUST_DOMAIN: &str = "example.org";
+/// The passphrase of [`DataDir::init_encrypted`].
+pub const CA_PASSPHRASE: &str = "a long passphrase for the example CA";
+
+/// Asserts that a key file holds a PKCS#8 key encrypted at rest.
+pub fn assert_encrypted_key(path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(
+        text.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
+        "{} is not encrypted",
+        path.display()
+    );
+}
+
+/// The `.key` files of a directory.
+pub fn key_files(directory: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(directory)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "key"))
+        .collect()
+}
 
 /// Runs the sigil binary to completion.
 pub fn sigil(args: &[&str]) -> Output {
@@ -112,6 +133,27 @@ impl DataDir {
         let chain = std::fs::read_to_string(out.join("svid.pem")).unwrap();
         let key = std::fs::read_to_string(out.join("svid.key")).unwrap();
         (chain, key, out)
+    }
+
+    /// `sigil init` with the CA keys encrypted under [`CA_PASSPHRASE`],
+    /// kept in `DIR/../ca.pass` (mode 0600), plus `extra` flags; returns
+    /// the passphrase file too.
+    pub fn init_encrypted(extra: &[&str]) -> (Self, PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
+        let temp = tempfile::tempdir().unwrap();
+        let pass = temp.path().join("ca.pass");
+        std::fs::write(&pass, format!("{CA_PASSPHRASE}\n")).unwrap();
+        std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut args = vec!["--ca-passphrase-file", pass.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let dir = Self::init_in(temp, &args);
+        (dir, pass)
+    }
+
+    /// Starts `sigil serve` on CA keys encrypted under the passphrase in
+    /// the file `pass`.
+    pub fn start_encrypted(&self, pass: &Path) -> Server {
+        Server::start(self, &["--ca-passphrase-file", pass.to_str().unwrap()])
     }
 
     pub fn start(&self) -> Server {
