@@ -129,6 +129,37 @@ impl DataDir {
         Ok(())
     }
 
+    /// Takes the data dir's CA lock (`DIR/ca/lock`) for as long as the
+    /// returned file is open: `sigil serve` holds it while it serves, and
+    /// offline rotations while they change the CA's files, so that no two
+    /// processes change them at once.
+    ///
+    /// # Errors
+    ///
+    /// The directory holds no CA, or another process holds the lock.
+    pub fn lock_ca(&self) -> anyhow::Result<fs::File> {
+        self.require_initialised()?;
+        let path = self.ca_dir().join("lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(fs::TryLockError::WouldBlock) => bail!(
+                "another process holds {}: a `sigil serve` (or an offline rotation) is using \
+                 this data dir",
+                path.display()
+            ),
+            Err(fs::TryLockError::Error(error)) => {
+                Err(error).with_context(|| format!("locking {}", path.display()))
+            }
+        }
+    }
+
     /// Checks that the directory holds an initialised CA.
     ///
     /// # Errors
@@ -181,7 +212,15 @@ fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<(
     let file_name = path
         .file_name()
         .with_context(|| format!("{} has no file name", path.display()))?;
-    let temporary = parent.join(format!(".{}.tmp", file_name.to_string_lossy()));
+    // Named for this process and write: two processes (the server, and a
+    // local command) writing the same file never share a temporary.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let temporary = parent.join(format!(
+        ".{}.{}.{}.tmp",
+        file_name.to_string_lossy(),
+        std::process::id(),
+        WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     let _ = fs::remove_file(&temporary);
     let mut file = fs::OpenOptions::new()
         .write(true)

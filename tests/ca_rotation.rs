@@ -216,3 +216,40 @@ fn rotating_with_revoke_current_revokes_the_old_issuing_ca_in_the_roots_crl() {
         "{audit}"
     );
 }
+
+#[test]
+fn while_the_ca_is_served_no_second_server_and_no_offline_rotation_touch_its_files() {
+    let dir = DataDir::init();
+    let server = dir.start();
+    let files = |dir: &DataDir| (dir.read("ca/issuing.pem"), dir.read("bundle.pem"));
+    let before = files(&dir);
+
+    let second = sigil(&["serve", "--data-dir", dir.arg(), "--listen", "127.0.0.1:0"]);
+    assert!(!second.status.success());
+    assert!(
+        stderr(&second).contains("is another `sigil serve` running on this data dir?"),
+        "{}",
+        stderr(&second)
+    );
+    for offline in [
+        &["ca", "rotate", "--offline"][..],
+        &["ca", "root", "rotate", "--offline"][..],
+    ] {
+        let mut args = offline.to_vec();
+        args.extend(["--data-dir", dir.arg()]);
+        let refused = sigil(&args);
+        assert!(!refused.status.success(), "{args:?} ran");
+        assert!(
+            stderr(&refused).contains("stop `sigil serve` first"),
+            "{}",
+            stderr(&refused)
+        );
+    }
+    assert_eq!(files(&dir), before);
+    assert!(!dir.file("ca/roots").exists());
+    // The server is unharmed, and once it stops the CA rotates offline.
+    server.attest("spiffe://example.org/agents/still-served");
+    drop(server);
+    let rotated = sigil(&["ca", "rotate", "--offline", "--data-dir", dir.arg()]);
+    assert!(rotated.status.success(), "{}", stderr(&rotated));
+}

@@ -4,7 +4,7 @@
 //! `sigil ca root rotate` starts a root rotation (see
 //! `crate::root_rotation`) the same two ways.
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
@@ -90,6 +90,7 @@ pub(super) async fn run(
     };
     let lifetime = checked_issuing_ttl(issuing_ttl)?;
     let (issuing_key_id, retired_key_id, not_after) = if offline {
+        let _ca_lock = offline_lock(dir)?;
         let issuance = local_issuance(dir, passphrase.as_ref())?;
         let by = issuance.ca().trust_domain().id();
         let settings = rotation_settings(dir, passphrase)?;
@@ -139,6 +140,14 @@ pub(super) async fn run(
     Ok(())
 }
 
+/// The data dir's CA lock, for an offline rotation.
+fn offline_lock(dir: &DataDir) -> anyhow::Result<std::fs::File> {
+    dir.lock_ca().context(
+        "--offline rotates a stopped CA: stop `sigil serve` first, or rotate through it \
+         without --offline",
+    )
+}
+
 /// How a stopped CA rotates: its CRLs wait in the store for its next start.
 fn rotation_settings(
     dir: &DataDir,
@@ -178,6 +187,7 @@ async fn rotate_root(
         );
     }
     let answer: Value = if offline {
+        let _ca_lock = offline_lock(dir)?;
         let issuance = local_issuance(dir, passphrase.as_ref())?;
         let settings = rotation_settings(dir, passphrase)?;
         // A stopped CA: the new root's CRL is in the store for its next

@@ -151,6 +151,9 @@ pub(super) async fn run(
     );
     let settings = Settings::resolve(args.overrides(), config)?;
 
+    // Held while the server runs: no other server, and no offline
+    // rotation, changes this CA's files meanwhile.
+    let ca_lock;
     let files = if args.dev {
         if passphrase.is_some() {
             bail!(
@@ -159,6 +162,7 @@ pub(super) async fn run(
             );
         }
         dev::prepare(&dir)?;
+        ca_lock = serving_lock(&dir)?;
         CaFiles::read(&dir, None)?
     } else {
         if dev::is_dev_root(&CaFiles::read_root_fingerprint(&dir)?) {
@@ -168,6 +172,7 @@ pub(super) async fn run(
                 dir.path().display()
             );
         }
+        ca_lock = serving_lock(&dir)?;
         CaFiles::read(&dir, passphrase.as_ref())?
     };
     let trust_domain = trust_domain(&files)?;
@@ -204,11 +209,20 @@ pub(super) async fn run(
         passphrase,
     };
 
-    if args.dev {
+    let served = if args.dev {
         write_admin_credential(&dir, None, "dev", DEFAULT_ADMIN_TTL, &dir.admin_dir()).await?;
-        return serve(&dir, files, options, |addr| dev_banner(&dir, addr)).await;
-    }
-    serve(&dir, files, options, |_| String::new()).await
+        serve(&dir, files, options, |addr| dev_banner(&dir, addr)).await
+    } else {
+        serve(&dir, files, options, |_| String::new()).await
+    };
+    drop(ca_lock);
+    served
+}
+
+/// The data dir's CA lock, for a server.
+fn serving_lock(dir: &DataDir) -> anyhow::Result<std::fs::File> {
+    dir.lock_ca()
+        .context("is another `sigil serve` running on this data dir?")
 }
 
 /// The reloadable settings of a configuration, with its JWT attestors
