@@ -143,7 +143,7 @@ impl CaFiles {
     /// way the operator believes).
     pub fn read(dir: &DataDir, passphrase: Option<&Passphrase>) -> anyhow::Result<Self> {
         dir.require_initialised()?;
-        super::rotation::finish_rotation(dir)?;
+        super::recovery::finish_rotation(dir)?;
         let read_key = |path: &std::path::Path| -> anyhow::Result<Zeroizing<String>> {
             let text = Zeroizing::new(datadir::read_secret(path)?);
             let encrypted = key_encryption::is_encrypted(&text);
@@ -167,7 +167,7 @@ impl CaFiles {
         };
         let issuing_pem = datadir::read_text(&dir.issuing_cert())?;
         let issuing = CaCertificate::from_pem(&issuing_pem).context("issuing CA certificate")?;
-        let roots = super::root_rotation::finish_activation(dir, &issuing)?;
+        let roots = super::recovery::finish_activation(dir, &issuing)?;
         let mut retired = Vec::new();
         // The roots that signed an issuing CA held here.
         let mut signers: Vec<String> = issuing.authority_key_id.iter().cloned().collect();

@@ -5,11 +5,13 @@
 //! public key and nothing else (see [`crate::csr`]).
 
 mod ca_key;
+mod certificate;
 mod crl;
 mod files;
 mod key_encryption;
 mod key_type;
 mod profile;
+mod recovery;
 mod root_rotation;
 mod roots;
 mod rotation;
@@ -23,8 +25,9 @@ use rcgen::{Issuer, KeyPair, PublicKeyData};
 use rustls_pki_types::{CertificateDer, TrustAnchor};
 use sigil_core::{SpiffeId, TrustDomain};
 use time::OffsetDateTime;
-use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
+use x509_parser::prelude::{FromDer, X509Certificate};
 
+pub use certificate::CaCertificate;
 pub use crl::{DEFAULT_CRL_VALIDITY, ROOT_CRL_VALIDITY};
 pub use files::{CaFiles, DEFAULT_ISSUING_LIFETIME, ROOT_LIFETIME};
 pub use key_encryption::{PASSPHRASE_ENV, Passphrase};
@@ -38,109 +41,6 @@ pub use rotation::{Rotation, rotate_issuing};
 use crate::csr::{KeyPolicy, VerifiedPublicKey, verify_csr_pem};
 use crate::serial::Serial;
 use ca_key::CaKey;
-
-/// A CA certificate (the root or an issuing CA) with what Sigil needs to know
-/// of it.
-#[derive(Clone)]
-pub struct CaCertificate {
-    der: CertificateDer<'static>,
-    pem: String,
-    not_before: OffsetDateTime,
-    not_after: OffsetDateTime,
-    key_id: String,
-    /// The key id of the CA that signed it, when it names one.
-    authority_key_id: Option<String>,
-}
-
-impl CaCertificate {
-    fn from_pem(pem_text: &str) -> anyhow::Result<Self> {
-        let block = pem::parse(pem_text).context("CA certificate is not PEM")?;
-        ensure!(
-            block.tag() == "CERTIFICATE",
-            "CA certificate PEM has tag {}",
-            block.tag()
-        );
-        let der = CertificateDer::from(block.contents().to_vec());
-        let (_, cert) = X509Certificate::from_der(&der).context("CA certificate does not parse")?;
-        let key_id = cert
-            .extensions()
-            .iter()
-            .find_map(|ext| match ext.parsed_extension() {
-                ParsedExtension::SubjectKeyIdentifier(ski) => Some(hex::encode(ski.0)),
-                _ => None,
-            })
-            .context("CA certificate has no subject key identifier")?;
-        let authority_key_id =
-            cert.extensions()
-                .iter()
-                .find_map(|ext| match ext.parsed_extension() {
-                    ParsedExtension::AuthorityKeyIdentifier(aki) => {
-                        aki.key_identifier.as_ref().map(|id| hex::encode(id.0))
-                    }
-                    _ => None,
-                });
-        let not_before = cert.validity().not_before.to_datetime();
-        let not_after = cert.validity().not_after.to_datetime();
-        Ok(Self {
-            pem: certificate_pem(&der),
-            der,
-            not_before,
-            not_after,
-            key_id,
-            authority_key_id,
-        })
-    }
-
-    /// The certificate, DER.
-    pub fn der(&self) -> &CertificateDer<'static> {
-        &self.der
-    }
-
-    /// The certificate, PEM.
-    pub fn pem(&self) -> &str {
-        &self.pem
-    }
-
-    /// Its serial, when it is one Sigil could have made (16 bytes).
-    pub fn serial(&self) -> Option<Serial> {
-        let (_, parsed) = X509Certificate::from_der(&self.der).ok()?;
-        Serial::from_der_bytes(parsed.raw_serial())
-    }
-
-    /// Start of validity.
-    pub fn not_before(&self) -> OffsetDateTime {
-        self.not_before
-    }
-
-    /// End of validity.
-    pub fn not_after(&self) -> OffsetDateTime {
-        self.not_after
-    }
-
-    /// The subject key identifier, lowercase hex: the name of this CA's CRL.
-    pub fn key_id(&self) -> &str {
-        &self.key_id
-    }
-
-    /// `sha256:<64 lowercase hex>` of the DER: what agents pin.
-    pub fn fingerprint(&self) -> String {
-        fingerprint(&self.der)
-    }
-
-    /// The key id of the CA that signed it, when it names one.
-    pub fn authority_key_id(&self) -> Option<&str> {
-        self.authority_key_id.as_deref()
-    }
-}
-
-impl fmt::Debug for CaCertificate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CaCertificate")
-            .field("key_id", &self.key_id)
-            .field("not_after", &self.not_after)
-            .finish_non_exhaustive()
-    }
-}
 
 /// A loaded CA, ready to sign X509-SVIDs.
 pub struct CertificateAuthority {

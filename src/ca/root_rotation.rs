@@ -15,7 +15,8 @@
 //! Root files never move; `ca/roots.json` says what they are (see
 //! [`super::roots`]). Each step writes its files first and the state last,
 //! and loading finishes what a crash interrupted: a new issuing CA signed
-//! by the next root completes step 2 ([`finish_activation`]), and a root
+//! by the next root completes step 2
+//! ([`super::recovery::finish_activation`]), and a root
 //! file the state does not know of (step 1 cut short) is ignored.
 
 use anyhow::{Context, anyhow, bail, ensure};
@@ -174,30 +175,6 @@ pub fn activate_root(
         previous_root_key_id: previous.key_id().to_owned(),
         rotation,
     })
-}
-
-/// Finishes an activation a crash interrupted: the issuing CA of `dir`
-/// (`issuing`) is signed by the next root, so that root is active. Returns
-/// the roots' state.
-///
-/// # Errors
-///
-/// The state cannot be read or written.
-pub(super) fn finish_activation(
-    dir: &DataDir,
-    issuing: &CaCertificate,
-) -> anyhow::Result<RootsState> {
-    let mut state = RootsState::read(dir)?;
-    let Some(next) = state.next.take() else {
-        return Ok(state);
-    };
-    if issuing.authority_key_id() != Some(next.key_id.as_str()) {
-        state.next = Some(next);
-        return Ok(state);
-    }
-    state.active = Some(next.key_id);
-    state.write(dir)?;
-    Ok(state)
 }
 
 /// Stops trusting the previous root `key_id` of `dir`: it leaves the

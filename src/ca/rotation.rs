@@ -10,10 +10,10 @@
 //! `ca/issuing.next.{key,pem}`, key first; then the key, and last the
 //! certificate, are renamed over `ca/issuing.{key,pem}`. Every file is
 //! written atomically. Loading the CA first finishes a rotation that a
-//! crash interrupted once `issuing.next.pem` exists ([`finish_rotation`]),
+//! crash interrupted once `issuing.next.pem` exists
+//! ([`super::recovery::finish_rotation`]),
 //! and ignores a retired copy of the active CA.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 use super::ca_key::CaKey;
 use super::files::CA_BACKDATE;
 use super::key_encryption::{self, Passphrase};
-use super::{CaCertificate, CaFiles, profile};
+use super::{CaCertificate, CaFiles, profile, recovery};
 use crate::datadir::{self, DataDir};
 use crate::serial::Serial;
 
@@ -103,41 +103,12 @@ pub(super) fn rotate_issuing_under(
         &retired_dir.join(format!("{}.pem", current.key_id())),
         files.issuing_pem.as_bytes(),
     )?;
-    datadir::write_secret(&next_key(dir), key_text.as_bytes())?;
-    datadir::write_public(&next_cert(dir), certificate.pem().as_bytes())?;
-    finish_rotation(dir)?;
+    datadir::write_secret(&recovery::next_key(dir), key_text.as_bytes())?;
+    datadir::write_public(&recovery::next_cert(dir), certificate.pem().as_bytes())?;
+    recovery::finish_rotation(dir)?;
     Ok(Rotation {
         retired_key_id: current.key_id().to_owned(),
         issuing_key_id: issuing.key_id().to_owned(),
         not_after: issuing.not_after(),
     })
-}
-
-fn next_key(dir: &DataDir) -> PathBuf {
-    dir.ca_dir().join("issuing.next.key")
-}
-
-fn next_cert(dir: &DataDir) -> PathBuf {
-    dir.ca_dir().join("issuing.next.pem")
-}
-
-/// Moves a staged issuing CA (`ca/issuing.next.{key,pem}`) into place:
-/// the key, then the certificate. Nothing to do without a staged
-/// certificate, which is written after its key.
-///
-/// # Errors
-///
-/// A file cannot be renamed.
-pub(super) fn finish_rotation(dir: &DataDir) -> anyhow::Result<()> {
-    let (key, cert) = (next_key(dir), next_cert(dir));
-    if !cert.exists() {
-        return Ok(());
-    }
-    // Absent when a crash came after its rename.
-    if key.exists() {
-        std::fs::rename(&key, dir.issuing_key())
-            .with_context(|| format!("moving {} into place", key.display()))?;
-    }
-    std::fs::rename(&cert, dir.issuing_cert())
-        .with_context(|| format!("moving {} into place", cert.display()))
 }
