@@ -108,16 +108,20 @@ impl AppState {
     ) -> Result<RootActivation, ApiError> {
         let rotation = self.rotation()?;
         let _one_at_a_time = rotation.lock.lock().await;
+        let before = self.issuance.ca().root().key_id().to_owned();
         let activated = self
             .issuance
             .activate_root(&rotation.settings, lifetime, actor, |crls| {
                 self.crls.post(crls);
             })
-            .await
-            .map_err(ApiError::internal)?;
-        *lock(&rotation.activated_at) = Some(std::time::Instant::now());
-        rotation.server_identity.refresh.notify_one();
-        Ok(activated)
+            .await;
+        // Also when a later step (the first CRL, the audit record) failed:
+        // the new root is in force all the same.
+        if self.issuance.ca().root().key_id() != before {
+            *lock(&rotation.activated_at) = Some(std::time::Instant::now());
+            rotation.server_identity.refresh.notify_one();
+        }
+        activated.map_err(ApiError::internal)
     }
 
     /// Stops trusting the previous root `key_id`, and publishing its CRLs.
