@@ -644,3 +644,31 @@ fn serve_refuses_key_files_that_group_or_others_can_read() {
     let server = dir.start();
     assert!(server.url.starts_with("https://"));
 }
+
+#[test]
+fn systemd_hears_ready_reloading_and_stopping_through_notify_socket() {
+    let dir = DataDir::init();
+    let socket_path = dir.temp.path().join("notify");
+    let systemd = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    systemd
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let next = || {
+        let mut buffer = [0u8; 256];
+        let read = systemd.recv(&mut buffer).unwrap();
+        String::from_utf8(buffer[..read].to_vec()).unwrap()
+    };
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sigil"));
+    command
+        .args(["serve", "--data-dir", dir.arg(), "--listen", "127.0.0.1:0"])
+        .env("NOTIFY_SOCKET", &socket_path);
+    let server = Server::spawn_command(command, dir.path.clone(), "warn");
+    // Ready once it listens (the helper waited for the line).
+    assert_eq!(next(), "READY=1");
+    let pid = server.child.id().to_string();
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    assert_eq!(next(), "RELOADING=1");
+    assert_eq!(next(), "READY=1");
+    assert!(server.signal("-TERM").success());
+    assert_eq!(next(), "STOPPING=1");
+}

@@ -8,6 +8,7 @@ mod fd_limit;
 mod identity;
 mod reload;
 mod rotation_schedule;
+mod systemd;
 mod tls;
 
 use std::io::Write;
@@ -149,6 +150,7 @@ pub async fn serve(
     }
     rotation_schedule::spawn(state.clone(), options.rotation);
     println!("listening on https://{local}");
+    systemd::notify("READY=1");
     let banner = banner(local);
     if !banner.is_empty() {
         println!("{banner}");
@@ -264,5 +266,6 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
+        systemd::notify("STOPPING=1");
     })
 }

@@ -86,10 +86,13 @@ pub(super) fn spawn(state: AppState, reload: Reloader) -> anyhow::Result<()> {
 }
 
 async fn reload_once(state: &AppState, reload: &Reloader) {
-    match (reload.read)()
+    super::systemd::notify("RELOADING=1");
+    let reloaded = (reload.read)()
         .await
-        .and_then(|update| state.reload(update))
-    {
+        .and_then(|update| state.reload(update));
+    // Ready again either way: a refused file leaves the one in force.
+    super::systemd::notify("READY=1");
+    match reloaded {
         Ok(()) => tracing::info!("configuration reloaded"),
         Err(error) => tracing::warn!(
             error = format!("{error:#}"),
