@@ -53,8 +53,12 @@ fn verify_chain(
     let end_entity = webpki::EndEntityCert::try_from(leaf).map_err(|e| {
         ApiError::invalid_client_certificate(format!("client certificate does not parse: {e}"))
     })?;
-    let mut intermediates: Vec<CertificateDer<'_>> = chain[1..].to_vec();
-    intermediates.extend(ca.intermediates().iter().cloned());
+    // Borrowed, not copied: this runs on every renewal and admin call.
+    let intermediates: Vec<CertificateDer<'_>> = chain[1..]
+        .iter()
+        .chain(ca.intermediates())
+        .map(|certificate| CertificateDer::from(certificate.as_ref()))
+        .collect();
     end_entity
         .verify_for_usage(
             webpki::ALL_VERIFICATION_ALGS,
