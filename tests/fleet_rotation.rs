@@ -48,24 +48,6 @@ impl Failures {
     }
 }
 
-/// Waits (up to `within`) until `done` holds of the status.
-fn wait_for(
-    client: &sigil::client::CaClient,
-    within: Duration,
-    what: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let status = status_as(client);
-        if done(&status) {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "never saw {what}: {status:#}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 async fn start_agent(url: &str, bundle: &str, token: &str, failures: Arc<Failures>) -> Agent {
     let builder = Agent::builder(url)
         .bundle_pem(bundle.as_bytes())
@@ -198,7 +180,7 @@ fn the_fleet_sees_no_failed_handshake_through_scheduled_forced_and_root_rotation
     }
 
     // 1. The schedule rotates the issuing CA.
-    wait_for(
+    wait_for_status(
         &admin,
         Duration::from_secs(30),
         "a scheduled rotation",
@@ -248,7 +230,7 @@ fn the_fleet_sees_no_failed_handshake_through_scheduled_forced_and_root_rotation
             "an agent has not picked up the new root before it takes over"
         );
     }
-    let activated = wait_for(
+    let activated = wait_for_status(
         &admin,
         Duration::from_secs(20),
         "the new root active",
@@ -283,7 +265,7 @@ fn the_fleet_sees_no_failed_handshake_through_scheduled_forced_and_root_rotation
 
     // The old root leaves once its last leaves (renewed into the new
     // root's chain) have expired.
-    let dropped = wait_for(
+    let dropped = wait_for_status(
         &admin,
         Duration::from_secs(40),
         "the old root dropped",

@@ -8,18 +8,19 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use common::*;
 use serde_json::{Value, json};
 
 fn wait_until_active(server: &Server, root: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while keys_of(&server.status(), "root") != [root] {
-        assert!(Instant::now() < deadline, "{:#}", server.status());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_status(
+        &server.admin(),
+        Duration::from_secs(30),
+        "the new root active",
+        |s| keys_of(s, "root") == [root],
+    );
 }
 
 /// The subject DN of the CA that signed a chain's issuing CA, and the

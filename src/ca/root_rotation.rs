@@ -302,8 +302,25 @@ mod tests {
         );
         assert_eq!(ca.issuing().key_id(), first.issuing().key_id());
         assert!(verifies(&ca, &old_leaf));
-        // One rotation at a time.
+        // The new root's key is owner-only, in an owner-only directory,
+        // and no Debug output shows any key (invariant 5).
+        use std::os::unix::fs::PermissionsExt;
+        let mode =
+            |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let key_path = roots_dir(&dir).join(format!("{}.key", added.root.key_id()));
+        assert_eq!(mode(&key_path), 0o600);
+        assert_eq!(mode(&roots_dir(&dir)), 0o700);
         let files = CaFiles::read(&dir, None).unwrap();
+        let key_text = std::fs::read_to_string(&key_path).unwrap();
+        let key_body: String = key_text
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        for debug in [format!("{files:?}"), format!("{ca:?}")] {
+            assert!(!debug.contains("PRIVATE KEY"), "{debug}");
+            assert!(!debug.contains(&key_body[..32]), "{debug}");
+        }
+        // One rotation at a time.
         let error = add_root(&dir, &files, None, now, now).unwrap_err();
         assert!(error.to_string().contains("under way"), "{error}");
 

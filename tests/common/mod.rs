@@ -195,6 +195,28 @@ pub fn keys_of<'a>(status: &'a Value, role: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// Polls `GET /admin/v1/status` as `client` until `done` holds of it
+/// (failing after `within`, naming `what`); returns that status.
+pub fn wait_for_status(
+    client: &CaClient,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let status = status_as(client);
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never saw {what}: {status:#}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// `GET /admin/v1/status` as `client`.
 pub fn status_as(client: &CaClient) -> Value {
     block_on(client.get("/admin/v1/status"))
