@@ -1,7 +1,7 @@
 //! Logs: `--log-format json` writes one JSON object per line; every
 //! request gets an ID, returned in `x-request-id` and carried by each log
 //! line of that request; an issuance is logged with its SPIFFE ID and
-//! serial.
+//! serial at debug level.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -35,7 +35,7 @@ fn json_logs_are_one_object_per_line_and_name_the_request_and_the_issued_svid() 
     let dir = DataDir::init();
     let args = serve_args(&dir, "json");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = Server::spawn_logging(&args, dir.path.clone(), "info");
+    let server = Server::spawn_logging(&args, dir.path.clone(), "info,sigil=debug");
     let (request_id, serial) = issue(&server, "spiffe://example.org/agents/logged");
     let (other_id, _) = issue(&server, "spiffe://example.org/agents/logged-too");
     assert_ne!(request_id, other_id, "each request has its own ID");
@@ -73,7 +73,7 @@ fn text_logs_carry_the_request_id_too() {
     let dir = DataDir::init();
     let args = serve_args(&dir, "text");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = Server::spawn_logging(&args, dir.path.clone(), "info");
+    let server = Server::spawn_logging(&args, dir.path.clone(), "info,sigil=debug");
     let (request_id, serial) = issue(&server, "spiffe://example.org/agents/plain");
     let log_path = server.log_path.clone();
     server.terminate();

@@ -111,7 +111,8 @@ pub(super) async fn issue_for_jwt(
                 "this token was already used (its jti is spent)".to_owned(),
             ),
         })?;
-    tracing::info!(
+    // At debug level, as for join tokens (`svid.rs`).
+    tracing::debug!(
         spiffe_id = %issued.spiffe_id,
         serial = %issued.serial,
         attestor = attestor.name(),

@@ -85,7 +85,8 @@ pub(super) async fn renew(
             if superseded.is_some() {
                 state.metrics.revoked(1);
             }
-            tracing::info!(%spiffe_id, serial = %issued.serial, parent = %presented, ?superseded, "svid.renew");
+            // At debug level, as for issuance (`svid.rs`).
+            tracing::debug!(%spiffe_id, serial = %issued.serial, parent = %presented, ?superseded, "svid.renew");
             Ok(Json(svid_response(&state, &issued)?))
         }
         RenewalOutcome::Fork { revoked, crls } => {
