@@ -13,7 +13,6 @@ pub mod ca;
 pub mod cli;
 pub mod client;
 pub mod config;
-pub mod cpu_pool;
 pub mod crl_board;
 pub mod crypto_provider;
 pub mod csr;

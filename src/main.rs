@@ -5,8 +5,8 @@ fn main() -> ExitCode {
 }
 
 /// mimalloc instead of glibc's malloc: under issuance load, buffers are
-/// allocated on one thread (the runtime's, the CPU pool's) and freed on
-/// another (the store's), which glibc's per-thread arenas handle poorly;
+/// allocated on one thread (a runtime worker) and freed on another (the
+/// store's), which glibc's per-thread arenas handle poorly;
 /// BENCHMARKS.md has the figures.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

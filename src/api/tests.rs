@@ -229,11 +229,7 @@ async fn no_certificate_leaves_the_ca_when_the_store_cannot_commit_it_and_the_to
         broken: AtomicBool::new(false),
     });
     let state = AppState::new(
-        Issuance::new(
-            ca,
-            Arc::clone(&store) as Arc<dyn Store>,
-            Arc::new(crate::cpu_pool::CpuPool::with_threads(1).unwrap()),
-        ),
+        Issuance::new(ca, Arc::clone(&store) as Arc<dyn Store>),
         TtlPolicy::default(),
         KeyPolicy::default(),
         Arc::new(CrlBoard::default()),

@@ -10,7 +10,6 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 
 use crate::ca::{CaFiles, CertificateAuthority, IssuedCertificate, Passphrase};
-use crate::cpu_pool::CpuPool;
 use crate::datadir::{self, DataDir};
 use crate::duration::HumanDuration;
 use crate::issuance::{Issuance, IssuanceError};
@@ -61,9 +60,7 @@ pub(super) fn local_issuance(
     let files = CaFiles::read(dir, passphrase)?;
     let ca = CertificateAuthority::load(&files, &public_url(dir)?)?;
     let store = SqliteStore::open(&dir.store())?;
-    // A local command signs one certificate at a time.
-    let cpu = CpuPool::with_threads(1).context("starting a signing thread")?;
-    Ok(Issuance::new(Arc::new(ca), Arc::new(store), Arc::new(cpu)))
+    Ok(Issuance::new(Arc::new(ca), Arc::new(store)))
 }
 
 /// Mints an admin credential and writes `svid.pem` (leaf, then issuing CA)

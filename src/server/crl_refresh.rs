@@ -117,11 +117,7 @@ mod tests {
             ca.root().key_id().to_owned(),
         );
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
-        let issuance = Issuance::new(
-            Arc::new(ca),
-            store,
-            Arc::new(crate::cpu_pool::CpuPool::with_threads(1).unwrap()),
-        );
+        let issuance = Issuance::new(Arc::new(ca), store);
         let board = CrlBoard::default();
 
         refresh_due(&issuance, &board, HALF).await.unwrap();
@@ -161,11 +157,7 @@ mod tests {
             .with_crl_validity(Duration::from_secs(3600));
         let issuing = ca.issuing().key_id().to_owned();
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
-        let issuance = Issuance::new(
-            Arc::new(ca),
-            store,
-            Arc::new(crate::cpu_pool::CpuPool::with_threads(1).unwrap()),
-        );
+        let issuance = Issuance::new(Arc::new(ca), store);
         let board = CrlBoard::default();
         let resign = Duration::from_secs(1);
 

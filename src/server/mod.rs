@@ -29,7 +29,6 @@ use crate::attestation::jwt::JwtAttestors;
 use crate::audit::{AuditKey, RefusalCounter};
 use crate::ca::{CaFiles, CertificateAuthority, Passphrase};
 use crate::config::RotationSchedule;
-use crate::cpu_pool::CpuPool;
 use crate::crl_board::CrlBoard;
 use crate::csr::KeyPolicy;
 use crate::datadir::{self, DataDir};
@@ -110,8 +109,7 @@ pub async fn serve(
     let metrics = Arc::new(Metrics::new());
     let observer: Arc<dyn CommitObserver> = metrics.clone();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_observed(&dir.store(), Some(observer))?);
-    let cpu = CpuPool::sized_to_cores().context("starting the signing threads")?;
-    let issuance = Issuance::new(Arc::clone(&ca), store, Arc::new(cpu));
+    let issuance = Issuance::new(Arc::clone(&ca), store);
     let crls = Arc::new(CrlBoard::default());
     crl_refresh::start(issuance.clone(), Arc::clone(&crls), options.crl_resign).await?;
     let refusals = Arc::new(RefusalCounter::default());

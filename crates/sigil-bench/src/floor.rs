@@ -1,8 +1,8 @@
 //! The crypto floor, in-process, with no HTTP and no store, through the
 //! server's own code: per issuance, `CertificateAuthority::issue` with a
 //! CSR, which verifies it (the proof of possession) and signs a leaf with
-//! the Sigil profile, as the server's CPU pool does. The renewal floor adds what a renewal over a new mTLS
-//! connection cannot avoid: one full TLS 1.3 handshake with client
+//! the Sigil profile, as the server does for each request. The renewal
+//! floor adds what a renewal over a new mTLS connection cannot avoid: one full TLS 1.3 handshake with client
 //! certificates, both ends (client and server share the machine in the
 //! benchmark too), on rustls's stock verifiers.
 
@@ -48,7 +48,7 @@ fn authority(data_dir: Option<&Path>) -> anyhow::Result<CertificateAuthority> {
 }
 
 /// One certificate's worth of CA crypto: the CSR verified and the leaf
-/// signed in one call, as the server's CPU pool runs it.
+/// signed in one call, as the server runs it.
 fn issue_one(
     ca: &CertificateAuthority,
     spiffe_id: &SpiffeId,
