@@ -8,23 +8,59 @@ use crate::audit::{AuditEvent, AuditRecord, Checkpoint, GENESIS_HASH, record_has
 use crate::rfc3339;
 use crate::store::StoreError;
 
+/// An audit event with its time and details already rendered as they are
+/// stored and hashed: the hot paths render them on the calling thread, so
+/// that the store's one writer thread only chains and inserts.
+pub(super) struct PreparedEvent {
+    time: String,
+    actor: String,
+    action: &'static str,
+    subject: String,
+    details: String,
+}
+
+impl From<AuditEvent> for PreparedEvent {
+    fn from(event: AuditEvent) -> Self {
+        Self {
+            time: rfc3339::format(event.time),
+            actor: event.actor,
+            action: event.action,
+            subject: event.subject,
+            details: event.details.to_string(),
+        }
+    }
+}
+
+/// Renders `events` for [`append_in`].
+pub(super) fn prepare(events: Vec<AuditEvent>) -> Vec<PreparedEvent> {
+    events.into_iter().map(PreparedEvent::from).collect()
+}
+
 pub(super) fn append(
     conn: &mut Connection,
     events: Vec<AuditEvent>,
 ) -> Result<Vec<AuditRecord>, StoreError> {
     let tx = Savepoint::begin(conn).map_err(unavailable)?;
-    let written = append_in(&tx, events)?;
+    let mut written = Vec::with_capacity(events.len());
+    chain(&tx, prepare(events), |record| written.push(record))?;
     tx.commit().map_err(unavailable)?;
     Ok(written)
 }
 
 /// Appends events inside the caller's (write) transaction.
-pub(super) fn append_in(
+pub(super) fn append_in(tx: &Connection, events: Vec<PreparedEvent>) -> Result<(), StoreError> {
+    chain(tx, events, |_| {})
+}
+
+/// Appends `events` after the log's head, each hashed with the one before,
+/// and hands each record written to `written`.
+fn chain(
     tx: &Connection,
-    events: Vec<AuditEvent>,
-) -> Result<Vec<AuditRecord>, StoreError> {
+    events: Vec<PreparedEvent>,
+    mut written: impl FnMut(AuditRecord),
+) -> Result<(), StoreError> {
     if events.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let head: Option<(i64, String)> = tx
         .query_row_cached(
@@ -41,18 +77,15 @@ pub(super) fn append_in(
         ),
         None => (0, GENESIS_HASH.to_owned()),
     };
-    let mut written = Vec::with_capacity(events.len());
     for event in events {
         seq += 1;
-        let time = rfc3339::format(event.time);
-        let details = event.details.to_string();
         let hash = record_hash(
             seq,
-            &time,
+            &event.time,
             &event.actor,
             event.action,
             &event.subject,
-            &details,
+            &event.details,
             &prev_hash,
         );
         tx.execute_cached(
@@ -60,28 +93,28 @@ pub(super) fn append_in(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 seq as i64,
-                time,
+                event.time,
                 event.actor,
                 event.action,
                 event.subject,
-                details,
+                event.details,
                 prev_hash,
                 hash
             ],
         )
         .map_err(unavailable)?;
-        written.push(AuditRecord {
+        written(AuditRecord {
             seq,
-            time,
+            time: event.time,
             actor: event.actor,
             action: event.action.to_owned(),
             subject: event.subject,
-            details,
+            details: event.details,
             hash: hash.clone(),
             prev_hash: std::mem::replace(&mut prev_hash, hash),
         });
     }
-    Ok(written)
+    Ok(())
 }
 
 pub(super) fn page(

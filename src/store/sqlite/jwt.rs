@@ -8,12 +8,11 @@ use time::OffsetDateTime;
 /// until.
 const PURGE_MARGIN_SECONDS: i64 = 300;
 
-use super::audit;
+use super::audit::{self, PreparedEvent};
 use super::certificates::insert_certificate;
 use super::columns::{unavailable, unix};
 use super::revocations;
 use super::sql::{CachedSql, Savepoint};
-use crate::audit::AuditEvent;
 use crate::store::{CertificateRecord, JwtRedemption, StoreError};
 
 pub(super) fn redeem(
@@ -23,7 +22,7 @@ pub(super) fn redeem(
     expires_at: OffsetDateTime,
     now: OffsetDateTime,
     certificate: CertificateRecord,
-    events: Vec<AuditEvent>,
+    events: Vec<PreparedEvent>,
 ) -> Result<JwtRedemption, StoreError> {
     let tx = Savepoint::begin(conn).map_err(unavailable)?;
     // A token already past the point its `jti` is remembered until could

@@ -331,6 +331,7 @@ impl Store for SqliteStore {
         record: CertificateRecord,
         events: Vec<AuditEvent>,
     ) -> StoreFuture<'_, ()> {
+        let events = audit::prepare(events);
         self.run(move |conn| {
             let tx = Savepoint::begin(conn).map_err(unavailable)?;
             // No path gives a banned identity a certificate: checked here,
@@ -444,6 +445,8 @@ impl Store for SqliteStore {
         certificate: CertificateRecord,
         events: Vec<AuditEvent>,
     ) -> StoreFuture<'_, Redemption> {
+        // Rendered here, off the writer thread.
+        let events = audit::prepare(events);
         self.run(move |conn| tokens::redeem(conn, id, presented, now, certificate, events))
     }
 
@@ -456,6 +459,7 @@ impl Store for SqliteStore {
         certificate: CertificateRecord,
         events: Vec<AuditEvent>,
     ) -> StoreFuture<'_, JwtRedemption> {
+        let events = audit::prepare(events);
         self.run(move |conn| jwt::redeem(conn, issuer, jti, expires_at, now, certificate, events))
     }
 

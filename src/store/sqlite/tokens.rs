@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
 
-use super::audit;
+use super::audit::{self, PreparedEvent};
 use super::certificates::insert_certificate;
 use super::columns::{is_unique_violation, json_column, parse_column, unavailable, unix};
 use super::sql::{CachedSql, Savepoint};
@@ -45,7 +45,7 @@ pub(super) fn create(
             unavailable(e)
         }
     })?;
-    audit::append_in(&tx, events)?;
+    audit::append_in(&tx, audit::prepare(events))?;
     tx.commit().map_err(unavailable)
 }
 
@@ -66,7 +66,7 @@ pub(super) fn redeem(
     presented: TokenHash,
     now: OffsetDateTime,
     certificate: CertificateRecord,
-    events: Vec<AuditEvent>,
+    events: Vec<PreparedEvent>,
 ) -> Result<Redemption, StoreError> {
     let tx = Savepoint::begin(conn).map_err(unavailable)?;
     let grant = match token_state(&tx, &id, &presented, now)? {
@@ -109,10 +109,13 @@ fn token_state(
     presented: &TokenHash,
     now: OffsetDateTime,
 ) -> Result<Redemption, StoreError> {
+    // One statement for the token and whether its identity is banned: it
+    // runs once per issuance on the store's one writer thread.
     let row = conn
         .query_row_cached(
-            "SELECT hash, expires_at, uses_left, spiffe_id, dns_names, ip_addresses
-             FROM join_tokens WHERE id = ?1",
+            "SELECT t.hash, t.expires_at, t.uses_left, t.spiffe_id, t.dns_names, t.ip_addresses,
+                    EXISTS (SELECT 1 FROM bans b WHERE b.spiffe_id = t.spiffe_id)
+             FROM join_tokens t WHERE t.id = ?1",
             [id],
             |row| {
                 Ok((
@@ -124,24 +127,18 @@ fn token_state(
                         dns_names: json_column(4, &row.get::<_, String>(4)?)?,
                         ip_addresses: json_column(5, &row.get::<_, String>(5)?)?,
                     },
+                    row.get::<_, bool>(6)?,
                 ))
             },
         )
         .optional()
         .map_err(unavailable)?;
-    let Some((stored, expires_at, uses_left, grant)) = row else {
+    let Some((stored, expires_at, uses_left, grant, banned)) = row else {
         return Ok(Redemption::Unknown);
     };
     if !join_token::hashes_match(&stored, presented) {
         return Ok(Redemption::Unknown);
     }
-    let banned: bool = conn
-        .query_row_cached(
-            "SELECT EXISTS (SELECT 1 FROM bans WHERE spiffe_id = ?1)",
-            [grant.spiffe_id.as_str()],
-            |row| row.get(0),
-        )
-        .map_err(unavailable)?;
     Ok(if banned {
         Redemption::Banned(grant.spiffe_id)
     } else if expires_at <= unix(now) {
