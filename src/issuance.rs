@@ -166,7 +166,7 @@ impl Issuance {
     /// The CSR check and the signature (about 0.1 ms of CPU with P-256) run
     /// on the runtime's worker threads, one per core, holding no lock: a
     /// separate signing pool cost two thread hand-offs per request, about
-    /// 5 % of the issuance rate on the reference machine (BENCHMARKS.md),
+    /// 8 % of the issuance rate on the reference machine (BENCHMARKS.md),
     /// and a worker already runs each renewal's TLS handshake, ten times
     /// longer. A panic (a bug) fails this request alone.
     fn sign(
