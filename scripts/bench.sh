@@ -165,7 +165,7 @@ for run in $(seq 1 "$RUNS"); do
   measure floor-renew "$BENCH" floor --handshake --count "$((FLOOR_N / 4))"
   init_dir "$work/data-$run"
   start_server "$work/data-$run"
-  echo "startup empty-store $startup_ms" >>"$results"
+  echo "startup-empty ms=$startup_ms" >>"$results"
   for c in 8 16; do
     measure "issue-c$c" "$BENCH" issue --ca "$url" --bundle "$data/bundle.pem" \
       --token "$(token "$N")" --spiffe-id "$AGENT_ID" --concurrency "$c" --count "$N" \
@@ -242,12 +242,11 @@ if grep -q "^issue-c8-1m " "$results"; then
     "$(median crl median_ms) ms (target < 200 ms)"
   echo "sigil serve start-up on that store: $(grep '^startup scale-store ' "$results" | cut -d' ' -f3) ms (target < 2000 ms)"
 fi
-echo "sigil serve start-up on an empty store: $(grep '^startup empty-store ' "$results" | cut -d' ' -f3 |
-  sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}') ms (median)"
+echo "sigil serve start-up on an empty store: $(median startup-empty ms) ms (median of the runs)"
 for store in empty-store scale-store; do
   # The highest of the runs; no line for a store that was not run (SCALE=0).
   rss=$(grep "^rss $store " "$results" | cut -d' ' -f3 | sort -g | tail -n 1 || true)
   if [ -n "$rss" ]; then
-    echo "server peak resident memory (VmHWM), $store, after its runs: $rss MB (target < 150 MB)"
+    echo "server peak resident memory (VmHWM), $store, the highest of its servers: $rss MB (target < 150 MB)"
   fi
 done

@@ -178,7 +178,7 @@ impl Issuance {
         let now = OffsetDateTime::now_utc();
         let ca = self.ca();
         let issued = catch_unwind(AssertUnwindSafe(|| ca.issue(request, now)))
-            .map_err(|_| IssuanceError::Signing(anyhow::anyhow!("signing panicked")))?
+            .map_err(|_| IssuanceError::Signing(anyhow::anyhow!("the signer panicked (a bug)")))?
             .map_err(|error| match error.downcast::<CsrError>() {
                 Ok(refused) => IssuanceError::Csr(refused),
                 Err(error) => IssuanceError::Signing(error),

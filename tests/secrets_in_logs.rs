@@ -86,11 +86,7 @@ fn no_log_line_or_error_body_holds_a_key_or_a_join_token() {
         "the log was written at trace level"
     );
 
-    // sigil_jt_<16 hex id>_<secret>: the secret is base64url and may itself
-    // hold '_', so it is cut by position, not at the last '_' (which could
-    // leave a piece of a few characters that any log happens to contain).
-    let token_secret = &token["sigil_jt_".len() + 17..];
-    assert_eq!(token_secret.len(), 43);
+    let token_secret = join_token_secret(&token);
     let secrets: Vec<(String, Vec<String>)> = vec![
         ("the join token".to_owned(), vec![token.clone()]),
         (

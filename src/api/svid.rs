@@ -23,9 +23,9 @@ pub(super) struct AttestorLabel(pub(super) String);
 
 /// Checks what costs nothing first (TTL, token shape, what the token
 /// grants), so that an unknown token never costs a signature check; then
-/// verifies the CSR and signs (a bad CSR uses up nothing),
-/// and takes the token's use and records the certificate in one
-/// transaction before answering.
+/// verifies the CSR and signs (a bad CSR uses up nothing), and takes the
+/// token's use and records the certificate in one transaction before
+/// answering.
 pub(super) async fn issue(
     State(state): State<AppState>,
     SourceIp(source): SourceIp,
@@ -67,7 +67,7 @@ async fn attest_and_issue(
         .ttl
         .resolve(request.ttl_seconds)
         .map_err(ApiError::invalid_ttl)?;
-    // Verified in the job that signs.
+    // Verified by `Issuance::sign`, just before it signs.
     let key = SubjectKey::Csr {
         pem: request.csr,
         policy: policy.keys,

@@ -100,8 +100,8 @@ pub enum SubjectKey {
 pub struct LeafRequest<'a> {
     /// The only URI SAN.
     pub spiffe_id: &'a SpiffeId,
-    /// The subject's key: a CSR's, verified here (in the job that signs)
-    /// or before.
+    /// The subject's key: a CSR's, verified here, just before signing, or
+    /// a key verified before.
     pub key: &'a SubjectKey,
     /// DNS SANs an admin bound to the identity.
     pub dns_names: &'a [String],

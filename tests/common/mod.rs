@@ -55,6 +55,15 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// The secret part of a join token, `sigil_jt_<16 hex id>_<secret>`. The
+/// secret is base64url and may itself hold '_', so it is cut by position
+/// (cutting at the last '_' could leave a few characters any text holds).
+pub fn join_token_secret(token: &str) -> &str {
+    let secret = &token[sigil::join_token::PREFIX.len() + 17..];
+    assert_eq!(secret.len(), 43, "not a join token: {token}");
+    secret
+}
+
 /// A data dir initialised with `sigil init`.
 pub struct DataDir {
     pub temp: TempDir,

@@ -2,9 +2,10 @@
 //! server's own code: per issuance, `CertificateAuthority::issue` with a
 //! CSR, which verifies it (the proof of possession) and signs a leaf with
 //! the Sigil profile, as the server does for each request. The renewal
-//! floor adds what a renewal over a new mTLS connection cannot avoid: one full TLS 1.3 handshake with client
-//! certificates, both ends (client and server share the machine in the
-//! benchmark too), on rustls's stock verifiers.
+//! floor adds what a renewal over a new mTLS connection cannot avoid: one
+//! full TLS 1.3 handshake with client certificates, both ends (client and
+//! server share the machine in the benchmark too), on rustls's stock
+//! verifiers.
 
 use std::io::Cursor;
 use std::path::Path;

@@ -9,8 +9,10 @@ use crate::rfc3339;
 use crate::store::StoreError;
 
 /// An audit event with its time and details already rendered as they are
-/// stored and hashed: the hot paths render them on the calling thread, so
-/// that the store's one writer thread only chains and inserts.
+/// stored and hashed. Issuance renders its events on the calling thread,
+/// so that the store's one writer thread only chains and inserts them;
+/// renewal and revocation render theirs on the writer, since they depend
+/// on what the store finds.
 pub(super) struct PreparedEvent {
     time: String,
     actor: String,

@@ -445,7 +445,6 @@ impl Store for SqliteStore {
         certificate: CertificateRecord,
         events: Vec<AuditEvent>,
     ) -> StoreFuture<'_, Redemption> {
-        // Rendered here, off the writer thread.
         let events = audit::prepare(events);
         self.run(move |conn| tokens::redeem(conn, id, presented, now, certificate, events))
     }
