@@ -42,10 +42,13 @@ impl Serial {
 
 impl fmt::Display for Serial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for byte in self.0 {
-            write!(f, "{byte:02x}")?;
-        }
-        Ok(())
+        // Formatted several times per issuance (the record, the audit
+        // event, the response): one table lookup per digit, not sixteen
+        // trips through the formatting machinery.
+        let mut digits = [0u8; 32];
+        hex::encode_to_slice(self.0, &mut digits).map_err(|_| fmt::Error)?;
+        // Hex digits are ASCII; `from_utf8` cannot fail on them.
+        f.write_str(std::str::from_utf8(&digits).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -96,6 +99,20 @@ mod tests {
         let text = serial.to_string();
         assert_eq!(text.len(), 32);
         assert_eq!(text.parse::<Serial>().unwrap(), serial);
+    }
+
+    #[test]
+    fn serial_text_keeps_leading_zero_digits_and_is_lowercase() {
+        let bytes = [
+            0x01, 0x0a, 0x00, 0xff, 0x10, 0x2b, 0x3c, 0x4d, 0x5e, 0x6f, 0x70, 0x81, 0x92, 0xa3,
+            0xb4, 0xc5,
+        ];
+        let serial = Serial::from_der_bytes(&bytes).unwrap();
+        assert_eq!(serial.to_string(), "010a00ff102b3c4d5e6f708192a3b4c5");
+        assert_eq!(
+            format!("{serial:?}"),
+            "Serial(010a00ff102b3c4d5e6f708192a3b4c5)"
+        );
     }
 
     #[test]
