@@ -177,12 +177,16 @@ impl Issuance {
     ) -> Result<(IssuedCertificate, CertificateRecord), IssuanceError> {
         let now = OffsetDateTime::now_utc();
         let ca = self.ca();
-        let issued = catch_unwind(AssertUnwindSafe(|| ca.issue(request, now)))
-            .map_err(|_| IssuanceError::Signing(anyhow::anyhow!("the signer panicked (a bug)")))?
-            .map_err(|error| match error.downcast::<CsrError>() {
-                Ok(refused) => IssuanceError::Csr(refused),
-                Err(error) => IssuanceError::Signing(error),
-            })?;
+        let issued = catch_unwind(AssertUnwindSafe(|| {
+            #[cfg(test)]
+            faults::panic_if_asked();
+            ca.issue(request, now)
+        }))
+        .map_err(|_| IssuanceError::Signing(anyhow::anyhow!("the signer panicked (a bug)")))?
+        .map_err(|error| match error.downcast::<CsrError>() {
+            Ok(refused) => IssuanceError::Csr(refused),
+            Err(error) => IssuanceError::Signing(error),
+        })?;
         let record = CertificateRecord {
             serial: issued.serial,
             spiffe_id: issued.spiffe_id.clone(),
@@ -386,6 +390,27 @@ impl Issuance {
     }
 }
 
+/// Fault injection for the tests: a panic inside the signer.
+#[cfg(test)]
+mod faults {
+    use std::cell::Cell;
+
+    thread_local! {
+        static PANIC_NEXT_SIGN: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// Makes this thread's next signature panic.
+    pub(super) fn panic_next_sign() {
+        PANIC_NEXT_SIGN.with(|flag| flag.set(true));
+    }
+
+    pub(super) fn panic_if_asked() {
+        if PANIC_NEXT_SIGN.with(Cell::take) {
+            panic!("an injected signer fault");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -427,40 +452,64 @@ mod tests {
         assert!(TtlPolicy::default().validate().is_ok());
     }
 
-    #[tokio::test]
-    async fn a_jwt_yields_one_recorded_certificate_and_its_replay_none() {
-        use crate::ca::{CaFiles, DEFAULT_ISSUING_LIFETIME};
-        use crate::store::SqliteStore;
+    /// A CA and its store in a temporary directory, and a request for
+    /// one identity with a verified key.
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Arc<crate::store::SqliteStore>,
+        issuance: Issuance,
+        spiffe_id: sigil_core::SpiffeId,
+        key: SubjectKey,
+    }
 
-        let dir = tempfile::tempdir().unwrap();
-        let files = CaFiles::generate(
-            &"example.org".parse().unwrap(),
-            KeyType::P256,
-            DEFAULT_ISSUING_LIFETIME,
-            OffsetDateTime::now_utc(),
-        )
-        .unwrap();
-        let ca = Arc::new(CertificateAuthority::load(&files, "https://localhost:8443").unwrap());
-        let store = Arc::new(SqliteStore::open(&dir.path().join("sigil.db")).unwrap());
-        let issuance = Issuance::new(ca, store.clone());
-        let key = KeyType::P256.generate().unwrap();
-        let public_key = VerifiedPublicKey::from_own_key(&key).unwrap();
-        let spiffe_id = "spiffe://example.org/agent".parse().unwrap();
-        let request = LeafRequest {
-            spiffe_id: &spiffe_id,
-            key: &SubjectKey::Verified(public_key),
-            dns_names: &[],
-            ip_addresses: &[],
-            ttl: Duration::from_secs(600),
-        };
-        let audit = |issued: &IssuedCertificate| {
+    impl Fixture {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let ca = Arc::new(crate::ca::example_authority());
+            let store =
+                Arc::new(crate::store::SqliteStore::open(&dir.path().join("sigil.db")).unwrap());
+            let key = KeyType::P256.generate().unwrap();
+            Self {
+                _dir: dir,
+                issuance: Issuance::new(ca, store.clone()),
+                store,
+                spiffe_id: "spiffe://example.org/agent".parse().unwrap(),
+                key: SubjectKey::Verified(VerifiedPublicKey::from_own_key(&key).unwrap()),
+            }
+        }
+
+        fn request(&self) -> LeafRequest<'_> {
+            LeafRequest {
+                spiffe_id: &self.spiffe_id,
+                key: &self.key,
+                dns_names: &[],
+                ip_addresses: &[],
+                ttl: Duration::from_secs(600),
+            }
+        }
+    }
+
+    /// One `svid.issue` event naming the certificate's serial.
+    fn issue_event(
+        actor: &str,
+        attestation: &str,
+    ) -> impl Fn(&IssuedCertificate) -> Vec<AuditEvent> {
+        let (actor, attestation) = (actor.to_owned(), attestation.to_owned());
+        move |issued| {
             vec![AuditEvent::now(
-                "https://issuer.example.org",
+                actor.clone(),
                 "svid.issue",
                 issued.serial.to_string(),
-                serde_json::json!({"attestation": "jwt"}),
+                serde_json::json!({ "attestation": attestation }),
             )]
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn a_jwt_yields_one_recorded_certificate_and_its_replay_none() {
+        let fixture = Fixture::new();
+        let (store, issuance, request) = (&fixture.store, &fixture.issuance, fixture.request());
+        let audit = issue_event("https://issuer.example.org", "jwt");
         let expires_at = OffsetDateTime::now_utc() + Duration::from_secs(300);
         let redeem = || {
             issuance.issue_for_jwt(
@@ -485,6 +534,39 @@ mod tests {
         assert!(
             matches!(replayed, Err(JwtRedemption::Replayed)),
             "{replayed:?}"
+        );
+        assert_eq!(store.audit_page(0, 10).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_the_signer_fails_its_request_alone_and_records_nothing() {
+        let fixture = Fixture::new();
+        let (store, issuance, request) = (&fixture.store, &fixture.issuance, fixture.request());
+        let audit = issue_event("spiffe://example.org/agent", "test");
+
+        faults::panic_next_sign();
+        let failed = issuance
+            .issue(&request, AttestationKind::JoinToken, None, &audit)
+            .await;
+        match failed {
+            Err(IssuanceError::Signing(error)) => {
+                assert_eq!(error.to_string(), "the signer panicked (a bug)");
+            }
+            other => panic!("expected a signing error, got {other:?}"),
+        }
+        assert!(store.audit_page(0, 10).await.unwrap().is_empty());
+
+        // The next request is served as if nothing had happened.
+        let issued = issuance
+            .issue(&request, AttestationKind::JoinToken, None, &audit)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .find_certificate(issued.serial)
+                .await
+                .unwrap()
+                .is_some()
         );
         assert_eq!(store.audit_page(0, 10).await.unwrap().len(), 1);
     }

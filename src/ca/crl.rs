@@ -121,7 +121,7 @@ mod tests {
     use x509_parser::revocation_list::CertificateRevocationList;
 
     use super::*;
-    use crate::ca::{CaFiles, DEFAULT_ISSUING_LIFETIME, KeyType};
+
     use crate::serial::Serial;
 
     #[test]
@@ -134,14 +134,7 @@ mod tests {
 
     #[test]
     fn a_crl_lists_its_entries_verifies_with_its_issuer_and_has_no_idp() {
-        let files = CaFiles::generate(
-            &"example.org".parse().unwrap(),
-            KeyType::P256,
-            DEFAULT_ISSUING_LIFETIME,
-            OffsetDateTime::now_utc(),
-        )
-        .unwrap();
-        let ca = CertificateAuthority::load(&files, "https://localhost:8443").unwrap();
+        let ca = crate::ca::example_authority();
         let revoked = Serial::random().unwrap();
         let entry = RevokedEntry {
             serial: revoked,

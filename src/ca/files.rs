@@ -313,17 +313,10 @@ impl CaFiles {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::*;
 
     #[test]
     fn debug_output_redacts_the_keys() {
-        let files = CaFiles::generate(
-            &"example.org".parse().unwrap(),
-            KeyType::P256,
-            DEFAULT_ISSUING_LIFETIME,
-            OffsetDateTime::now_utc(),
-        )
-        .unwrap();
+        let files = crate::ca::example_files();
         let debug = format!("{files:?}");
         assert!(!debug.contains("PRIVATE KEY"), "{debug}");
         for key in [&files.root_key_pem, &files.issuing_key_pem] {

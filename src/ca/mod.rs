@@ -447,5 +447,26 @@ pub fn certificate_pem(der: &[u8]) -> String {
     )
 }
 
+/// CA files for `example.org` (P-256, the default issuing lifetime): the
+/// tests' usual CA.
+#[cfg(test)]
+pub(crate) fn example_files() -> CaFiles {
+    #[allow(clippy::unwrap_used)]
+    CaFiles::generate(
+        &"example.org".parse().unwrap(),
+        KeyType::P256,
+        DEFAULT_ISSUING_LIFETIME,
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap()
+}
+
+/// The CA of [`example_files`], serving at `https://localhost:8443`.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn example_authority() -> CertificateAuthority {
+    CertificateAuthority::load(&example_files(), "https://localhost:8443").unwrap()
+}
+
 #[cfg(test)]
 mod tests;

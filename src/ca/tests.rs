@@ -9,16 +9,6 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::*;
 
-fn generate() -> CaFiles {
-    CaFiles::generate(
-        &"example.org".parse().unwrap(),
-        KeyType::P256,
-        DEFAULT_ISSUING_LIFETIME,
-        OffsetDateTime::now_utc(),
-    )
-    .unwrap()
-}
-
 fn der(pem_text: &str) -> Vec<u8> {
     pem::parse(pem_text).unwrap().into_contents()
 }
@@ -51,7 +41,7 @@ const CERT_AND_CRL_SIGN: u16 = (1 << 5) | (1 << 6);
 
 #[test]
 fn the_root_and_issuing_ca_follow_the_ca_profile() {
-    let files = generate();
+    let files = example_files();
     let root_der = der(&files.root_pem);
     let issuing_der = der(&files.issuing_pem);
     let (_, root) = X509Certificate::from_der(&root_der).unwrap();
@@ -86,7 +76,7 @@ fn the_root_and_issuing_ca_follow_the_ca_profile() {
         "no SAN, no name constraints on the issuing CA"
     );
 
-    let other = generate();
+    let other = example_files();
     let (other_root_der, other_issuing_der) = (der(&other.root_pem), der(&other.issuing_pem));
     let (_, other_root) = X509Certificate::from_der(&other_root_der).unwrap();
     let (_, other_issuing) = X509Certificate::from_der(&other_issuing_der).unwrap();
@@ -96,7 +86,7 @@ fn the_root_and_issuing_ca_follow_the_ca_profile() {
 
 #[test]
 fn a_leaf_never_outlives_its_issuer_and_none_is_signed_after_the_issuer_expired() {
-    let files = generate();
+    let files = example_files();
     let ca = CertificateAuthority::load(&files, "https://localhost:8443").unwrap();
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let public_key = crate::csr::VerifiedPublicKey::from_own_key(&key).unwrap();

@@ -102,16 +102,7 @@ mod tests {
     #[tokio::test]
     async fn crls_are_published_at_start_and_re_signed_after_half_their_validity() {
         let dir = tempfile::tempdir().unwrap();
-        let files = CaFiles::generate(
-            &"example.org".parse().unwrap(),
-            KeyType::P256,
-            DEFAULT_ISSUING_LIFETIME,
-            OffsetDateTime::now_utc(),
-        )
-        .unwrap();
-        let ca = CertificateAuthority::load(&files, "https://localhost:8443")
-            .unwrap()
-            .with_crl_validity(Duration::from_secs(4));
+        let ca = crate::ca::example_authority().with_crl_validity(Duration::from_secs(4));
         let (issuing, root) = (
             ca.issuing().key_id().to_owned(),
             ca.root().key_id().to_owned(),
