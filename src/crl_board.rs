@@ -2,7 +2,7 @@
 //! The API serves them, revocations and the background re-signer post new
 //! ones, and long-polls wait for a higher number.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -13,6 +13,9 @@ use crate::revocation::SignedCrl;
 #[derive(Debug, Clone, Default)]
 pub struct CrlSet {
     by_issuer: BTreeMap<String, SignedCrl>,
+    /// Issuers whose CRLs were withdrawn ([`CrlBoard::retain`]): never
+    /// shown again.
+    withdrawn: BTreeSet<String>,
 }
 
 impl CrlSet {
@@ -58,16 +61,19 @@ impl CrlBoard {
     }
 
     /// Posts CRLs; for each issuer only a higher number than the one shown
-    /// replaces it, so a late writer cannot roll a CRL back.
+    /// replaces it, so a late writer cannot roll a CRL back, and nothing of
+    /// a withdrawn issuer is shown, so a late writer cannot bring back the
+    /// CRL of a CA that is gone either.
     pub fn post(&self, crls: impl IntoIterator<Item = SignedCrl>) {
         self.current.send_if_modified(|current| {
             let mut next = (**current).clone();
             let mut changed = false;
             for crl in crls {
-                let newer = next
-                    .by_issuer
-                    .get(&crl.issuer_key_id)
-                    .is_none_or(|shown| crl.number > shown.number);
+                let newer = !next.withdrawn.contains(&crl.issuer_key_id)
+                    && next
+                        .by_issuer
+                        .get(&crl.issuer_key_id)
+                        .is_none_or(|shown| crl.number > shown.number);
                 if newer {
                     next.by_issuer.insert(crl.issuer_key_id.clone(), crl);
                     changed = true;
@@ -80,15 +86,26 @@ impl CrlBoard {
         });
     }
 
-    /// Stops publishing the CRLs of issuers `keep` refuses: CAs whose last
-    /// leaf has expired, or a root rotation dropped.
+    /// Stops publishing the CRLs of issuers `keep` refuses, for good: CAs
+    /// whose last leaf has expired, or a root rotation dropped. A CRL of
+    /// theirs posted later (by a re-signer that read the store before) is
+    /// not shown.
     pub fn retain(&self, keep: impl Fn(&str) -> bool) {
         self.current.send_if_modified(|current| {
             if current.by_issuer.keys().all(|key_id| keep(key_id)) {
                 return false;
             }
             let mut next = (**current).clone();
-            next.by_issuer.retain(|key_id, _| keep(key_id));
+            let gone: Vec<String> = next
+                .by_issuer
+                .keys()
+                .filter(|key_id| !keep(key_id))
+                .cloned()
+                .collect();
+            for key_id in gone {
+                next.by_issuer.remove(&key_id);
+                next.withdrawn.insert(key_id);
+            }
             *current = Arc::new(next);
             true
         });
@@ -150,6 +167,26 @@ mod tests {
             .map(|crl| crl.issuer_key_id.clone())
             .collect();
         assert_eq!(shown, ["a", "c"]);
+    }
+
+    #[test]
+    fn a_withdrawn_issuers_crl_posted_late_is_not_shown() {
+        let board = CrlBoard::default();
+        board.post([crl("root-old", 1), crl("root-new", 2)]);
+        // A root rotation drops the old root while a re-signer, which read
+        // the store before the drop, is about to post that root's CRLs.
+        board.retain(|key_id| key_id != "root-old");
+        board.post([crl("root-old", 1), crl("root-old", 3)]);
+        let shown: Vec<String> = board
+            .snapshot()
+            .iter()
+            .map(|crl| crl.issuer_key_id.clone())
+            .collect();
+        assert_eq!(shown, ["root-new"]);
+        assert_eq!(board.snapshot().highest(), 2);
+        // Others still publish as before.
+        board.post([crl("root-new", 4)]);
+        assert_eq!(board.snapshot().get("root-new").map(|c| c.number), Some(4));
     }
 
     #[tokio::test]
