@@ -35,7 +35,7 @@ pub fn is_dev_root(root_fingerprint: &str) -> bool {
 /// The directory holds another CA, or cannot be written.
 pub fn prepare(dir: &DataDir) -> anyhow::Result<()> {
     if dir.require_initialised().is_ok() {
-        if !is_dev_root(&CaFiles::read_root_fingerprint(dir)?) {
+        if !is_dev_root(&CaFiles::read_initial_root_fingerprint(dir)?) {
             bail!(
                 "{} holds a CA that is not the development CA; --dev runs only on certs-dev/ (pick another --data-dir)",
                 dir.path().display()

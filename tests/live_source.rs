@@ -85,7 +85,11 @@ fn a_bundle_from_another_ca_cannot_talk_to_this_one() {
             .unwrap()
             .start(),
     );
-    assert!(matches!(result, Err(Error::Fetch { .. })), "{result:?}");
+    // Refused in the handshake, before anything was sent, and said so.
+    assert!(
+        matches!(result, Err(Error::UntrustedCa { .. })),
+        "{result:?}"
+    );
 }
 
 #[test]

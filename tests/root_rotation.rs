@@ -25,6 +25,16 @@ fn wait_until_active(server: &Server, root: &str) {
 
 /// The subject DN of the CA that signed a chain's issuing CA, and the
 /// subject DN of a root, both DER.
+/// The status's issuers without their countdowns (`expires_in_seconds`),
+/// which tick between two reads.
+fn issuers_at_rest(status: &Value) -> Value {
+    let mut issuers = status["issuers"].clone();
+    for issuer in issuers.as_array_mut().unwrap() {
+        issuer.as_object_mut().unwrap().remove("expires_in_seconds");
+    }
+    issuers
+}
+
 fn issuing_ca_issuer(chain_pem: &str) -> Vec<u8> {
     let issuing = chain_der(chain_pem).remove(1);
     let (_, cert) = x509_parser::parse_x509_certificate(&issuing).unwrap();
@@ -67,7 +77,7 @@ fn a_new_root_joins_the_bundle_then_signs_the_issuing_ca_and_both_roots_leaves_v
     ]);
     assert!(!too_long.status.success());
     assert!(stderr(&too_long).contains("365d"), "{}", stderr(&too_long));
-    assert_eq!(server.status()["issuers"], before["issuers"]);
+    assert_eq!(issuers_at_rest(&server.status()), issuers_at_rest(&before));
     assert!(!dir.file("ca/roots.json").exists());
 
     // Step 1: both roots in every form of the bundle.
@@ -82,6 +92,9 @@ fn a_new_root_joins_the_bundle_then_signs_the_issuing_ca_and_both_roots_leaves_v
     ]);
     assert!(rotated.status.success(), "{}", stderr(&rotated));
     let fingerprint = stdout(&rotated).trim().to_owned();
+    // Until it takes over, agents still pin the first root.
+    let pinned = sigil(&["fingerprint", "--data-dir", dir.arg()]);
+    assert_eq!(stdout(&pinned).trim(), dir.fingerprint);
     for said in ["takes over at", "warning: the new root takes over in 3s"] {
         assert!(stderr(&rotated).contains(said), "{}", stderr(&rotated));
     }
@@ -166,6 +179,33 @@ fn a_new_root_joins_the_bundle_then_signs_the_issuing_ca_and_both_roots_leaves_v
         issuing_ca_issuer(&newcomer.chain_pem),
         subject(new_root_der)
     );
+    // An agent that pins the old root and starts only now cannot trust the
+    // server's new certificate; it is told why, and what to pin instead.
+    let late = block_on(async {
+        sigil_verifier::LiveSource::from_fingerprint(&server.url, &dir.fingerprint)
+            .unwrap()
+            .start()
+            .await
+    });
+    match late {
+        Err(sigil_verifier::Error::Fingerprint(message)) => {
+            for said in [dir.fingerprint.as_str(), "activated a new root", "sigil"] {
+                assert!(message.contains(said), "{message}");
+            }
+        }
+        other => panic!("expected a fingerprint error, got {:?}", other.err()),
+    }
+    // `sigil fingerprint` now prints the new root's, and an agent that pins
+    // it starts.
+    let pinned = sigil(&["fingerprint", "--data-dir", dir.arg()]);
+    assert_eq!(stdout(&pinned).trim(), fingerprint);
+    block_on(async {
+        sigil_verifier::LiveSource::from_fingerprint(&server.url, &fingerprint)
+            .unwrap()
+            .start()
+            .await
+    })
+    .unwrap();
     // A leaf of the old root renews into the new root's chain.
     let renewed = server.renew(&veteran);
     let renewed_chain = renewed.chain_pem.as_str();

@@ -258,18 +258,52 @@ impl CaFiles {
             .context("writing the trust bundle")
     }
 
-    /// The root fingerprint of a data directory's CA, read from its
-    /// certificate alone: no key, so no passphrase, is needed.
+    /// The fingerprint of the root `sigil init` made (`ca/root.pem`, which
+    /// never moves, whatever root rotations followed), read from its
+    /// certificate alone: no key, so no passphrase, is needed. It tells
+    /// which CA a data dir holds (the development CA's, say).
     ///
     /// # Errors
     ///
     /// The directory holds no CA, or its root certificate cannot be read.
-    pub fn read_root_fingerprint(dir: &DataDir) -> anyhow::Result<String> {
+    pub fn read_initial_root_fingerprint(dir: &DataDir) -> anyhow::Result<String> {
         dir.require_initialised()?;
         let path = dir.root_cert();
         let root = pem::parse(datadir::read_text(&path)?)
             .with_context(|| format!("reading {}", path.display()))?;
         Ok(super::fingerprint(root.contents()))
+    }
+
+    /// The fingerprint of the data directory's active root, the one agents
+    /// pin: the initial root until a root rotation activates another. Read
+    /// from certificates alone: no key, so no passphrase, is needed.
+    ///
+    /// # Errors
+    ///
+    /// The directory holds no CA, or its root certificates cannot be read.
+    pub fn read_root_fingerprint(dir: &DataDir) -> anyhow::Result<String> {
+        dir.require_initialised()?;
+        // The active root: `ca/root.pem` until a root rotation activates
+        // another (ca/roots.json names it). No key is read.
+        let active = super::roots::RootsState::read(dir)?.active;
+        let root_files = std::iter::once(dir.root_cert())
+            .chain(certificate_files(&super::roots::roots_dir(dir))?);
+        for (index, path) in root_files.enumerate() {
+            let root = CaCertificate::from_pem(&datadir::read_text(&path)?)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let is_active = match &active {
+                Some(key_id) => *key_id == root.key_id,
+                None => index == 0,
+            };
+            if is_active {
+                return Ok(super::fingerprint(root.der()));
+            }
+        }
+        bail!(
+            "the active root {} (ca/roots.json) is not in {}",
+            active.as_deref().unwrap_or("ca/root.pem"),
+            dir.ca_dir().display()
+        )
     }
 
     /// The issuing CA key, PEM.

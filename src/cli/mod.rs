@@ -68,7 +68,8 @@ enum Command {
     /// (svid.pem, svid.key, bundle.pem, crls.pem); optionally run a hook or
     /// supervise a program after each rotation.
     Agent(agent::AgentArgs),
-    /// Print the root fingerprint (sha256:<hex>) that agents pin.
+    /// Print the root fingerprint (sha256:<hex>) that agents pin: the
+    /// active root's, the new one once a root rotation has taken over.
     Fingerprint,
     /// The CA itself: rotate its issuing CA.
     #[command(subcommand)]

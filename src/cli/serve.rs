@@ -165,7 +165,7 @@ pub(super) async fn run(
         ca_lock = serving_lock(&dir)?;
         CaFiles::read(&dir, None)?
     } else {
-        if dev::is_dev_root(&CaFiles::read_root_fingerprint(&dir)?) {
+        if dev::is_dev_root(&CaFiles::read_initial_root_fingerprint(&dir)?) {
             bail!(
                 "{} holds the public development CA from certs-dev/, whose keys anyone can read; \
                  run `sigil serve --dev` for development, or `sigil init` a real CA",

@@ -61,7 +61,10 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Trust(
-                sigil_verifier::Error::Fetch { .. } | sigil_verifier::Error::NoAnswer { .. },
+                sigil_verifier::Error::Fetch { .. }
+                | sigil_verifier::Error::NoAnswer { .. }
+                // A live source that has not fetched a new root yet.
+                | sigil_verifier::Error::UntrustedCa { .. },
             ) => true,
             // A proxy's 4xx without a Sigil error body says nothing final.
             Self::Refused { status, code, .. } => {

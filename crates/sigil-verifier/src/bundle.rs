@@ -128,9 +128,14 @@ pub(crate) fn certificates_from_pem(text: &[u8]) -> Result<Vec<CertificateDer<'s
 
 /// `sha256:<64 hex digits>` of a certificate's DER.
 pub(crate) fn fingerprint(der: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    fingerprint_text(ring::digest::digest(&ring::digest::SHA256, der).as_ref())
+}
+
+/// `sha256:<lowercase hex>` of a SHA-256 digest, as `sigil fingerprint`
+/// prints it.
+pub(crate) fn fingerprint_text(digest: &[u8]) -> String {
     let mut text = String::from("sha256:");
-    for byte in digest.as_ref() {
+    for byte in digest {
         text.push_str(&format!("{byte:02x}"));
     }
     text

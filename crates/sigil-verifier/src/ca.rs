@@ -320,7 +320,13 @@ impl CaUrl {
         let tls = TlsConnector::from(config)
             .connect(self.server_name.clone(), tcp)
             .await
-            .map_err(|e| self.error(format!("TLS handshake: {e}")))?;
+            .map_err(|e| match is_unknown_issuer(&e) {
+                true => Error::UntrustedCa {
+                    url: self.text.clone(),
+                    message: e.to_string(),
+                },
+                false => self.error(format!("TLS handshake: {e}")),
+            })?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| self.error(format!("HTTP: {e}")))?;
@@ -361,4 +367,18 @@ impl CaUrl {
             body,
         })
     }
+}
+
+/// Whether a failed handshake refused the CA's certificate for not chaining
+/// to a trusted root.
+fn is_unknown_issuer(error: &std::io::Error) -> bool {
+    error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|tls| {
+            matches!(
+                tls,
+                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+            )
+        })
 }

@@ -31,6 +31,17 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// The CA's TLS certificate does not chain to a root this side trusts:
+    /// nothing was sent. After a root rotation this lasts only until the
+    /// bundle is fetched again; otherwise something between this side and
+    /// the CA presents a certificate of its own.
+    #[error("CA at {url}: its TLS certificate does not chain to a trusted root: {message}")]
+    UntrustedCa {
+        /// The CA's URL.
+        url: String,
+        /// What the TLS handshake said.
+        message: String,
+    },
     /// A request was sent (or may have been), but no answer came back: the
     /// CA may have acted on it. Retrying a request that is not idempotent
     /// (a renewal) needs care.

@@ -11,7 +11,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::Error;
-use crate::bundle::{Bundle, certificates_from_pem, fingerprint};
+use crate::bundle::{Bundle, certificates_from_pem, fingerprint, fingerprint_text};
 use crate::ca::{CaClient, CaResponse};
 use crate::crl::crls_from_pem;
 use crate::trust::{TrustSource, WeakTrustSource};
@@ -144,16 +144,29 @@ impl LiveSource {
     /// The CA cannot be reached, no root it serves matches the
     /// fingerprint, or its bundle or CRLs are refused.
     pub async fn start(self) -> Result<TrustSource, Error> {
-        let bundle = match &self.anchor {
-            Anchor::BundlePem(pem) => Bundle::from_pem(pem, None)?,
-            Anchor::Fingerprint(pinned) => self.pinned_root(pinned).await?,
+        let (bundle, pinned) = match &self.anchor {
+            Anchor::BundlePem(pem) => (Bundle::from_pem(pem, None)?, None),
+            Anchor::Fingerprint(pinned) => (self.pinned_root(pinned).await?, Some(*pinned)),
         };
         let source = TrustSource::from_bundle(bundle);
         let refresher = Refresher {
             settings: self,
             source: source.downgrade(),
         };
-        let sequence = refresher.refresh_bundle(&source).await?;
+        let sequence = match (pinned, refresher.refresh_bundle(&source).await) {
+            // The CA still serves the pinned root, but its own certificate
+            // chains to another: most likely it has activated a new root.
+            (Some(pinned), Err(Error::UntrustedCa { url, .. })) => {
+                return Err(Error::Fingerprint(format!(
+                    "the CA at {url} still serves the root {}, but its TLS certificate does not \
+                     chain to it. If the CA has activated a new root, pin that one (`sigil \
+                     fingerprint` on the CA host prints it); if not, something between here and \
+                     the CA presents a certificate of its own",
+                    fingerprint_text(&pinned)
+                )));
+            }
+            (_, result) => result?,
+        };
         let fetched = refresher.fetch_crls(&source, None).await?;
         tokio::spawn(refresher.run(fetched.after, sequence));
         Ok(source)
@@ -164,13 +177,7 @@ impl LiveSource {
         let ca = CaClient::unauthenticated(&self.url, bootstrap_config()?)?
             .with_timeout(self.request_timeout);
         let served = certificates_from_pem(&success(ca.get("/v1/bundle").await?)?.body)?;
-        let wanted = format!(
-            "sha256:{}",
-            pinned
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        );
+        let wanted = fingerprint_text(pinned);
         let root = served
             .into_iter()
             .find(|der| fingerprint(der) == wanted)
