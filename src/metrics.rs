@@ -310,17 +310,10 @@ mod tests {
     #[test]
     #[allow(clippy::unwrap_used)]
     fn cas_and_crls_gone_since_the_last_render_disappear_from_the_next() {
-        let generate = || {
-            let files = crate::ca::CaFiles::generate(
-                &"example.org".parse().unwrap(),
-                crate::ca::KeyType::P256,
-                crate::ca::DEFAULT_ISSUING_LIFETIME,
-                OffsetDateTime::now_utc(),
-            )
-            .unwrap();
-            CertificateAuthority::load(&files, "https://localhost").unwrap()
-        };
-        let (before, after) = (generate(), generate());
+        let (before, after) = (
+            crate::ca::example_authority(),
+            crate::ca::example_authority(),
+        );
         let board = crate::crl_board::CrlBoard::default();
         let now = OffsetDateTime::now_utc();
         board.post([crate::revocation::SignedCrl {

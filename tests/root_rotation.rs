@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::*;
@@ -23,8 +23,6 @@ fn wait_until_active(server: &Server, root: &str) {
     );
 }
 
-/// The subject DN of the CA that signed a chain's issuing CA, and the
-/// subject DN of a root, both DER.
 /// The status's issuers without their countdowns (`expires_in_seconds`),
 /// which tick between two reads.
 fn issuers_at_rest(status: &Value) -> Value {
@@ -35,6 +33,21 @@ fn issuers_at_rest(status: &Value) -> Value {
     issuers
 }
 
+/// Starts a live source of `server` that pins `fingerprint`.
+fn live_source_pinning(
+    server: &Server,
+    fingerprint: &str,
+) -> Result<sigil_verifier::TrustSource, sigil_verifier::Error> {
+    block_on(async {
+        sigil_verifier::LiveSource::from_fingerprint(&server.url, fingerprint)
+            .unwrap()
+            .start()
+            .await
+    })
+}
+
+/// The subject DN of the CA that signed a chain's issuing CA, and the
+/// subject DN of a root, both DER.
 fn issuing_ca_issuer(chain_pem: &str) -> Vec<u8> {
     let issuing = chain_der(chain_pem).remove(1);
     let (_, cert) = x509_parser::parse_x509_certificate(&issuing).unwrap();
@@ -179,15 +192,19 @@ fn a_new_root_joins_the_bundle_then_signs_the_issuing_ca_and_both_roots_leaves_v
         issuing_ca_issuer(&newcomer.chain_pem),
         subject(new_root_der)
     );
+    // `sigil fingerprint` now prints the new root's, and an agent that pins
+    // it starts, once the server has its own certificate of the new root
+    // (it takes it in the background after the switch).
+    let pinned = sigil(&["fingerprint", "--data-dir", dir.arg()]);
+    assert_eq!(stdout(&pinned).trim(), fingerprint);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(error) = live_source_pinning(&server, &fingerprint) {
+        assert!(Instant::now() < deadline, "pinning the new root: {error}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // An agent that pins the old root and starts only now cannot trust the
-    // server's new certificate; it is told why, and what to pin instead.
-    let late = block_on(async {
-        sigil_verifier::LiveSource::from_fingerprint(&server.url, &dir.fingerprint)
-            .unwrap()
-            .start()
-            .await
-    });
-    match late {
+    // server's certificate; it is told why, and what to pin instead.
+    match live_source_pinning(&server, &dir.fingerprint) {
         Err(sigil_verifier::Error::Fingerprint(message)) => {
             for said in [dir.fingerprint.as_str(), "activated a new root", "sigil"] {
                 assert!(message.contains(said), "{message}");
@@ -195,17 +212,6 @@ fn a_new_root_joins_the_bundle_then_signs_the_issuing_ca_and_both_roots_leaves_v
         }
         other => panic!("expected a fingerprint error, got {:?}", other.err()),
     }
-    // `sigil fingerprint` now prints the new root's, and an agent that pins
-    // it starts.
-    let pinned = sigil(&["fingerprint", "--data-dir", dir.arg()]);
-    assert_eq!(stdout(&pinned).trim(), fingerprint);
-    block_on(async {
-        sigil_verifier::LiveSource::from_fingerprint(&server.url, &fingerprint)
-            .unwrap()
-            .start()
-            .await
-    })
-    .unwrap();
     // A leaf of the old root renews into the new root's chain.
     let renewed = server.renew(&veteran);
     let renewed_chain = renewed.chain_pem.as_str();

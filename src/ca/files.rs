@@ -180,17 +180,12 @@ impl CaFiles {
         }
         let mut active = None;
         let mut other_roots = Vec::new();
-        let root_files = std::iter::once(dir.root_cert())
-            .chain(certificate_files(&super::roots::roots_dir(dir))?);
-        for (index, cert) in root_files.enumerate() {
+        for (index, cert) in root_files(dir)?.enumerate() {
             let pem = datadir::read_text(&cert)?;
             let key_id = CaCertificate::from_pem(&pem)
                 .with_context(|| format!("reading {}", cert.display()))?
                 .key_id;
-            let is_active = match &roots.active {
-                Some(id) => *id == key_id,
-                None => index == 0,
-            };
+            let is_active = is_active_root(&roots, index, &key_id);
             let is_next = roots
                 .next
                 .as_ref()
@@ -210,13 +205,7 @@ impl CaFiles {
                 other_roots.push(pair);
             }
         }
-        let (root_pem, root_key_pem) = active.with_context(|| {
-            format!(
-                "the active root {} (ca/roots.json) is not in {}",
-                roots.active.as_deref().unwrap_or("ca/root.pem"),
-                dir.ca_dir().display()
-            )
-        })?;
+        let (root_pem, root_key_pem) = active.with_context(|| no_active_root(dir, &roots))?;
         let files = Self {
             root_pem,
             root_key_pem,
@@ -285,25 +274,15 @@ impl CaFiles {
         dir.require_initialised()?;
         // The active root: `ca/root.pem` until a root rotation activates
         // another (ca/roots.json names it). No key is read.
-        let active = super::roots::RootsState::read(dir)?.active;
-        let root_files = std::iter::once(dir.root_cert())
-            .chain(certificate_files(&super::roots::roots_dir(dir))?);
-        for (index, path) in root_files.enumerate() {
+        let roots = super::roots::RootsState::read(dir)?;
+        for (index, path) in root_files(dir)?.enumerate() {
             let root = CaCertificate::from_pem(&datadir::read_text(&path)?)
                 .with_context(|| format!("reading {}", path.display()))?;
-            let is_active = match &active {
-                Some(key_id) => *key_id == root.key_id,
-                None => index == 0,
-            };
-            if is_active {
+            if is_active_root(&roots, index, &root.key_id) {
                 return Ok(super::fingerprint(root.der()));
             }
         }
-        bail!(
-            "the active root {} (ca/roots.json) is not in {}",
-            active.as_deref().unwrap_or("ca/root.pem"),
-            dir.ca_dir().display()
-        )
+        Err(anyhow!(no_active_root(dir, &roots)))
     }
 
     /// The issuing CA key, PEM.
@@ -344,6 +323,29 @@ impl CaFiles {
     }
 }
 
+/// Every root certificate file: `ca/root.pem` (the first root, index 0),
+/// then those root rotations added.
+fn root_files(dir: &DataDir) -> anyhow::Result<impl Iterator<Item = std::path::PathBuf>> {
+    Ok(std::iter::once(dir.root_cert()).chain(certificate_files(&super::roots::roots_dir(dir))?))
+}
+
+/// Whether the root `key_id`, the `index`th of [`root_files`], is the active
+/// one: the one `ca/roots.json` names, or the first root without it.
+fn is_active_root(roots: &super::roots::RootsState, index: usize, key_id: &str) -> bool {
+    match &roots.active {
+        Some(active) => active == key_id,
+        None => index == 0,
+    }
+}
+
+fn no_active_root(dir: &DataDir, roots: &super::roots::RootsState) -> String {
+    format!(
+        "the active root {} (ca/roots.json) is not in {}",
+        roots.active.as_deref().unwrap_or("ca/root.pem"),
+        dir.ca_dir().display()
+    )
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -357,7 +359,7 @@ mod tests {
             let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
             assert!(!debug.contains(&body[..32]));
         }
-        let ca = super::super::CertificateAuthority::load(&files, "https://localhost").unwrap();
+        let ca = crate::ca::CertificateAuthority::load(&files, "https://localhost").unwrap();
         let debug = format!("{ca:?}");
         assert!(
             !debug.contains("PRIVATE KEY") && !debug.contains("BEGIN"),

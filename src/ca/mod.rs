@@ -450,8 +450,8 @@ pub fn certificate_pem(der: &[u8]) -> String {
 /// CA files for `example.org` (P-256, the default issuing lifetime): the
 /// tests' usual CA.
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 pub(crate) fn example_files() -> CaFiles {
-    #[allow(clippy::unwrap_used)]
     CaFiles::generate(
         &"example.org".parse().unwrap(),
         KeyType::P256,

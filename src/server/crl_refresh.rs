@@ -91,10 +91,7 @@ async fn refresh_due(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use time::OffsetDateTime;
-
     use super::*;
-    use crate::ca::{CaFiles, CertificateAuthority, DEFAULT_ISSUING_LIFETIME, KeyType};
     use crate::store::{SqliteStore, Store};
 
     const HALF: Duration = Duration::from_secs(2);
@@ -136,16 +133,7 @@ mod tests {
     #[tokio::test]
     async fn a_configured_re_sign_interval_replaces_half_the_validity() {
         let dir = tempfile::tempdir().unwrap();
-        let files = CaFiles::generate(
-            &"example.org".parse().unwrap(),
-            KeyType::P256,
-            DEFAULT_ISSUING_LIFETIME,
-            OffsetDateTime::now_utc(),
-        )
-        .unwrap();
-        let ca = CertificateAuthority::load(&files, "https://localhost:8443")
-            .unwrap()
-            .with_crl_validity(Duration::from_secs(3600));
+        let ca = crate::ca::example_authority().with_crl_validity(Duration::from_secs(3600));
         let issuing = ca.issuing().key_id().to_owned();
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
         let issuance = Issuance::new(Arc::new(ca), store);

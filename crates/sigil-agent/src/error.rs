@@ -63,7 +63,8 @@ impl Error {
             Self::Trust(
                 sigil_verifier::Error::Fetch { .. }
                 | sigil_verifier::Error::NoAnswer { .. }
-                // A live source that has not fetched a new root yet.
+                // A `Fetch` until it had a variant of its own: retried as
+                // before, since what is in between may go away.
                 | sigil_verifier::Error::UntrustedCa { .. },
             ) => true,
             // A proxy's 4xx without a Sigil error body says nothing final.

@@ -228,9 +228,11 @@ impl CaClient {
     /// # Errors
     ///
     /// [`Error::Fetch`]: the connection or the TLS handshake failed, so
-    /// nothing was sent; [`Error::NoAnswer`]: the request was (or may have
-    /// been) sent but no answer came, in time or at all. An answer of any
-    /// status is `Ok`.
+    /// nothing was sent; [`Error::UntrustedCa`]: the handshake refused the
+    /// CA's certificate, which does not chain to a trusted root, so nothing
+    /// was sent; [`Error::NoAnswer`]: the request was (or may have been)
+    /// sent but no answer came, in time or at all. An answer of any status
+    /// is `Ok`.
     pub async fn request(
         &self,
         method: Method,
@@ -320,12 +322,15 @@ impl CaUrl {
         let tls = TlsConnector::from(config)
             .connect(self.server_name.clone(), tcp)
             .await
-            .map_err(|e| match is_unknown_issuer(&e) {
-                true => Error::UntrustedCa {
-                    url: self.text.clone(),
-                    message: e.to_string(),
-                },
-                false => self.error(format!("TLS handshake: {e}")),
+            .map_err(|e| {
+                if is_unknown_issuer(&e) {
+                    Error::UntrustedCa {
+                        url: self.text.clone(),
+                        message: e.to_string(),
+                    }
+                } else {
+                    self.error(format!("TLS handshake: {e}"))
+                }
             })?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await

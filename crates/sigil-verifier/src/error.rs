@@ -32,9 +32,10 @@ pub enum Error {
         message: String,
     },
     /// The CA's TLS certificate does not chain to a root this side trusts:
-    /// nothing was sent. After a root rotation this lasts only until the
-    /// bundle is fetched again; otherwise something between this side and
-    /// the CA presents a certificate of its own.
+    /// nothing was sent. Either the CA has activated a root this side never
+    /// fetched (it was away for the whole of the rotation's first step, or
+    /// it pinned the old root's fingerprint afterwards), or something
+    /// between this side and the CA presents a certificate of its own.
     #[error("CA at {url}: its TLS certificate does not chain to a trusted root: {message}")]
     UntrustedCa {
         /// The CA's URL.

@@ -141,8 +141,10 @@ impl LiveSource {
     ///
     /// # Errors
     ///
-    /// The CA cannot be reached, no root it serves matches the
-    /// fingerprint, or its bundle or CRLs are refused.
+    /// The CA cannot be reached; its TLS certificate does not chain to the
+    /// trusted roots ([`Error::UntrustedCa`]; with a pinned fingerprint, an
+    /// [`Error::Fingerprint`] that says what to pin instead); no root it
+    /// serves matches the fingerprint; or its bundle or CRLs are refused.
     pub async fn start(self) -> Result<TrustSource, Error> {
         let (bundle, pinned) = match &self.anchor {
             Anchor::BundlePem(pem) => (Bundle::from_pem(pem, None)?, None),
@@ -156,12 +158,12 @@ impl LiveSource {
         let sequence = match (pinned, refresher.refresh_bundle(&source).await) {
             // The CA still serves the pinned root, but its own certificate
             // chains to another: most likely it has activated a new root.
-            (Some(pinned), Err(Error::UntrustedCa { url, .. })) => {
+            (Some(pinned), Err(Error::UntrustedCa { url, message })) => {
                 return Err(Error::Fingerprint(format!(
                     "the CA at {url} still serves the root {}, but its TLS certificate does not \
-                     chain to it. If the CA has activated a new root, pin that one (`sigil \
-                     fingerprint` on the CA host prints it); if not, something between here and \
-                     the CA presents a certificate of its own",
+                     chain to it ({message}). If the CA has activated a new root, pin that one \
+                     (`sigil fingerprint` on the CA host prints it); if not, something between \
+                     here and the CA presents a certificate of its own",
                     fingerprint_text(&pinned)
                 )));
             }
