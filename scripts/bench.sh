@@ -209,7 +209,8 @@ median() {
   v=$(values "$1" "$2" | grep -v '^na$' | sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]}')
   echo "${v:-na}"
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "na" || b == "na" || b + 0 == 0) print "na"; else printf "%.2f", a / b }'; }
+# Three decimals: at two, 0.326 would print as 0.33 beside "target >= 0.33".
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "na" || b == "na" || b + 0 == 0) print "na"; else printf "%.3f", a / b }'; }
 
 echo
 echo "Sigil issuance benchmark: N=$N per measurement, $RUNS runs, medians; $(nproc) cores;" \
