@@ -69,4 +69,28 @@ mod tests {
         );
         assert!(!is_dev_root(&root_fingerprint(&other.unwrap())));
     }
+
+    /// A root rotation does not hide the development CA: agents pin the
+    /// new root, but the data dir still holds the public root and keys, and
+    /// `serve` without `--dev` and `prepare` still recognise it.
+    #[test]
+    fn a_dev_data_dir_stays_recognised_after_a_root_rotation() {
+        use crate::ca::{DEFAULT_ISSUING_LIFETIME, activate_root, add_root};
+
+        let temp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(temp.path().join("dev"));
+        prepare(&dir).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let current = CaFiles::read(&dir, None).unwrap();
+        add_root(&dir, &current, None, now, now).unwrap();
+        let current = CaFiles::read(&dir, None).unwrap();
+        activate_root(&dir, &current, None, DEFAULT_ISSUING_LIFETIME, now).unwrap();
+
+        let active = CaFiles::read_root_fingerprint(&dir).unwrap();
+        assert!(!is_dev_root(&active), "agents pin the new root");
+        assert!(is_dev_root(
+            &CaFiles::read_initial_root_fingerprint(&dir).unwrap()
+        ));
+        prepare(&dir).unwrap();
+    }
 }
