@@ -96,16 +96,13 @@ impl CrlBoard {
                 return false;
             }
             let mut next = (**current).clone();
-            let gone: Vec<String> = next
-                .by_issuer
-                .keys()
-                .filter(|key_id| !keep(key_id))
-                .cloned()
-                .collect();
-            for key_id in gone {
-                next.by_issuer.remove(&key_id);
-                next.withdrawn.insert(key_id);
-            }
+            let withdrawn = &mut next.withdrawn;
+            next.by_issuer.retain(|key_id, _| {
+                keep(key_id) || {
+                    withdrawn.insert(key_id.clone());
+                    false
+                }
+            });
             *current = Arc::new(next);
             true
         });

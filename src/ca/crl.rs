@@ -121,7 +121,6 @@ mod tests {
     use x509_parser::revocation_list::CertificateRevocationList;
 
     use super::*;
-
     use crate::serial::Serial;
 
     #[test]

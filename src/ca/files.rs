@@ -349,7 +349,6 @@ fn no_active_root(dir: &DataDir, roots: &super::roots::RootsState) -> String {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-
     #[test]
     fn debug_output_redacts_the_keys() {
         let files = crate::ca::example_files();

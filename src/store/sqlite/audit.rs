@@ -49,9 +49,13 @@ pub(super) fn append(
     Ok(written)
 }
 
-/// Appends events inside the caller's (write) transaction.
-pub(super) fn append_in(tx: &Connection, events: Vec<PreparedEvent>) -> Result<(), StoreError> {
-    chain(tx, events, |_| {})
+/// Appends events, rendered already ([`prepare`]) or not, inside the
+/// caller's (write) transaction.
+pub(super) fn append_in(
+    tx: &Connection,
+    events: Vec<impl Into<PreparedEvent>>,
+) -> Result<(), StoreError> {
+    chain(tx, events.into_iter().map(Into::into).collect(), |_| {})
 }
 
 /// Appends `events` after the log's head, each hashed with the one before,

@@ -35,7 +35,7 @@ pub(super) fn renew(
         outcome,
         RenewalOutcome::Renewed { .. } | RenewalOutcome::Fork { .. }
     ) {
-        audit::append_in(&tx, audit::prepare(audit(&outcome)))?;
+        audit::append_in(&tx, audit(&outcome))?;
         tx.commit().map_err(unavailable)?;
     }
     Ok(outcome)

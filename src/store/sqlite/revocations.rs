@@ -32,7 +32,7 @@ pub(super) fn revoke(
     if outcome == RevocationOutcome::UnknownSerial {
         return Ok(outcome);
     }
-    audit::append_in(&tx, audit::prepare(audit(&outcome)))?;
+    audit::append_in(&tx, audit(&outcome))?;
     tx.commit().map_err(unavailable)?;
     Ok(outcome)
 }
@@ -264,7 +264,7 @@ pub(super) fn lift_ban(
     if removed == 0 {
         return Ok(false);
     }
-    audit::append_in(&tx, audit::prepare(events))?;
+    audit::append_in(&tx, events)?;
     tx.commit().map_err(unavailable)?;
     Ok(true)
 }

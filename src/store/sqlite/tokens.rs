@@ -45,7 +45,7 @@ pub(super) fn create(
             unavailable(e)
         }
     })?;
-    audit::append_in(&tx, audit::prepare(events))?;
+    audit::append_in(&tx, events)?;
     tx.commit().map_err(unavailable)
 }
 
