@@ -8,12 +8,10 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use axum::Json;
 use serde_json::json;
-use sigil_core::wire::SvidResponse;
 use time::OffsetDateTime;
 
-use super::svid_response::svid_response;
+use super::svid_response::{SvidBody, svid_response};
 use super::{ApiError, AppState, Policy};
 use crate::audit::AuditEvent;
 use crate::ca::{IssuedCertificate, LeafRequest, SubjectKey};
@@ -36,7 +34,7 @@ pub(super) async fn issue_for_jwt(
     source: Option<IpAddr>,
     key: &SubjectKey,
     request: JwtRequest<'_>,
-) -> Result<Json<SvidResponse>, ApiError> {
+) -> Result<SvidBody, ApiError> {
     let refuse = |reason: &str, message: String| {
         state.attestation_refused(&format!("jwt {}: {reason}", request.attestor), source);
         ApiError::invalid_attestation(message)
@@ -119,5 +117,5 @@ pub(super) async fn issue_for_jwt(
         not_after = %rfc3339::format(issued.not_after),
         "svid.issue"
     );
-    Ok(Json(svid_response(state, &issued)?))
+    svid_response(state, &issued)
 }

@@ -4,13 +4,12 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::State;
 use serde_json::json;
-use sigil_core::wire::{RenewRequest, SvidResponse};
+use sigil_core::wire::RenewRequest;
 
 use super::client_auth::RenewingCaller;
-use super::svid_response::svid_response;
+use super::svid_response::{SvidBody, svid_response};
 use super::{ApiError, AppState, JsonBody, SourceIp};
 use crate::audit::AuditEvent;
 use crate::ca::{LeafRequest, SubjectKey};
@@ -22,7 +21,7 @@ pub(super) async fn renew(
     SourceIp(source): SourceIp,
     RenewingCaller(caller): RenewingCaller,
     JsonBody(request): JsonBody<RenewRequest>,
-) -> Result<Json<SvidResponse>, ApiError> {
+) -> Result<SvidBody, ApiError> {
     // One snapshot of the settings for the whole request.
     let policy = state.policy();
     let spiffe_id = caller.spiffe_id().clone();
@@ -87,7 +86,7 @@ pub(super) async fn renew(
             }
             // At debug level, as for issuance (`svid.rs`).
             tracing::debug!(%spiffe_id, serial = %issued.serial, parent = %presented, ?superseded, "svid.renew");
-            Ok(Json(svid_response(&state, &issued)?))
+            svid_response(&state, &issued)
         }
         RenewalOutcome::Fork { revoked, crls } => {
             state.crls.post(crls);

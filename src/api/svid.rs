@@ -1,15 +1,14 @@
 //! `POST /v1/svid`: an agent trades an attestation and a CSR for an
 //! X509-SVID.
 
-use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use sigil_core::wire::{Attestation, SvidRequest, SvidResponse};
+use sigil_core::wire::{Attestation, SvidRequest};
 use time::OffsetDateTime;
 
 use super::jwt_attestation::{JwtRequest, issue_for_jwt};
-use super::svid_response::svid_response;
+use super::svid_response::{SvidBody, svid_response};
 use super::{ApiError, AppState, JsonBody, Policy, SourceIp};
 use crate::audit::AuditEvent;
 use crate::ca::{IssuedCertificate, LeafRequest, SubjectKey};
@@ -55,7 +54,7 @@ async fn attest_and_issue(
     policy: &Policy,
     source: Option<std::net::IpAddr>,
     request: SvidRequest,
-) -> Result<Json<SvidResponse>, ApiError> {
+) -> Result<SvidBody, ApiError> {
     // Refused attestations are counted for the audit log, not logged one by
     // one: anyone can send them.
     let refuse = |reason: &'static str, error: ApiError| {
@@ -191,5 +190,5 @@ async fn attest_and_issue(
         not_after = %rfc3339::format(issued.not_after),
         "svid.issue"
     );
-    Ok(Json(svid_response(state, &issued)?))
+    svid_response(state, &issued)
 }

@@ -16,6 +16,9 @@ use crate::serial::Serial;
 pub struct CaCertificate {
     pub(super) der: CertificateDer<'static>,
     pub(super) pem: String,
+    /// The PEM as the contents of a JSON string, escaped once: every
+    /// issuance answer carries the issuing CA's.
+    pub(super) pem_json: String,
     pub(super) not_before: OffsetDateTime,
     pub(super) not_after: OffsetDateTime,
     pub(super) key_id: String,
@@ -52,8 +55,10 @@ impl CaCertificate {
                 });
         let not_before = cert.validity().not_before.to_datetime();
         let not_after = cert.validity().not_after.to_datetime();
+        let pem = certificate_pem(&der);
         Ok(Self {
-            pem: certificate_pem(&der),
+            pem_json: json_string_contents(&pem),
+            pem,
             der,
             not_before,
             not_after,
@@ -70,6 +75,12 @@ impl CaCertificate {
     /// The certificate, PEM.
     pub fn pem(&self) -> &str {
         &self.pem
+    }
+
+    /// The certificate, PEM, escaped as the contents of a JSON string
+    /// (without the quotes).
+    pub fn pem_json(&self) -> &str {
+        &self.pem_json
     }
 
     /// Its serial, when it is one Sigil could have made (16 bytes).
@@ -110,5 +121,44 @@ impl fmt::Debug for CaCertificate {
             .field("key_id", &self.key_id)
             .field("not_after", &self.not_after)
             .finish_non_exhaustive()
+    }
+}
+
+/// `text` as the contents of a JSON string: escaped as `serde_json` escapes
+/// it, without the quotes.
+pub(super) fn json_string_contents(text: &str) -> String {
+    // Serialising a `str` cannot fail, and gives its contents between two
+    // quotes.
+    let quoted = serde_json::to_string(text).unwrap_or_default();
+    quoted
+        .strip_prefix('"')
+        .and_then(|contents| contents.strip_suffix('"'))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::json_string_contents;
+
+    #[test]
+    fn json_string_contents_are_what_serde_json_puts_between_the_quotes() {
+        for text in [
+            "",
+            "plain",
+            "two\nlines\r\n",
+            "\"quoted\" \\ back",
+            "\u{1}\t\u{7f}",
+            "é ✓",
+        ] {
+            let contents = json_string_contents(text);
+            assert_eq!(
+                format!("\"{contents}\""),
+                serde_json::to_string(text).unwrap()
+            );
+            let back: String = serde_json::from_str(&format!("\"{contents}\"")).unwrap();
+            assert_eq!(back, text);
+        }
     }
 }

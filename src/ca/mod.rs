@@ -65,6 +65,9 @@ pub struct CertificateAuthority {
     /// The issuing CA, then the retired ones, DER: what client
     /// authentication adds to a chain, computed once.
     intermediates: Vec<CertificateDer<'static>>,
+    /// The bundle's PEM as the contents of a JSON string, escaped once:
+    /// every issuance answer carries it.
+    bundle_pem_json: String,
     crl_url_base: String,
     crl_validity: Duration,
 }
@@ -201,7 +204,8 @@ impl CertificateAuthority {
                     .map_err(|e| anyhow!("root CA {} as trust anchor: {e}", certificate.key_id))
             })
             .collect::<anyhow::Result<_>>()?;
-        Ok(Self {
+        let mut ca = Self {
+            bundle_pem_json: String::new(),
             trust_domain,
             root,
             issuing,
@@ -215,7 +219,9 @@ impl CertificateAuthority {
             intermediates,
             crl_url_base: format!("{}/v1/crl/", public_url.trim_end_matches('/')),
             crl_validity: crl::DEFAULT_CRL_VALIDITY,
-        })
+        };
+        ca.bundle_pem_json = certificate::json_string_contents(&ca.bundle_pem());
+        Ok(ca)
     }
 
     /// Sets how long the issuing CA's CRLs are valid (their nextUpdate).
@@ -337,6 +343,12 @@ impl CertificateAuthority {
     /// Every root currently trusted, PEM, the active one first.
     pub fn bundle_pem(&self) -> String {
         self.roots().map(CaCertificate::pem).collect()
+    }
+
+    /// [`Self::bundle_pem`] as the contents of a JSON string (escaped,
+    /// without the quotes), rendered at load.
+    pub fn bundle_pem_json(&self) -> &str {
+        &self.bundle_pem_json
     }
 
     /// The issuing CA of a leaf it signed: the active one, or a retired one

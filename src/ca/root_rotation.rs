@@ -296,6 +296,10 @@ mod tests {
         assert_eq!(ca.next_root().unwrap().0.key_id(), added.root.key_id());
         assert_eq!(ca.previous_roots().count(), 0);
         assert_eq!(pem_count(&ca.bundle_pem()), 2);
+        // What issuance answers carry, escaped once at load.
+        let unescaped: String =
+            serde_json::from_str(&format!("\"{}\"", ca.bundle_pem_json())).unwrap();
+        assert_eq!(unescaped, ca.bundle_pem());
         assert_eq!(
             pem_count(&std::fs::read_to_string(dir.bundle()).unwrap()),
             2
