@@ -1,8 +1,10 @@
 //! The audit log's table: appended to, never updated.
 
+use std::cell::{Cell, RefCell};
+
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::columns::unavailable;
+use super::columns::{is_unique_violation, unavailable};
 use super::sql::{CachedSql, Savepoint};
 use crate::audit::{AuditEvent, AuditRecord, Checkpoint, GENESIS_HASH, record_hash};
 use crate::rfc3339;
@@ -58,6 +60,82 @@ pub(super) fn append_in(
     chain(tx, events.into_iter().map(Into::into).collect(), |_| {})
 }
 
+thread_local! {
+    /// The log's head (seq and hash) as the store's writer thread last
+    /// wrote it, so that its next append need not read it back: the
+    /// writer appends a record for nearly every operation. Set only on
+    /// the writer thread ([`keep_head_on_this_thread`]); any rollback on
+    /// the thread forgets it ([`forget_head`]); and should another
+    /// connection have appended meanwhile, the insert after a remembered
+    /// head collides with that record's seq, and the head is read again.
+    static HEAD: RefCell<Option<(u64, String)>> = const { RefCell::new(None) };
+    static KEEP_HEAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Makes this thread (the store's writer) remember the log's head between
+/// appends.
+pub(super) fn keep_head_on_this_thread() {
+    KEEP_HEAD.with(|keep| keep.set(true));
+}
+
+/// Forgets the remembered head: what was written since may have been
+/// rolled back.
+pub(super) fn forget_head() {
+    HEAD.with(|head| head.borrow_mut().take());
+}
+
+/// The log's head as stored: its seq and hash, or 0 and the genesis hash.
+fn read_head(tx: &Connection) -> Result<(u64, String), StoreError> {
+    let head: Option<(i64, String)> = tx
+        .query_row_cached(
+            "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .map_err(unavailable)?;
+    match head {
+        Some((seq, hash)) => Ok((
+            u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("audit seq {seq}")))?,
+            hash,
+        )),
+        None => Ok((0, GENESIS_HASH.to_owned())),
+    }
+}
+
+/// Inserts `event` as record `seq` after `prev_hash`; returns its hash.
+fn insert(
+    tx: &Connection,
+    seq: u64,
+    event: &PreparedEvent,
+    prev_hash: &str,
+) -> rusqlite::Result<String> {
+    let hash = record_hash(
+        seq,
+        &event.time,
+        &event.actor,
+        event.action,
+        &event.subject,
+        &event.details,
+        prev_hash,
+    );
+    tx.execute_cached(
+        "INSERT INTO audit_events (seq, time, actor, action, subject, details, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            seq as i64,
+            event.time,
+            event.actor,
+            event.action,
+            event.subject,
+            event.details,
+            prev_hash,
+            hash
+        ],
+    )?;
+    Ok(hash)
+}
+
 /// Appends `events` after the log's head, each hashed with the one before,
 /// and hands each record written to `written`.
 fn chain(
@@ -68,47 +146,30 @@ fn chain(
     if events.is_empty() {
         return Ok(());
     }
-    let head: Option<(i64, String)> = tx
-        .query_row_cached(
-            "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()
-        .map_err(unavailable)?;
-    let (mut seq, mut prev_hash) = match head {
-        Some((seq, hash)) => (
-            u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("audit seq {seq}")))?,
-            hash,
-        ),
-        None => (0, GENESIS_HASH.to_owned()),
+    let keep = KEEP_HEAD.with(Cell::get);
+    let remembered = if keep {
+        HEAD.with(|head| head.borrow_mut().take())
+    } else {
+        None
     };
-    for event in events {
+    let from_memory = remembered.is_some();
+    let (mut seq, mut prev_hash) = match remembered {
+        Some(head) => head,
+        None => read_head(tx)?,
+    };
+    for (index, event) in events.into_iter().enumerate() {
+        let hash = match insert(tx, seq + 1, &event, &prev_hash) {
+            Ok(hash) => hash,
+            // Another connection appended after the remembered head (the
+            // write lock held since keeps it from happening later in the
+            // transaction): chain after what it wrote.
+            Err(error) if index == 0 && from_memory && is_unique_violation(&error) => {
+                (seq, prev_hash) = read_head(tx)?;
+                insert(tx, seq + 1, &event, &prev_hash).map_err(unavailable)?
+            }
+            Err(error) => return Err(unavailable(error)),
+        };
         seq += 1;
-        let hash = record_hash(
-            seq,
-            &event.time,
-            &event.actor,
-            event.action,
-            &event.subject,
-            &event.details,
-            &prev_hash,
-        );
-        tx.execute_cached(
-            "INSERT INTO audit_events (seq, time, actor, action, subject, details, prev_hash, hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                seq as i64,
-                event.time,
-                event.actor,
-                event.action,
-                event.subject,
-                event.details,
-                prev_hash,
-                hash
-            ],
-        )
-        .map_err(unavailable)?;
         written(AuditRecord {
             seq,
             time: event.time,
@@ -119,6 +180,9 @@ fn chain(
             hash: hash.clone(),
             prev_hash: std::mem::replace(&mut prev_hash, hash),
         });
+    }
+    if keep {
+        HEAD.with(|head| *head.borrow_mut() = Some((seq, prev_hash)));
     }
     Ok(())
 }

@@ -183,6 +183,7 @@ fn write_batches(
     queue: &mpsc::Receiver<Job>,
     observer: Option<&dyn CommitObserver>,
 ) {
+    audit::keep_head_on_this_thread();
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -224,6 +225,7 @@ fn write_batches(
         }
         if !committed {
             let _ = conn.execute_cached("ROLLBACK", []);
+            audit::forget_head();
         }
         for reply in replies {
             reply(committed);

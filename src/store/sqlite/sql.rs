@@ -103,6 +103,8 @@ impl Drop for Savepoint<'_> {
         if !undone {
             UNDO_FAILED.with(|failed| failed.set(true));
         }
+        // What the savepoint appended to the audit log is gone.
+        super::audit::forget_head();
     }
 }
 

@@ -1346,3 +1346,72 @@ async fn a_revocation_without_its_issuer_stops_the_crl_instead_of_vanishing_from
         .unwrap_err();
     assert!(matches!(error, StoreError::Corrupt(_)), "{error}");
 }
+
+/// The writer remembers the audit log's head between appends. Every way an
+/// append can be undone, or overtaken by another connection, must still
+/// leave one whole chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_chain_stays_whole_across_rollbacks_failed_commits_and_a_second_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sigil.db");
+    let first = SqliteStore::open(&path).unwrap();
+    let event = |subject: &str| {
+        vec![crate::audit::AuditEvent::now(
+            "spiffe://example.org/admin",
+            "test.event",
+            subject,
+            serde_json::json!({}),
+        )]
+    };
+    first.append_audit(event("kept 1")).await.unwrap();
+
+    // An operation that appends, then fails: its savepoint rolls back.
+    let appended = event("rolled back");
+    let failed = first
+        .run_on_writer(move |conn| {
+            let tx = Savepoint::begin(conn).map_err(unavailable)?;
+            audit::append_in(&tx, appended)?;
+            Err::<(), _>(StoreError::Unavailable("the operation fails".to_owned()))
+        })
+        .await;
+    assert!(failed.is_err());
+    first.append_audit(event("kept 2")).await.unwrap();
+
+    // A batch that appends, then fails to commit.
+    let appended = event("not committed");
+    let failed = first
+        .run_on_writer(move |conn| {
+            super::faults::fail_next_commit();
+            audit::append(conn, appended)
+        })
+        .await;
+    assert!(matches!(failed, Err(StoreError::Unavailable(_))));
+    first.append_audit(event("kept 3")).await.unwrap();
+
+    // A second store on the file appends after what the first remembers.
+    let second = SqliteStore::open(&path).unwrap();
+    second.append_audit(event("kept 4")).await.unwrap();
+    first.append_audit(event("kept 5")).await.unwrap();
+    second.append_audit(event("kept 6")).await.unwrap();
+    first.append_audit(event("kept 7")).await.unwrap();
+
+    let records = first.audit_page(0, 100).await.unwrap();
+    let subjects: Vec<&str> = records.iter().map(|r| r.subject.as_str()).collect();
+    assert_eq!(
+        subjects,
+        [
+            "kept 1", "kept 2", "kept 3", "kept 4", "kept 5", "kept 6", "kept 7"
+        ]
+    );
+    let mut prev_hash = crate::audit::GENESIS_HASH.to_owned();
+    for (index, record) in records.iter().enumerate() {
+        assert_eq!(record.seq, index as u64 + 1);
+        assert_eq!(
+            record.prev_hash, prev_hash,
+            "record {} chains on",
+            record.seq
+        );
+        assert_eq!(record.hash, record.expected_hash());
+        prev_hash.clone_from(&record.hash);
+    }
+}
