@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 
 mod audit;
 mod certificates;
+mod checkpoint;
 mod columns;
 mod jwt;
 mod lineage;
@@ -107,10 +108,13 @@ impl SqliteStore {
                 .spawn(move || serve_reads(&reader, &queue))
                 .map_err(|e| StoreError::Unavailable(format!("starting a store reader: {e}")))?;
         }
+        let mut checkpoints = checkpoint::Checkpoints::start(path)?;
         let (jobs, queue) = mpsc::channel::<Job>();
         thread::Builder::new()
             .name("sigil-store".to_owned())
-            .spawn(move || write_batches(&mut conn, &queue, observer.as_deref()))
+            .spawn(move || {
+                write_batches(&mut conn, &queue, observer.as_deref(), &mut checkpoints);
+            })
             .map_err(|e| StoreError::Unavailable(format!("starting the store thread: {e}")))?;
         Ok(Self { jobs, reads })
     }
@@ -182,6 +186,7 @@ fn write_batches(
     conn: &mut Connection,
     queue: &mpsc::Receiver<Job>,
     observer: Option<&dyn CommitObserver>,
+    checkpoints: &mut checkpoint::Checkpoints,
 ) {
     audit::keep_head_on_this_thread();
     while let Ok(first) = queue.recv() {
@@ -223,7 +228,9 @@ fn write_batches(
             }
             _ => {}
         }
-        if !committed {
+        if committed {
+            checkpoints.committed(conn);
+        } else {
             let _ = conn.execute_cached("ROLLBACK", []);
             audit::forget_head();
         }
