@@ -16,8 +16,9 @@
 //! at [`BACKSTOP_PAGES`]: while commits keep coming, the log restarts from
 //! its beginning only after a checkpoint on the writer. On the reference
 //! machine this took issuance on a store of a million certificates from
-//! 5,481 to 6,097 per second (p99 10 to 5 ms); on a small store the extra
-//! thread cost 2 % (BENCHMARKS.md).
+//! 5,150 to 5,537 per second (p99 about 10 to 5.5 ms). On a small store a
+//! thread checkpointing beside the writer cost 2 % (BENCHMARKS.md), so
+//! there SQLite keeps checkpointing on the writer.
 
 use std::path::Path;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
