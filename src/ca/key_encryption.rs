@@ -161,6 +161,9 @@ pub(super) fn decrypt(key_pem: &str, passphrase: &Passphrase) -> anyhow::Result<
         pkcs8::Error::EncryptedPrivateKey(
             pkcs5::Error::DecryptFailed | pkcs5::Error::EncryptFailed,
         ) => anyhow!("the passphrase is wrong, or the key file is damaged"),
+        // About one wrong passphrase in 256 decrypts to valid padding by
+        // chance; pkcs8 then finds the bytes are not DER.
+        pkcs8::Error::Asn1(_) => anyhow!("the passphrase is wrong, or the key file is damaged"),
         // An unsupported scheme (e.g. PBES1) or broken parameters.
         other => anyhow!("decrypting the key: {other}"),
     })?;

@@ -57,6 +57,10 @@ impl Checkpoints {
         let conn = Connection::open(path).map_err(unavailable)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(unavailable)?;
+        // A checkpoint syncs the database file before the log may restart
+        // over what it copied: said here, not left to SQLite's default.
+        conn.execute_batch("PRAGMA synchronous = FULL;")
+            .map_err(unavailable)?;
         // One wake-up pending at most: a checkpoint that is asked for while
         // one runs is the next one.
         let (wake, woken) = mpsc::sync_channel::<()>(1);

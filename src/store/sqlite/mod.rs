@@ -209,18 +209,36 @@ fn write_batches(
             }
             continue;
         }
-        // A job that panics loses its caller's answer (the caller gets an
-        // error) and its savepoint rolls back as it unwinds; the thread and
-        // the rest of the batch go on.
         let operations = batch.len();
-        let replies: Vec<Reply> = batch
-            .into_iter()
-            .filter_map(|job| catch_unwind(AssertUnwindSafe(|| job(Some(conn)))).ok())
-            .collect();
+        let mut replies: Vec<Reply> = Vec::with_capacity(operations);
+        let mut lost = false;
+        for job in batch {
+            if lost {
+                // Nothing runs outside the batch's transaction.
+                job(None)(true);
+                continue;
+            }
+            // A job that panics loses its caller's answer (the caller gets
+            // an error) and its savepoint rolls back as it unwinds; the
+            // thread and the rest of the batch go on.
+            if let Ok(reply) = catch_unwind(AssertUnwindSafe(|| job(Some(conn)))) {
+                replies.push(reply);
+            }
+            // On some errors (a full disk, an I/O error) SQLite rolls the
+            // whole transaction back. What the batch wrote is then gone,
+            // and a later job's savepoint would open a transaction of its
+            // own, which its release would commit, after a remembered audit
+            // head that no longer exists.
+            if conn.is_autocommit() {
+                lost = true;
+                audit::forget_head();
+            }
+        }
         // A savepoint that could not be rolled back may have left a failed
         // operation's writes in the transaction: then nothing commits.
+        let undo_failed = sql::take_undo_failure();
         let started = std::time::Instant::now();
-        let committed = !sql::take_undo_failure() && commit(conn);
+        let committed = !lost && !undo_failed && commit(conn);
         match observer {
             Some(observer) if !committed => observer.commit_failed(),
             Some(observer) if conn.total_changes() > changes_before => {

@@ -1415,3 +1415,42 @@ async fn the_audit_chain_stays_whole_across_rollbacks_failed_commits_and_a_secon
         prev_hash.clone_from(&record.hash);
     }
 }
+
+/// SQLite rolls a whole transaction back on some errors (a full disk, an
+/// I/O error). The rest of that batch must then neither run outside a
+/// transaction nor chain onto audit records that are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_transaction_sqlite_rolled_back_runs_nothing_more_and_keeps_the_chain() {
+    let (_dir, store) = open();
+    let event = |subject: &str| {
+        vec![crate::audit::AuditEvent::now(
+            "spiffe://example.org/admin",
+            "test.event",
+            subject,
+            serde_json::json!({}),
+        )]
+    };
+    store.append_audit(event("kept 1")).await.unwrap();
+
+    // One batch: an append, the transaction rolled back under it, another
+    // append.
+    let writer = HeldWriter::hold(&store);
+    let before = store.append_audit(event("rolled back"));
+    let rollback = store.run_on_writer(|conn| {
+        conn.execute_batch("ROLLBACK").map_err(unavailable)?;
+        Ok(())
+    });
+    let after = store.append_audit(event("after the rollback"));
+    writer.release().await;
+    assert!(matches!(before.await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(rollback.await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(after.await, Err(StoreError::Unavailable(_))));
+
+    store.append_audit(event("kept 2")).await.unwrap();
+    let records = store.audit_page(0, 10).await.unwrap();
+    let subjects: Vec<&str> = records.iter().map(|r| r.subject.as_str()).collect();
+    assert_eq!(subjects, ["kept 1", "kept 2"]);
+    assert_eq!(records[1].seq, 2);
+    assert_eq!(records[1].prev_hash, records[0].hash);
+    assert_eq!(records[1].hash, records[1].expected_hash());
+}
