@@ -1347,6 +1347,16 @@ async fn a_revocation_without_its_issuer_stops_the_crl_instead_of_vanishing_from
     assert!(matches!(error, StoreError::Corrupt(_)), "{error}");
 }
 
+/// One audit event about `subject`, for the tests of the log's chain.
+fn test_event(subject: &str) -> Vec<crate::audit::AuditEvent> {
+    vec![crate::audit::AuditEvent::now(
+        "spiffe://example.org/admin",
+        "test.event",
+        subject,
+        serde_json::json!({}),
+    )]
+}
+
 /// The writer remembers the audit log's head between appends. Every way an
 /// append can be undone, or overtaken by another connection, must still
 /// leave one whole chain.
@@ -1355,18 +1365,10 @@ async fn the_audit_chain_stays_whole_across_rollbacks_failed_commits_and_a_secon
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sigil.db");
     let first = SqliteStore::open(&path).unwrap();
-    let event = |subject: &str| {
-        vec![crate::audit::AuditEvent::now(
-            "spiffe://example.org/admin",
-            "test.event",
-            subject,
-            serde_json::json!({}),
-        )]
-    };
-    first.append_audit(event("kept 1")).await.unwrap();
+    first.append_audit(test_event("kept 1")).await.unwrap();
 
     // An operation that appends, then fails: its savepoint rolls back.
-    let appended = event("rolled back");
+    let appended = test_event("rolled back");
     let failed = first
         .run_on_writer(move |conn| {
             let tx = Savepoint::begin(conn).map_err(unavailable)?;
@@ -1375,10 +1377,10 @@ async fn the_audit_chain_stays_whole_across_rollbacks_failed_commits_and_a_secon
         })
         .await;
     assert!(failed.is_err());
-    first.append_audit(event("kept 2")).await.unwrap();
+    first.append_audit(test_event("kept 2")).await.unwrap();
 
     // A batch that appends, then fails to commit.
-    let appended = event("not committed");
+    let appended = test_event("not committed");
     let failed = first
         .run_on_writer(move |conn| {
             super::faults::fail_next_commit();
@@ -1386,14 +1388,14 @@ async fn the_audit_chain_stays_whole_across_rollbacks_failed_commits_and_a_secon
         })
         .await;
     assert!(matches!(failed, Err(StoreError::Unavailable(_))));
-    first.append_audit(event("kept 3")).await.unwrap();
+    first.append_audit(test_event("kept 3")).await.unwrap();
 
     // A second store on the file appends after what the first remembers.
     let second = SqliteStore::open(&path).unwrap();
-    second.append_audit(event("kept 4")).await.unwrap();
-    first.append_audit(event("kept 5")).await.unwrap();
-    second.append_audit(event("kept 6")).await.unwrap();
-    first.append_audit(event("kept 7")).await.unwrap();
+    second.append_audit(test_event("kept 4")).await.unwrap();
+    first.append_audit(test_event("kept 5")).await.unwrap();
+    second.append_audit(test_event("kept 6")).await.unwrap();
+    first.append_audit(test_event("kept 7")).await.unwrap();
 
     let records = first.audit_page(0, 100).await.unwrap();
     let subjects: Vec<&str> = records.iter().map(|r| r.subject.as_str()).collect();
@@ -1422,31 +1424,23 @@ async fn the_audit_chain_stays_whole_across_rollbacks_failed_commits_and_a_secon
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_whose_transaction_sqlite_rolled_back_runs_nothing_more_and_keeps_the_chain() {
     let (_dir, store) = open();
-    let event = |subject: &str| {
-        vec![crate::audit::AuditEvent::now(
-            "spiffe://example.org/admin",
-            "test.event",
-            subject,
-            serde_json::json!({}),
-        )]
-    };
-    store.append_audit(event("kept 1")).await.unwrap();
+    store.append_audit(test_event("kept 1")).await.unwrap();
 
     // One batch: an append, the transaction rolled back under it, another
     // append.
     let writer = HeldWriter::hold(&store);
-    let before = store.append_audit(event("rolled back"));
+    let before = store.append_audit(test_event("rolled back"));
     let rollback = store.run_on_writer(|conn| {
         conn.execute_batch("ROLLBACK").map_err(unavailable)?;
         Ok(())
     });
-    let after = store.append_audit(event("after the rollback"));
+    let after = store.append_audit(test_event("after the rollback"));
     writer.release().await;
     assert!(matches!(before.await, Err(StoreError::Unavailable(_))));
     assert!(matches!(rollback.await, Err(StoreError::Unavailable(_))));
     assert!(matches!(after.await, Err(StoreError::Unavailable(_))));
 
-    store.append_audit(event("kept 2")).await.unwrap();
+    store.append_audit(test_event("kept 2")).await.unwrap();
     let records = store.audit_page(0, 10).await.unwrap();
     let subjects: Vec<&str> = records.iter().map(|r| r.subject.as_str()).collect();
     assert_eq!(subjects, ["kept 1", "kept 2"]);
