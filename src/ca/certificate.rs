@@ -126,7 +126,7 @@ impl fmt::Debug for CaCertificate {
 
 /// `text` as the contents of a JSON string: escaped as `serde_json` escapes
 /// it, without the quotes.
-pub(super) fn json_string_contents(text: &str) -> String {
+fn json_string_contents(text: &str) -> String {
     // Serialising a `str` cannot fail, and gives its contents between two
     // quotes.
     let quoted = serde_json::to_string(text).unwrap_or_default();

@@ -220,7 +220,9 @@ impl CertificateAuthority {
             crl_url_base: format!("{}/v1/crl/", public_url.trim_end_matches('/')),
             crl_validity: crl::DEFAULT_CRL_VALIDITY,
         };
-        ca.bundle_pem_json = certificate::json_string_contents(&ca.bundle_pem());
+        // JSON escapes character by character: the bundle's escaped PEM is
+        // its roots' escaped PEMs, one after another.
+        ca.bundle_pem_json = ca.roots().map(CaCertificate::pem_json).collect();
         Ok(ca)
     }
 

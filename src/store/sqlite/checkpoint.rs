@@ -30,11 +30,11 @@ use super::columns::unavailable;
 use crate::store::StoreError;
 
 /// From this size on, checkpoints run off the writer.
-pub(super) const LARGE_STORE_BYTES: i64 = 64 << 20;
+const LARGE_STORE_BYTES: i64 = 64 << 20;
 
 /// How often (in commits) the writer wakes the checkpointer: about 1,000
 /// log pages at the batch sizes of a busy CA, SQLite's own interval.
-pub(super) const COMMITS_PER_CHECKPOINT: u32 = 110;
+const COMMITS_PER_CHECKPOINT: u32 = 110;
 
 /// SQLite's default: the writer checkpoints itself past this many pages.
 const INLINE_PAGES: u32 = 1_000;

@@ -228,11 +228,8 @@ fn write_batches(
             // whole transaction back. What the batch wrote is then gone,
             // and a later job's savepoint would open a transaction of its
             // own, which its release would commit, after a remembered audit
-            // head that no longer exists.
-            if conn.is_autocommit() {
-                lost = true;
-                audit::forget_head();
-            }
+            // head that no longer exists. The batch ends as a failed commit.
+            lost = conn.is_autocommit();
         }
         // A savepoint that could not be rolled back may have left a failed
         // operation's writes in the transaction: then nothing commits.
