@@ -134,7 +134,7 @@ mod tests {
     #[test]
     fn a_crl_lists_its_entries_verifies_with_its_issuer_and_has_no_idp() {
         let ca = crate::ca::example_authority();
-        let revoked = Serial::random().unwrap();
+        let revoked = Serial::generate().unwrap();
         let entry = RevokedEntry {
             serial: revoked,
             revoked_at: profile::whole_seconds(OffsetDateTime::now_utc()),

@@ -94,13 +94,13 @@ impl CaFiles {
         let now = profile::whole_seconds(now);
         let not_before = now - CA_BACKDATE;
         let rcgen_err = |what: &'static str| move |e: rcgen::Error| anyhow!("{what}: {e}");
-        let random_serial = || Serial::random().map_err(|_| anyhow!("the random source failed"));
+        let new_serial = || Serial::generate().map_err(|_| anyhow!("the random source failed"));
 
         let root_key = CaKey::new(key_type.generate().map_err(rcgen_err("root key"))?);
         let root_params = profile::root_params(
             trust_domain,
             &root_key,
-            random_serial()?,
+            new_serial()?,
             not_before,
             now + ROOT_LIFETIME,
         )?;
@@ -111,7 +111,7 @@ impl CaFiles {
         let issuing_key = CaKey::new(key_type.generate().map_err(rcgen_err("issuing key"))?);
         let issuing_params = profile::issuing_params(
             &issuing_key,
-            random_serial()?,
+            new_serial()?,
             not_before,
             (now + issuing_lifetime).min(root_params.not_after),
         );

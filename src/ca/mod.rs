@@ -397,7 +397,7 @@ impl CertificateAuthority {
         if now >= self.issuing.not_after {
             bail!("the issuing CA expired at {}", self.issuing.not_after);
         }
-        let serial = Serial::random().map_err(|_| anyhow!("the random source failed"))?;
+        let serial = Serial::generate().map_err(|_| anyhow!("the random source failed"))?;
         let params = profile::leaf_params(profile::LeafFields {
             request,
             serial,

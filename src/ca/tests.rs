@@ -120,3 +120,42 @@ fn a_leaf_never_outlives_its_issuer_and_none_is_signed_after_the_issuer_expired(
         "no foreign trust domain"
     );
 }
+
+#[test]
+fn leaf_serials_carry_their_issuance_time_so_they_sort_in_issuance_order() {
+    let files = example_files();
+    let ca = CertificateAuthority::load(&files, "https://localhost:8443").unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let public_key = crate::csr::VerifiedPublicKey::from_own_key(&key).unwrap();
+    let id: sigil_core::SpiffeId = "spiffe://example.org/agent".parse().unwrap();
+    let request = LeafRequest {
+        spiffe_id: &id,
+        key: &SubjectKey::Verified(public_key),
+        dns_names: &[],
+        ip_addresses: &[],
+        ttl: Duration::from_secs(3600),
+    };
+    let milliseconds = || {
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        u64::try_from(since.unwrap().as_millis()).unwrap()
+    };
+    let mut serials = Vec::new();
+    for _ in 0..3 {
+        let before = milliseconds();
+        let issued = ca.issue(&request, OffsetDateTime::now_utc()).unwrap();
+        let after = milliseconds();
+        let (_, cert) = X509Certificate::from_der(&issued.der).unwrap();
+        let serial = Serial::from_der_bytes(cert.raw_serial()).unwrap();
+        assert_eq!(serial, issued.serial);
+        let mut prefix = [0u8; 8];
+        prefix[2..].copy_from_slice(&serial.as_bytes()[..6]);
+        let stamped = u64::from_be_bytes(prefix);
+        assert!(
+            (before..=after).contains(&stamped),
+            "{before} <= {stamped} <= {after}"
+        );
+        serials.push(serial);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(serials.is_sorted(), "{serials:?}");
+}

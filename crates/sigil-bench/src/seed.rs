@@ -6,7 +6,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use rusqlite::{Connection, params};
@@ -21,7 +21,8 @@ use time::OffsetDateTime;
 /// `revoked` are revoked and unexpired. Each starts its own line, as an
 /// attestation does (a line gets a row in `lines` only once it renews),
 /// and carries the DER of the CA's own first certificate
-/// (a real leaf of the usual size); the serials are random.
+/// (a real leaf of the usual size); each serial carries its certificate's
+/// issuance time, as the CA's own do.
 pub(crate) fn seed(data_dir: &Path, count: u64, revoked: u64) -> anyhow::Result<()> {
     if revoked > count {
         bail!("--revoked ({revoked}) exceeds --certificates ({count})");
@@ -50,8 +51,6 @@ pub(crate) fn seed(data_dir: &Path, count: u64, revoked: u64) -> anyhow::Result<
              VALUES (?1, ?2, 'keyCompromise', 'spiffe://seed/sigil/admin', ?3, ?4)",
         )?;
         for index in 0..count {
-            let serial = Serial::random().map_err(|_| anyhow::anyhow!("random source"))?;
-            let serial = serial.to_string();
             // Revoked ones are unexpired (they belong on the CRL); of the
             // rest, half have expired, as in a store that has run for a
             // while.
@@ -61,6 +60,10 @@ pub(crate) fn seed(data_dir: &Path, count: u64, revoked: u64) -> anyhow::Result<
             } else {
                 (now - 7 * 86_400, now - 6 * 86_400)
             };
+            let issued = UNIX_EPOCH + Duration::from_secs(not_before.unsigned_abs());
+            let serial = Serial::generate_at(issued)
+                .map_err(|_| anyhow::anyhow!("random source"))?
+                .to_string();
             let spiffe_id = format!("spiffe://seed.example/agents/agent-{}", index % 50_000);
             certificate.execute(params![
                 serial, spiffe_id, issuer, not_before, not_after, der

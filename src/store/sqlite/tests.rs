@@ -91,7 +91,7 @@ fn token(uses: u32, expires_at: OffsetDateTime) -> (Secret, NewJoinToken) {
 #[tokio::test]
 async fn recorded_certificates_are_found_by_serial() {
     let (_dir, store) = open();
-    let serial = Serial::random().unwrap();
+    let serial = Serial::generate().unwrap();
     store
         .record_certificate(record(serial), vec![])
         .await
@@ -99,14 +99,14 @@ async fn recorded_certificates_are_found_by_serial() {
     let found = store.find_certificate(serial).await.unwrap().unwrap();
     assert_eq!(found.record, record(serial));
     assert_eq!((found.revocation, found.banned), (None, false));
-    let other = Serial::random().unwrap();
+    let other = Serial::generate().unwrap();
     assert_eq!(store.find_certificate(other).await.unwrap(), None);
 }
 
 #[tokio::test]
 async fn a_repeated_serial_is_refused_and_the_first_record_kept() {
     let (_dir, store) = open();
-    let serial = Serial::random().unwrap();
+    let serial = Serial::generate().unwrap();
     store
         .record_certificate(record(serial), vec![])
         .await
@@ -130,7 +130,7 @@ async fn a_repeated_serial_is_refused_and_the_first_record_kept() {
 fn certificate_for(grant_id: &str) -> CertificateRecord {
     CertificateRecord {
         spiffe_id: id(grant_id),
-        ..record(Serial::random().unwrap())
+        ..record(Serial::generate().unwrap())
     }
 }
 
@@ -233,7 +233,7 @@ async fn a_redemption_whose_certificate_cannot_be_recorded_keeps_the_use_and_aud
     };
     let (_dir, store) = open();
     let (token_id, hash) = stored_token(&store, 1, Duration::from_secs(600)).await;
-    let taken = Serial::random().unwrap();
+    let taken = Serial::generate().unwrap();
     store
         .record_certificate(record(taken), vec![])
         .await
@@ -328,7 +328,7 @@ async fn two_open_stores_on_one_file_see_each_others_writes() {
     let path = dir.path().join("sigil.db");
     let first = SqliteStore::open(&path).unwrap();
     let second = SqliteStore::open(&path).unwrap();
-    let (a, b) = (Serial::random().unwrap(), Serial::random().unwrap());
+    let (a, b) = (Serial::generate().unwrap(), Serial::generate().unwrap());
     first.record_certificate(record(a), vec![]).await.unwrap();
     second.record_certificate(record(b), vec![]).await.unwrap();
     assert!(second.find_certificate(a).await.unwrap().is_some());
@@ -390,7 +390,7 @@ fn revocation(target: crate::store::RevocationTarget) -> crate::store::Revocatio
 async fn revoking_a_serial_publishes_a_crl_listing_it_once() {
     use crate::store::{RevocationOutcome, RevocationTarget};
     let (_dir, store) = open();
-    let (a, b) = (Serial::random().unwrap(), Serial::random().unwrap());
+    let (a, b) = (Serial::generate().unwrap(), Serial::generate().unwrap());
     store.record_certificate(record(a), vec![]).await.unwrap();
     store.record_certificate(record(b), vec![]).await.unwrap();
     let signer = Arc::new(ListingSigner);
@@ -445,7 +445,7 @@ async fn revoking_a_serial_publishes_a_crl_listing_it_once() {
 
     let unknown = store
         .revoke(
-            revocation(RevocationTarget::Serial(Serial::random().unwrap())),
+            revocation(RevocationTarget::Serial(Serial::generate().unwrap())),
             signer.clone(),
             Box::new(|_| Vec::new()),
         )
@@ -481,12 +481,12 @@ async fn revoking_a_serial_publishes_a_crl_listing_it_once() {
 async fn revoking_an_identity_revokes_its_live_certificates_and_bans_it_until_lifted() {
     use crate::store::{RevocationOutcome, RevocationTarget};
     let (_dir, store) = open();
-    let live = Serial::random().unwrap();
+    let live = Serial::generate().unwrap();
     store
         .record_certificate(record(live), vec![])
         .await
         .unwrap();
-    let mut expired = record(Serial::random().unwrap());
+    let mut expired = record(Serial::generate().unwrap());
     expired.not_after = now() - Duration::from_secs(10);
     store
         .record_certificate(expired.clone(), vec![])
@@ -608,7 +608,7 @@ fn renewal_of(parent: &CertificateRecord) -> CertificateRecord {
     CertificateRecord {
         parent_serial: Some(parent.serial),
         attestation: AttestationKind::Renewal,
-        ..record(Serial::random().unwrap())
+        ..record(Serial::generate().unwrap())
     }
 }
 
@@ -621,7 +621,7 @@ async fn concurrent_renewals_of_one_certificate_through_two_stores_continue_the_
         Arc::new(SqliteStore::open(&path).unwrap()),
         Arc::new(SqliteStore::open(&path).unwrap()),
     ];
-    let first = record(Serial::random().unwrap());
+    let first = record(Serial::generate().unwrap());
     stores[0]
         .record_certificate(first.clone(), vec![])
         .await
@@ -677,7 +677,7 @@ async fn store_revocation(store: &SqliteStore, serial: Serial) -> Option<crate::
 async fn lineage_moves_the_head_and_a_stale_certificate_forks_the_identity() {
     use crate::store::RenewalOutcome;
     let (_dir, store) = open();
-    let first = record(Serial::random().unwrap());
+    let first = record(Serial::generate().unwrap());
     store
         .record_certificate(first.clone(), vec![])
         .await
@@ -742,10 +742,10 @@ async fn lineage_moves_the_head_and_a_stale_certificate_forks_the_identity() {
 async fn a_crl_drops_entries_whose_certificate_expired_more_than_the_grace_ago() {
     use crate::store::RevocationTarget;
     let (_dir, store) = open();
-    let live = record(Serial::random().unwrap());
-    let mut long_gone = record(Serial::random().unwrap());
+    let live = record(Serial::generate().unwrap());
+    let mut long_gone = record(Serial::generate().unwrap());
     long_gone.not_after = now() - Duration::from_secs(2 * 3600);
-    let mut just_expired = record(Serial::random().unwrap());
+    let mut just_expired = record(Serial::generate().unwrap());
     just_expired.not_after = now() - Duration::from_secs(60);
     for cert in [&live, &long_gone, &just_expired] {
         store
@@ -790,7 +790,7 @@ async fn no_certificate_is_recorded_for_a_banned_identity() {
         )
         .await
         .unwrap();
-    let serial = Serial::random().unwrap();
+    let serial = Serial::generate().unwrap();
     let error = store
         .record_certificate(record(serial), vec![])
         .await
@@ -807,7 +807,7 @@ const ISSUER: &str = "https://issuer.example.org";
 fn jwt_certificate() -> CertificateRecord {
     CertificateRecord {
         attestation: AttestationKind::Jwt,
-        ..record(Serial::random().unwrap())
+        ..record(Serial::generate().unwrap())
     }
 }
 
@@ -998,7 +998,7 @@ async fn a_jwt_without_a_jti_is_not_tracked_for_replay() {
 async fn a_jwt_redemption_whose_certificate_cannot_be_recorded_leaves_the_jti_unused() {
     let (dir, store) = open();
     let path = dir.path().join("sigil.db");
-    let taken = Serial::random().unwrap();
+    let taken = Serial::generate().unwrap();
     store
         .record_certificate(record(taken), vec![])
         .await
@@ -1077,7 +1077,7 @@ async fn group_commit_answers_only_after_the_commit_and_a_failed_commit_stores_n
         super::faults::fail_next_commit();
         Ok(())
     });
-    let serials: Vec<Serial> = (0..10).map(|_| Serial::random().unwrap()).collect();
+    let serials: Vec<Serial> = (0..10).map(|_| Serial::generate().unwrap()).collect();
     let requests: Vec<_> = serials
         .iter()
         .map(|serial| store.record_certificate(record(*serial), Vec::new()))
@@ -1111,7 +1111,7 @@ async fn group_commit_answers_only_after_the_commit_and_a_failed_commit_stores_n
 async fn concurrent_requests_share_commits_and_each_is_stored() {
     let (dir, store) = open();
     let path = dir.path().join("sigil.db");
-    let serials: Vec<Serial> = (0..200).map(|_| Serial::random().unwrap()).collect();
+    let serials: Vec<Serial> = (0..200).map(|_| Serial::generate().unwrap()).collect();
     let requests: Vec<_> = serials
         .iter()
         .map(|serial| store.record_certificate(record(*serial), Vec::new()))
@@ -1125,7 +1125,7 @@ async fn concurrent_requests_share_commits_and_each_is_stored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_do_not_wait_for_the_writer_and_see_only_committed_writes() {
     let (_dir, store) = open();
-    let committed = Serial::random().unwrap();
+    let committed = Serial::generate().unwrap();
     store
         .record_certificate(record(committed), Vec::new())
         .await
@@ -1133,7 +1133,7 @@ async fn reads_do_not_wait_for_the_writer_and_see_only_committed_writes() {
 
     // Hold the writer thread mid-batch.
     let writer = HeldWriter::hold(&store);
-    let pending = Serial::random().unwrap();
+    let pending = Serial::generate().unwrap();
     let write = store.record_certificate(record(pending), Vec::new());
 
     // Reads are answered while the writer is busy: what was committed is
@@ -1170,7 +1170,7 @@ fn reader_connections_refuse_to_write() {
 async fn revocations_from_before_schema_6_stay_on_the_crl_after_the_upgrade() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sigil.db");
-    let (listed, expired) = (Serial::random().unwrap(), Serial::random().unwrap());
+    let (listed, expired) = (Serial::generate().unwrap(), Serial::generate().unwrap());
     {
         let conn = Connection::open(&path).unwrap();
         schema::migrate_to(&conn, 5).unwrap();
@@ -1208,7 +1208,7 @@ async fn lines_from_before_schema_7_renew_once_and_a_second_renewal_of_the_first
     use crate::store::RenewalOutcome;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sigil.db");
-    let first = record(Serial::random().unwrap());
+    let first = record(Serial::generate().unwrap());
     {
         // As schema 6 left it: every line had its row from the start.
         let conn = Connection::open(&path).unwrap();
@@ -1283,14 +1283,14 @@ async fn a_savepoint_that_cannot_be_rolled_back_keeps_its_whole_batch_from_commi
     let writer = HeldWriter::hold(&store);
     // An operation writes, then fails; the rollback of its savepoint fails
     // too, so its write is still in the transaction.
-    let failing = Serial::random().unwrap();
+    let failing = Serial::generate().unwrap();
     let failed = store.run_on_writer(move |conn| -> Result<(), StoreError> {
         let op = Savepoint::begin(conn).map_err(unavailable)?;
         certificates::insert_certificate(&op, &record(failing))?;
         super::sql::faults::fail_next_rollback();
         Err(StoreError::Unavailable("the operation failed".to_owned()))
     });
-    let innocent = Serial::random().unwrap();
+    let innocent = Serial::generate().unwrap();
     let other = store.record_certificate(record(innocent), Vec::new());
     writer.release().await;
     assert!(failed.await.is_err());
@@ -1319,7 +1319,7 @@ async fn readers_and_the_writer_survive_jobs_that_panic() {
         .run_on_writer(|_| -> Result<(), StoreError> { panic!("a bug in a write") })
         .await;
     assert!(matches!(answer, Err(StoreError::Unavailable(_))));
-    let serial = Serial::random().unwrap();
+    let serial = Serial::generate().unwrap();
     store
         .record_certificate(record(serial), Vec::new())
         .await
