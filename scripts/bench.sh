@@ -8,7 +8,8 @@
 # Environment:
 #   N=5000     certificates per measurement (issue, renew, cfssl): about a
 #              second each, long enough to include the store's checkpoints
-#   RUNS=5     repetitions; medians are reported
+#   RUNS=7     repetitions; medians are reported (on a shared host one
+#              measurement of about a second can land in a slow spell)
 #   FLOOR_N=20000  operations per floor measurement
 #   CFSSL=1    set to 0 to skip the cfssl comparison
 #   CFSSL_PORT=8888
@@ -22,7 +23,7 @@
 set -euo pipefail
 
 N=${N:-5000}
-RUNS=${RUNS:-5}
+RUNS=${RUNS:-7}
 FLOOR_N=${FLOOR_N:-20000}
 CFSSL=${CFSSL:-1}
 CFSSL_PORT=${CFSSL_PORT:-8888}
