@@ -219,7 +219,8 @@ impl Issuance {
             let (issued, record) = self.sign(request, attestation, parent_serial)?;
             match self.store.record_certificate(record, audit(&issued)).await {
                 Ok(()) => return Ok(issued),
-                // A repeated serial (2^-120 per pair): draw a new one.
+                // A repeated serial (2^-80 per pair of one millisecond): draw a
+                // new one.
                 Err(StoreError::Conflict(_)) if attempt < MAX_SERIAL_RETRIES => attempt += 1,
                 Err(error) => return Err(error.into()),
             }
@@ -303,7 +304,8 @@ impl Issuance {
             match redemption {
                 Ok(JwtRedemption::Granted) => return Ok(Ok(issued)),
                 Ok(refusal) => return Ok(Err(refusal)),
-                // A repeated serial (2^-120 per pair): draw a new one.
+                // A repeated serial (2^-80 per pair of one millisecond): draw a
+                // new one.
                 Err(StoreError::Conflict(_)) if attempt < MAX_SERIAL_RETRIES => attempt += 1,
                 Err(error) => return Err(error.into()),
             }

@@ -393,11 +393,14 @@ impl CertificateAuthority {
             !request.ttl.is_zero(),
             "a certificate needs a lifetime above zero"
         );
+        // The serial carries the issuance time to the millisecond, before
+        // the certificate's own times are cut to whole seconds.
+        let serial =
+            Serial::generate_at(now.into()).map_err(|_| anyhow!("the random source failed"))?;
         let now = profile::whole_seconds(now);
         if now >= self.issuing.not_after {
             bail!("the issuing CA expired at {}", self.issuing.not_after);
         }
-        let serial = Serial::generate().map_err(|_| anyhow!("the random source failed"))?;
         let params = profile::leaf_params(profile::LeafFields {
             request,
             serial,

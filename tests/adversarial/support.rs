@@ -575,8 +575,9 @@ pub(crate) fn mint(
     spiffe_id: &str,
     ca: bool,
 ) -> (String, String) {
-    // A serial of Sigil's shape (16 random bytes, positive, minimal), so
-    // that only the store can tell the certificate was never issued.
+    // A serial of Sigil's shape (16 bytes, positive, minimal; random here,
+    // which the CA's parsing accepts alike), so that only the store can tell
+    // the certificate was never issued.
     let mut serial = [0u8; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut serial).unwrap();
     serial[0] = (serial[0] & 0x7f).max(1);

@@ -198,7 +198,8 @@ impl Svid {
     }
 }
 
-/// 16 random bytes, first byte in 0x01..=0x7f, as the CA draws serials.
+/// 16 random bytes, first byte in 0x01..=0x7f: the shape of the CA's serials
+/// (whose first six bytes are a time, which this verifier never reads).
 fn random_serial() -> SerialNumber {
     let mut bytes = [0u8; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).unwrap();
