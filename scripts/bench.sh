@@ -17,6 +17,9 @@
 #              certificates, SCALE_REVOKED of them revoked: about 1.1 GB
 #              of disk and 30 s to fill at the defaults)
 #   SCALE_CERTS=1000000  SCALE_REVOKED=100000
+#   SCALE_RANDOM_SERIALS=0  set to 1 to seed uniformly random serials, as
+#              Sigil drew them before they carried their issuance time (a
+#              store upgraded from then)
 #
 # Needs: cargo, bash, getconf; for cfssl, the `cfssl` and `cfssljson`
 # binaries or root with apt-get (Debian package golang-cfssl).
@@ -30,6 +33,7 @@ CFSSL_PORT=${CFSSL_PORT:-8888}
 SCALE=${SCALE:-1}
 SCALE_CERTS=${SCALE_CERTS:-1000000}
 SCALE_REVOKED=${SCALE_REVOKED:-100000}
+SCALE_RANDOM_SERIALS=${SCALE_RANDOM_SERIALS:-0}
 TRUST_DOMAIN=bench.example
 AGENT_ID="spiffe://$TRUST_DOMAIN/bench/agent"
 
@@ -188,7 +192,13 @@ done
 if [ "$SCALE" = 1 ]; then
   echo "bench: scale: filling a store with $SCALE_CERTS certificates ($SCALE_REVOKED revoked)"
   init_dir "$work/scale"
-  "$BENCH" seed --data-dir "$work/scale" --certificates "$SCALE_CERTS" --revoked "$SCALE_REVOKED"
+  seed_serials=()
+  if [ "$SCALE_RANDOM_SERIALS" = 1 ]; then
+    echo "bench: scale: the seeded certificates get uniformly random serials (SCALE_RANDOM_SERIALS=1)"
+    seed_serials=(--random-serials)
+  fi
+  "$BENCH" seed --data-dir "$work/scale" --certificates "$SCALE_CERTS" --revoked "$SCALE_REVOKED" \
+    "${seed_serials[@]}"
   measure crl "$BENCH" crl --data-dir "$work/scale" --runs 5
   start_server "$work/scale"
   echo "startup scale-store $startup_ms" >>"$results"

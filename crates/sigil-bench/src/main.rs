@@ -107,6 +107,10 @@ enum Command {
         /// Of which revoked and unexpired
         #[arg(long, default_value_t = 100_000)]
         revoked: u64,
+        /// Uniformly random serials, as Sigil drew them before serials
+        /// carried their issuance time: a store upgraded from then
+        #[arg(long)]
+        random_serials: bool,
     },
     /// Time the CA's CRL regeneration (store query, signing, storing) on a
     /// data dir's store; the CA must not be running
@@ -169,7 +173,8 @@ fn main() -> anyhow::Result<()> {
             data_dir,
             certificates,
             revoked,
-        } => seed::seed(&data_dir, certificates, revoked),
+            random_serials,
+        } => seed::seed(&data_dir, certificates, revoked, random_serials),
         command => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?

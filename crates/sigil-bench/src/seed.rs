@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use ring::rand::{SecureRandom, SystemRandom};
 use rusqlite::{Connection, params};
 use sigil::ca::{CaFiles, CertificateAuthority, Passphrase};
 use sigil::datadir::DataDir;
@@ -22,8 +23,14 @@ use time::OffsetDateTime;
 /// attestation does (a line gets a row in `lines` only once it renews),
 /// and carries the DER of the CA's own first certificate
 /// (a real leaf of the usual size); each serial carries its certificate's
-/// issuance time, as the CA's own do.
-pub(crate) fn seed(data_dir: &Path, count: u64, revoked: u64) -> anyhow::Result<()> {
+/// issuance time, as the CA's own do, or with `random_serials` is 16
+/// random bytes, as Sigil's were before.
+pub(crate) fn seed(
+    data_dir: &Path,
+    count: u64,
+    revoked: u64,
+    random_serials: bool,
+) -> anyhow::Result<()> {
     if revoked > count {
         bail!("--revoked ({revoked}) exceeds --certificates ({count})");
     }
@@ -61,9 +68,12 @@ pub(crate) fn seed(data_dir: &Path, count: u64, revoked: u64) -> anyhow::Result<
                 (now - 7 * 86_400, now - 6 * 86_400)
             };
             let issued = UNIX_EPOCH + Duration::from_secs(not_before.unsigned_abs());
-            let serial = Serial::generate_at(issued)
-                .map_err(|_| anyhow::anyhow!("random source"))?
-                .to_string();
+            let serial = if random_serials {
+                random_serial()?
+            } else {
+                Serial::generate_at(issued).map_err(|_| anyhow::anyhow!("random source"))?
+            }
+            .to_string();
             let spiffe_id = format!("spiffe://seed.example/agents/agent-{}", index % 50_000);
             certificate.execute(params![
                 serial, spiffe_id, issuer, not_before, not_after, der
@@ -83,6 +93,17 @@ pub(crate) fn seed(data_dir: &Path, count: u64, revoked: u64) -> anyhow::Result<
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// A serial as Sigil drew them before they carried their issuance time: 16
+/// random bytes, the first in `0x01..=0x7f`.
+fn random_serial() -> anyhow::Result<Serial> {
+    let mut bytes = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| anyhow::anyhow!("random source"))?;
+    bytes[0] = 0x01 + bytes[0] % 0x7f;
+    Serial::from_der_bytes(&bytes).context("a random serial out of range")
 }
 
 /// Times the CA's CRL regeneration on the store of `data_dir`, as a
@@ -130,4 +151,63 @@ fn count_entries(der: &[u8]) -> anyhow::Result<usize> {
     let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(der)
         .context("the regenerated CRL does not parse")?;
     Ok(crl.iter_revoked_certificates().count())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A store with the one certificate `seed` copies, as `sigil init`
+    /// leaves it.
+    fn store_with_one_certificate() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let path = DataDir::new(dir.path().to_owned()).store();
+        drop(SqliteStore::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "INSERT INTO certificates (serial, spiffe_id, issuer_key_id, not_before, not_after,
+                                       attestation, der, created_at, line_id)
+             VALUES ('01000000000000000000000000000001', 'spiffe://seed/ca', 'issuer', 0, 0,
+                     'init', x'3000', 0, '01000000000000000000000000000001')",
+            [],
+        )
+        .unwrap();
+        dir
+    }
+
+    /// The seeded serials' first six bytes, those that carry a time.
+    fn seeded_prefixes(dir: &Path) -> std::collections::BTreeSet<String> {
+        let conn = Connection::open(DataDir::new(dir.to_owned()).store()).unwrap();
+        let mut statement = conn
+            .prepare(
+                "SELECT serial FROM certificates WHERE spiffe_id LIKE 'spiffe://seed.example/%'",
+            )
+            .unwrap();
+        let serials: Vec<String> = statement
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(serials.len(), 200);
+        for serial in &serials {
+            assert!(serial.parse::<Serial>().is_ok(), "{serial}");
+        }
+        serials
+            .iter()
+            .map(|serial| serial[..12].to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn seeded_serials_carry_their_issuance_time_unless_asked_for_random_ones() {
+        let dated = store_with_one_certificate();
+        seed(dated.path(), 200, 20, false).unwrap();
+        // Two issuance times: the live half and the expired half.
+        assert_eq!(seeded_prefixes(dated.path()).len(), 2);
+
+        let random = store_with_one_certificate();
+        seed(random.path(), 200, 20, true).unwrap();
+        assert!(seeded_prefixes(random.path()).len() > 190);
+    }
 }
