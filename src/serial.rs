@@ -16,9 +16,9 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use ring::rand::{SecureRandom, SystemRandom};
+use time::OffsetDateTime;
 
 /// A certificate serial: 16 bytes, the first in `0x01..=0x7f` so that the
 /// DER INTEGER is positive and minimal (exactly 16 content bytes). Written
@@ -26,11 +26,13 @@ use ring::rand::{SecureRandom, SystemRandom};
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Serial([u8; 16]);
 
-/// The time prefix's range, in milliseconds since 1970: from 2^40 (late
-/// 2004; an earlier clock counts as then) to just under 2^47 (the year
-/// 6429), so that its first byte is always in `0x01..=0x7f`.
-const FIRST_MILLISECOND: u64 = 1 << 40;
-const LAST_MILLISECOND: u64 = (1 << 47) - 1;
+/// The earliest time prefix, in milliseconds since 1970: 2^40, in late
+/// 2004, whose first byte is `0x01`. An earlier clock counts as then.
+const FIRST_MILLISECOND: i128 = 1 << 40;
+
+/// The latest time prefix: just under 2^47, in the year 6429, whose first
+/// byte is `0x7f`. A later clock counts as then.
+const LAST_MILLISECOND: i128 = (1 << 47) - 1;
 
 impl Serial {
     /// Draws a fresh serial for a certificate issued now.
@@ -39,24 +41,23 @@ impl Serial {
     ///
     /// The operating system's random source failed.
     pub fn generate() -> Result<Self, ring::error::Unspecified> {
-        Self::generate_at(SystemTime::now())
+        Self::generate_at(OffsetDateTime::now_utc())
     }
 
     /// Draws a fresh serial for a certificate issued at `time`: 6 bytes of
-    /// milliseconds since 1970, big-endian, then 10 random bytes.
+    /// milliseconds since 1970, big-endian, then 10 random bytes. A time
+    /// before late 2004 or after the year 6429 counts as that bound, so
+    /// that the first byte stays in `0x01..=0x7f`.
     ///
     /// # Errors
     ///
     /// The operating system's random source failed.
-    pub fn generate_at(time: SystemTime) -> Result<Self, ring::error::Unspecified> {
-        let milliseconds = time
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| {
-                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-            })
-            .clamp(FIRST_MILLISECOND, LAST_MILLISECOND);
+    pub fn generate_at(time: OffsetDateTime) -> Result<Self, ring::error::Unspecified> {
+        let milliseconds =
+            (time.unix_timestamp_nanos() / 1_000_000).clamp(FIRST_MILLISECOND, LAST_MILLISECOND);
         let mut bytes = [0u8; 16];
-        bytes[..6].copy_from_slice(&milliseconds.to_be_bytes()[2..]);
+        // Within the clamp the milliseconds take 47 bits: the low six bytes.
+        bytes[..6].copy_from_slice(&milliseconds.to_be_bytes()[10..]);
         SystemRandom::new().fill(&mut bytes[6..])?;
         Ok(Self(bytes))
     }
@@ -118,24 +119,22 @@ impl FromStr for Serial {
 mod tests {
     use super::*;
 
-    use std::time::Duration;
+    use time::Duration;
 
     #[test]
-    fn serials_of_one_millisecond_are_positive_minimal_and_distinct() {
-        let now = SystemTime::now();
+    fn serials_of_one_millisecond_are_distinct() {
+        let now = OffsetDateTime::now_utc();
         let mut seen = std::collections::HashSet::new();
         for _ in 0..10_000 {
-            let serial = Serial::generate_at(now).unwrap();
-            assert!((0x01..=0x7f).contains(&serial.as_bytes()[0]));
-            assert!(seen.insert(serial));
+            assert!(seen.insert(Serial::generate_at(now).unwrap()));
         }
     }
 
     #[test]
     fn serials_sort_in_issuance_order_as_bytes_and_as_text() {
-        let start = UNIX_EPOCH + Duration::from_millis(1_796_000_000_000);
+        let start = OffsetDateTime::from_unix_timestamp(1_796_000_000).unwrap();
         let serials: Vec<Serial> = (0..1_000)
-            .map(|i| Serial::generate_at(start + Duration::from_millis(i)).unwrap())
+            .map(|i| Serial::generate_at(start + Duration::milliseconds(i)).unwrap())
             .collect();
         for pair in serials.windows(2) {
             assert!(pair[0] < pair[1], "{:?} !< {:?}", pair[0], pair[1]);
@@ -154,10 +153,14 @@ mod tests {
         let earliest = [0x01, 0x00, 0x00, 0x00, 0x00, 0x00];
         let latest = [0x7f, 0xff, 0xff, 0xff, 0xff, 0xff];
         for (time, prefix) in [
-            (UNIX_EPOCH - Duration::from_secs(86_400), earliest),
-            (UNIX_EPOCH, earliest),
-            (UNIX_EPOCH + Duration::from_secs(1_000_000_000), earliest),
-            (UNIX_EPOCH + Duration::from_secs(1 << 50), latest),
+            (OffsetDateTime::UNIX_EPOCH - Duration::days(1), earliest),
+            (OffsetDateTime::UNIX_EPOCH, earliest),
+            (
+                OffsetDateTime::from_unix_timestamp(1_000_000_000).unwrap(),
+                earliest,
+            ),
+            (time::PrimitiveDateTime::MIN.assume_utc(), earliest),
+            (time::PrimitiveDateTime::MAX.assume_utc(), latest),
         ] {
             let serial = Serial::generate_at(time).unwrap();
             assert_eq!(serial.as_bytes()[..6], prefix, "{time:?}");

@@ -395,8 +395,7 @@ impl CertificateAuthority {
         );
         // The serial carries the issuance time to the millisecond, before
         // the certificate's own times are cut to whole seconds.
-        let serial =
-            Serial::generate_at(now.into()).map_err(|_| anyhow!("the random source failed"))?;
+        let serial = Serial::generate_at(now).map_err(|_| anyhow!("the random source failed"))?;
         let now = profile::whole_seconds(now);
         if now >= self.issuing.not_after {
             bail!("the issuing CA expired at {}", self.issuing.not_after);

@@ -135,27 +135,23 @@ fn leaf_serials_carry_their_issuance_time_so_they_sort_in_issuance_order() {
         ip_addresses: &[],
         ttl: Duration::from_secs(3600),
     };
-    let milliseconds = || {
-        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-        u64::try_from(since.unwrap().as_millis()).unwrap()
-    };
+    // Not the clock: the time the CA is told it issues at, to the
+    // millisecond, though the certificate's own times are whole seconds.
+    let start = ca.issuing().not_after() - time::Duration::days(30);
     let mut serials = Vec::new();
-    for _ in 0..3 {
-        let before = milliseconds();
-        let issued = ca.issue(&request, OffsetDateTime::now_utc()).unwrap();
-        let after = milliseconds();
+    for step in [0, 1, 999, 1_000, 86_400_000] {
+        let now = start + time::Duration::milliseconds(step);
+        let issued = ca.issue(&request, now).unwrap();
         let (_, cert) = X509Certificate::from_der(&issued.der).unwrap();
         let serial = Serial::from_der_bytes(cert.raw_serial()).unwrap();
         assert_eq!(serial, issued.serial);
-        let mut prefix = [0u8; 8];
-        prefix[2..].copy_from_slice(&serial.as_bytes()[..6]);
-        let stamped = u64::from_be_bytes(prefix);
-        assert!(
-            (before..=after).contains(&stamped),
-            "{before} <= {stamped} <= {after}"
-        );
+        let milliseconds = i128::from_be_bytes({
+            let mut wide = [0u8; 16];
+            wide[10..].copy_from_slice(&serial.as_bytes()[..6]);
+            wide
+        });
+        assert_eq!(milliseconds, now.unix_timestamp_nanos() / 1_000_000);
         serials.push(serial);
-        std::thread::sleep(Duration::from_millis(2));
     }
     assert!(serials.is_sorted(), "{serials:?}");
 }

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -16,15 +16,15 @@ use sigil::datadir::DataDir;
 use sigil::revocation::CrlSigner;
 use sigil::serial::Serial;
 use sigil::store::{SqliteStore, Store};
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 
 /// Adds `count` certificates to the store of `data_dir`, of which
 /// `revoked` are revoked and unexpired. Each starts its own line, as an
 /// attestation does (a line gets a row in `lines` only once it renews),
 /// and carries the DER of the CA's own first certificate
 /// (a real leaf of the usual size); each serial carries its certificate's
-/// issuance time, as the CA's own do, or with `random_serials` is 16
-/// random bytes, as Sigil's were before.
+/// issuance time (see [`issued_at`]), as the CA's own do, or with
+/// `random_serials` is 16 random bytes, as Sigil's were before.
 pub(crate) fn seed(
     data_dir: &Path,
     count: u64,
@@ -67,11 +67,11 @@ pub(crate) fn seed(
             } else {
                 (now - 7 * 86_400, now - 6 * 86_400)
             };
-            let issued = UNIX_EPOCH + Duration::from_secs(not_before.unsigned_abs());
             let serial = if random_serials {
                 random_serial()?
             } else {
-                Serial::generate_at(issued).map_err(|_| anyhow::anyhow!("random source"))?
+                Serial::generate_at(issued_at(not_before, index)?)
+                    .map_err(|_| anyhow::anyhow!("random source"))?
             }
             .to_string();
             let spiffe_id = format!("spiffe://seed.example/agents/agent-{}", index % 50_000);
@@ -93,6 +93,17 @@ pub(crate) fn seed(
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// When the CA would have issued the `index`th seeded certificate, whose
+/// validity starts at `not_before`: 30 s later (the CA back-dates by that
+/// much), and a millisecond after the one before, so that the seeded
+/// serials follow one another as a running CA's do.
+fn issued_at(not_before: i64, index: u64) -> anyhow::Result<OffsetDateTime> {
+    let index = i64::try_from(index).context("too many certificates")?;
+    Ok(OffsetDateTime::from_unix_timestamp(not_before)?
+        + Duration::seconds(30)
+        + Duration::milliseconds(index))
 }
 
 /// A serial as Sigil drew them before they carried their issuance time: 16
@@ -176,26 +187,27 @@ mod tests {
         dir
     }
 
-    /// The seeded serials' first six bytes, those that carry a time.
-    fn seeded_prefixes(dir: &Path) -> std::collections::BTreeSet<String> {
+    /// For each seeded certificate, the milliseconds from its `not_before`
+    /// to the time its serial carries.
+    fn serial_time_after_not_before(dir: &Path) -> Vec<i64> {
         let conn = Connection::open(DataDir::new(dir.to_owned()).store()).unwrap();
         let mut statement = conn
             .prepare(
-                "SELECT serial FROM certificates WHERE spiffe_id LIKE 'spiffe://seed.example/%'",
+                "SELECT serial, not_before FROM certificates
+                 WHERE spiffe_id LIKE 'spiffe://seed.example/%'",
             )
             .unwrap();
-        let serials: Vec<String> = statement
-            .query_map([], |row| row.get(0))
+        let rows: Vec<(String, i64)> = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(serials.len(), 200);
-        for serial in &serials {
-            assert!(serial.parse::<Serial>().is_ok(), "{serial}");
-        }
-        serials
-            .iter()
-            .map(|serial| serial[..12].to_owned())
+        assert_eq!(rows.len(), 200);
+        rows.iter()
+            .map(|(serial, not_before)| {
+                assert!(serial.parse::<Serial>().is_ok(), "{serial}");
+                i64::from_str_radix(&serial[..12], 16).unwrap() - not_before * 1000
+            })
             .collect()
     }
 
@@ -203,11 +215,16 @@ mod tests {
     fn seeded_serials_carry_their_issuance_time_unless_asked_for_random_ones() {
         let dated = store_with_one_certificate();
         seed(dated.path(), 200, 20, false).unwrap();
-        // Two issuance times: the live half and the expired half.
-        assert_eq!(seeded_prefixes(dated.path()).len(), 2);
+        let issued_after = serial_time_after_not_before(dated.path());
+        // 30 s after `not_before`, plus a millisecond per certificate.
+        assert!(issued_after.iter().all(|ms| (30_000..30_200).contains(ms)));
 
         let random = store_with_one_certificate();
         seed(random.path(), 200, 20, true).unwrap();
-        assert!(seeded_prefixes(random.path()).len() > 190);
+        let issued_after = serial_time_after_not_before(random.path());
+        let dated_alike = issued_after
+            .iter()
+            .filter(|ms| (30_000..30_200).contains(*ms));
+        assert!(dated_alike.count() < 5);
     }
 }
