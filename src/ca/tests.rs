@@ -84,20 +84,30 @@ fn the_root_and_issuing_ca_follow_the_ca_profile() {
     assert_ne!(other_issuing.subject(), issuing.subject());
 }
 
-#[test]
-fn a_leaf_never_outlives_its_issuer_and_none_is_signed_after_the_issuer_expired() {
-    let files = example_files();
-    let ca = CertificateAuthority::load(&files, "https://localhost:8443").unwrap();
+/// The example CA, an agent's SPIFFE ID, and a key of the agent's.
+fn example_ca_agent_and_key() -> (CertificateAuthority, sigil_core::SpiffeId, SubjectKey) {
+    let ca = CertificateAuthority::load(&example_files(), "https://localhost:8443").unwrap();
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let public_key = crate::csr::VerifiedPublicKey::from_own_key(&key).unwrap();
-    let id: sigil_core::SpiffeId = "spiffe://example.org/agent".parse().unwrap();
-    let request = LeafRequest {
-        spiffe_id: &id,
-        key: &SubjectKey::Verified(public_key),
+    let id = "spiffe://example.org/agent".parse().unwrap();
+    (ca, id, SubjectKey::Verified(public_key))
+}
+
+/// A request for an hour-long leaf, no DNS or IP names.
+fn one_hour_leaf<'a>(id: &'a sigil_core::SpiffeId, key: &'a SubjectKey) -> LeafRequest<'a> {
+    LeafRequest {
+        spiffe_id: id,
+        key,
         dns_names: &[],
         ip_addresses: &[],
         ttl: Duration::from_secs(3600),
-    };
+    }
+}
+
+#[test]
+fn a_leaf_never_outlives_its_issuer_and_none_is_signed_after_the_issuer_expired() {
+    let (ca, id, key) = example_ca_agent_and_key();
+    let request = one_hour_leaf(&id, &key);
     let issuer_end = ca.issuing().not_after();
     let near_the_end = issuer_end - Duration::from_secs(600);
     let issued = ca.issue(&request, near_the_end).unwrap();
@@ -123,18 +133,8 @@ fn a_leaf_never_outlives_its_issuer_and_none_is_signed_after_the_issuer_expired(
 
 #[test]
 fn leaf_serials_carry_their_issuance_time_so_they_sort_in_issuance_order() {
-    let files = example_files();
-    let ca = CertificateAuthority::load(&files, "https://localhost:8443").unwrap();
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let public_key = crate::csr::VerifiedPublicKey::from_own_key(&key).unwrap();
-    let id: sigil_core::SpiffeId = "spiffe://example.org/agent".parse().unwrap();
-    let request = LeafRequest {
-        spiffe_id: &id,
-        key: &SubjectKey::Verified(public_key),
-        dns_names: &[],
-        ip_addresses: &[],
-        ttl: Duration::from_secs(3600),
-    };
+    let (ca, id, key) = example_ca_agent_and_key();
+    let request = one_hour_leaf(&id, &key);
     // Not the clock: the time the CA is told it issues at, to the
     // millisecond, though the certificate's own times are whole seconds.
     let start = ca.issuing().not_after() - time::Duration::days(30);
