@@ -224,8 +224,19 @@ median() {
   v=$(values "$1" "$2" | grep -v '^na$' | sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]}')
   echo "${v:-na}"
 }
-# Three decimals: at two, 0.326 would print as 0.33 beside "target >= 0.33".
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "na" || b == "na" || b + 0 == 0) print "na"; else printf "%.3f", a / b }'; }
+# Three decimals, cut rather than rounded: rounded, 0.3298 would print as
+# 0.330 beside "target >= 0.33".
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "na" || b == "na" || b + 0 == 0) print "na"; else printf "%.3f", int(a / b * 1000) / 1000 }'; }
+# target OP LIMIT VALUE: "(target OP LIMIT: met)", or "missed", or "na".
+target() {
+  awk -v op="$1" -v limit="$2" -v v="$3" 'BEGIN {
+    if (v == "na" || v == "") verdict = "na"
+    else if (op == ">=") verdict = (v + 0 >= limit + 0) ? "met" : "missed"
+    else if (op == ">") verdict = (v + 0 > limit + 0) ? "met" : "missed"
+    else verdict = (v + 0 < limit + 0) ? "met" : "missed"
+    printf "(target %s %s: %s)", op, limit, verdict
+  }'
+}
 
 echo
 echo "Sigil issuance benchmark: N=$N per measurement, $RUNS runs, medians; $(nproc) cores;" \
@@ -242,29 +253,36 @@ done
 echo "(floor: ops/s on $(values floor threads | head -n 1) threads; floor-renew: the same plus one full mTLS handshake, both ends; errors summed over runs; CPU ms = utime+stime"
 echo " per certificate of the server process and of the load generator, which share the machine)"
 issue8=$(median issue-c8 rate)
-echo "ratio Sigil issue-c8 / floor: $(ratio "$issue8" "$(median floor rate)") (target >= 0.33)"
+r=$(ratio "$issue8" "$(median floor rate)")
+echo "ratio Sigil issue-c8 / floor: $r $(target '>=' 0.33 "$r")"
 echo "ratio Sigil issue-c16 / floor: $(ratio "$(median issue-c16 rate)" "$(median floor rate)")"
-echo "ratio Sigil renew-c8 / floor-renew (with one mTLS handshake): $(ratio "$(median renew-c8 rate)" "$(median floor-renew rate)") (target >= 0.33)"
+r=$(ratio "$(median renew-c8 rate)" "$(median floor-renew rate)")
+echo "ratio Sigil renew-c8 / floor-renew (with one mTLS handshake): $r $(target '>=' 0.33 "$r")"
 if [ -n "$cfssl_url" ]; then
-  echo "ratio Sigil issue-c8 / cfssl-c8: $(ratio "$issue8" "$(median cfssl-c8 rate)") (target > 1)"
+  r=$(ratio "$issue8" "$(median cfssl-c8 rate)")
+  echo "ratio Sigil issue-c8 / cfssl-c8: $r $(target '>' 1 "$r")"
 else
   echo "ratio Sigil issue-c8 / cfssl-c8: na (cfssl not run)"
 fi
-echo "Sigil issue-c8 p99: $(median issue-c8 p99_ms) ms (target < 20 ms)"
+p99=$(median issue-c8 p99_ms)
+echo "Sigil issue-c8 p99: $p99 ms $(target '<' 20 "$p99")"
 if grep -q "^issue-c8-1m " "$results"; then
   seeded="serials in issuance order"
   if [ "$SCALE_RANDOM_SERIALS" = 1 ]; then seeded="random serials, as upgraded"; fi
+  r=$(ratio "$(median issue-c8-1m rate)" "$issue8")
   echo "ratio Sigil issue-c8 on a $SCALE_CERTS-certificate store ($seeded) / on an empty store:" \
-    "$(ratio "$(median issue-c8-1m rate)" "$issue8")" "(target >= 0.90)"
+    "$r $(target '>=' 0.90 "$r")"
+  crl_ms=$(median crl median_ms)
   echo "CRL regeneration, $(values crl entries | head -n 1) entries (store query + signing + storing):" \
-    "$(median crl median_ms) ms (target < 200 ms)"
-  echo "sigil serve start-up on that store: $(grep '^startup scale-store ' "$results" | cut -d' ' -f3) ms (target < 2000 ms)"
+    "$crl_ms ms $(target '<' 200 "$crl_ms")"
+  startup=$(grep '^startup scale-store ' "$results" | cut -d' ' -f3)
+  echo "sigil serve start-up on that store: $startup ms $(target '<' 2000 "$startup")"
 fi
 echo "sigil serve start-up on an empty store: $(median startup-empty ms) ms (median of the runs)"
 for store in empty-store scale-store; do
   # The highest of the runs; no line for a store that was not run (SCALE=0).
   rss=$(grep "^rss $store " "$results" | cut -d' ' -f3 | sort -g | tail -n 1 || true)
   if [ -n "$rss" ]; then
-    echo "server peak resident memory (VmHWM), $store, the highest of its servers: $rss MB (target < 150 MB)"
+    echo "server peak resident memory (VmHWM), $store, the highest of its servers: $rss MB $(target '<' 150 "$rss")"
   fi
 done
