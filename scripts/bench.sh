@@ -227,7 +227,8 @@ median() {
 # Three decimals, cut rather than rounded: rounded, 0.3298 would print as
 # 0.330 beside "target >= 0.33".
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "na" || b == "na" || b + 0 == 0) print "na"; else printf "%.3f", int(a / b * 1000) / 1000 }'; }
-# target OP LIMIT VALUE: "(target OP LIMIT: met)", or "missed", or "na".
+# target OP LIMIT VALUE: "(target OP LIMIT: met)", or "missed", or "na";
+# LIMIT may carry a unit ("20 ms"), which awk's numbers ignore.
 target() {
   awk -v op="$1" -v limit="$2" -v v="$3" 'BEGIN {
     if (v == "na" || v == "") verdict = "na"
@@ -265,7 +266,7 @@ else
   echo "ratio Sigil issue-c8 / cfssl-c8: na (cfssl not run)"
 fi
 p99=$(median issue-c8 p99_ms)
-echo "Sigil issue-c8 p99: $p99 ms $(target '<' 20 "$p99")"
+echo "Sigil issue-c8 p99: $p99 ms $(target '<' '20 ms' "$p99")"
 if grep -q "^issue-c8-1m " "$results"; then
   seeded="serials in issuance order"
   if [ "$SCALE_RANDOM_SERIALS" = 1 ]; then seeded="random serials, as upgraded"; fi
@@ -274,15 +275,15 @@ if grep -q "^issue-c8-1m " "$results"; then
     "$r $(target '>=' 0.90 "$r")"
   crl_ms=$(median crl median_ms)
   echo "CRL regeneration, $(values crl entries | head -n 1) entries (store query + signing + storing):" \
-    "$crl_ms ms $(target '<' 200 "$crl_ms")"
+    "$crl_ms ms $(target '<' '200 ms' "$crl_ms")"
   startup=$(grep '^startup scale-store ' "$results" | cut -d' ' -f3)
-  echo "sigil serve start-up on that store: $startup ms $(target '<' 2000 "$startup")"
+  echo "sigil serve start-up on that store: $startup ms $(target '<' '2000 ms' "$startup")"
 fi
 echo "sigil serve start-up on an empty store: $(median startup-empty ms) ms (median of the runs)"
 for store in empty-store scale-store; do
   # The highest of the runs; no line for a store that was not run (SCALE=0).
   rss=$(grep "^rss $store " "$results" | cut -d' ' -f3 | sort -g | tail -n 1 || true)
   if [ -n "$rss" ]; then
-    echo "server peak resident memory (VmHWM), $store, the highest of its servers: $rss MB $(target '<' 150 "$rss")"
+    echo "server peak resident memory (VmHWM), $store, the highest of its servers: $rss MB $(target '<' '150 MB' "$rss")"
   fi
 done
