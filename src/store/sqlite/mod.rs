@@ -214,8 +214,9 @@ fn write_batches(
         let mut lost = false;
         for job in batch {
             if lost {
-                // Nothing runs outside the batch's transaction.
-                job(None)(true);
+                // Nothing runs outside the batch's transaction: the job
+                // fails with the batch, as one whose commit failed.
+                replies.push(job(None));
                 continue;
             }
             // A job that panics loses its caller's answer (the caller gets
