@@ -94,7 +94,8 @@ impl CaFiles {
         let now = profile::whole_seconds(now);
         let not_before = now - CA_BACKDATE;
         let rcgen_err = |what: &'static str| move |e: rcgen::Error| anyhow!("{what}: {e}");
-        let new_serial = || Serial::generate().map_err(|_| anyhow!("the random source failed"));
+        let new_serial =
+            || Serial::generate_at(now).map_err(|_| anyhow!("the random source failed"));
 
         let root_key = CaKey::new(key_type.generate().map_err(rcgen_err("root key"))?);
         let root_params = profile::root_params(

@@ -97,7 +97,7 @@ pub fn add_root(
     let algorithm =
         CaKey::new(KeyPair::from_pem(files.root_key_pem()).context("root CA key")?).algorithm();
     let key = CaKey::new(KeyPair::generate_for(algorithm).map_err(|e| anyhow!("root key: {e}"))?);
-    let serial = Serial::generate().map_err(|_| anyhow!("the random source failed"))?;
+    let serial = Serial::generate_at(now).map_err(|_| anyhow!("the random source failed"))?;
     let params = profile::root_params(
         &trust_domain,
         &key,

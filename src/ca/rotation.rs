@@ -80,7 +80,7 @@ pub(super) fn rotate_issuing_under(
             .algorithm();
     let key =
         CaKey::new(KeyPair::generate_for(algorithm).map_err(|e| anyhow!("issuing key: {e}"))?);
-    let serial = Serial::generate().map_err(|_| anyhow!("the random source failed"))?;
+    let serial = Serial::generate_at(now).map_err(|_| anyhow!("the random source failed"))?;
     let not_after = (now + lifetime).min(root.not_after());
     let certificate = profile::issuing_params(&key, serial, now - CA_BACKDATE, not_after)
         .signed_by(&key, &root_issuer)
